@@ -1,0 +1,95 @@
+/**
+ * zod schemas: the single source of arc-ttft's data types. Every type here is `z.infer` of its schema.
+ *
+ * @module
+ */
+import { z } from 'zod';
+
+/** Largest grid side ARC allows. */
+export const MAX_GRID_SIZE = 30;
+
+/** One cell: a colour 0–9. */
+export const CellSchema = z
+  .number({ error: 'a cell must be a number' })
+  .int({ error: 'a cell must be an integer 0–9' })
+  .min(0, { error: 'a cell must be an integer 0–9' })
+  .max(9, { error: 'a cell must be an integer 0–9' });
+
+const RowSchema = z
+  .array(CellSchema, { error: 'a row must be an array of cells' })
+  .min(1, { error: 'a row must have at least 1 cell' })
+  .max(MAX_GRID_SIZE, { error: `a row must have at most ${MAX_GRID_SIZE} cells` });
+
+/** A rectangular grid of 1–30 × 1–30 cells, each an integer colour 0–9. Row-major: `grid[row][col]`. */
+export const GridSchema = z
+  .array(RowSchema, { error: 'a grid must be an array of rows' })
+  .min(1, { error: 'a grid must have at least 1 row' })
+  .max(MAX_GRID_SIZE, { error: `a grid must have at most ${MAX_GRID_SIZE} rows` })
+  .superRefine((rows, ctx) => {
+    const width = rows[0]?.length ?? 0;
+    rows.forEach((row, i) => {
+      if (row.length !== width) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [i],
+          message: `ragged grid: row ${i} has ${row.length} cells, row 0 has ${width}`,
+        });
+      }
+    });
+  });
+/** A rectangular grid of colours 0–9. */
+export type Grid = number[][];
+
+/** A train pair. */
+export const ExampleSchema = z.object({ input: GridSchema, output: GridSchema });
+/** A train pair: an input grid and its output grid. */
+export type Example = z.infer<typeof ExampleSchema>;
+
+/** A test pair; its output is known only when solutions are. */
+export const TestExampleSchema = z.object({ input: GridSchema, output: GridSchema.optional() });
+/** A test pair: the input, and the output when known. */
+export type TestExample = z.infer<typeof TestExampleSchema>;
+
+/** One ARC task. */
+export const TaskSchema = z.object({
+  train: z.array(ExampleSchema, { error: 'train must be an array' }).min(1, {
+    error: 'a task needs at least 1 train pair',
+  }),
+  test: z.array(TestExampleSchema, { error: 'test must be an array' }).min(1, {
+    error: 'a task needs at least 1 test input',
+  }),
+});
+/** One ARC task: train pairs and test inputs (with outputs when known). */
+export type Task = z.infer<typeof TaskSchema>;
+
+/**
+ * A task id. It becomes a file name (`<id>.json`), so it must be a single safe path segment:
+ * letters, digits, `_`, `-` and `.`, not starting with `.`.
+ */
+export const TaskIdSchema = z
+  .string()
+  .min(1, { error: 'a task id must not be empty' })
+  .max(128, { error: 'a task id must be at most 128 characters' })
+  .regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/, {
+    error: 'a task id may hold only letters, digits, "_", "-" and "." and must not start with "."',
+  });
+
+/** Task id → task. */
+export const TaskSetSchema = z.record(TaskIdSchema, TaskSchema);
+/** A set of tasks keyed by id (insertion order is kept). */
+export type TaskSet = Record<string, Task>;
+
+/** The two attempts for one test input. */
+export const AttemptsSchema = z.object({ attempt_1: GridSchema, attempt_2: GridSchema });
+/** The two attempts for one test input, Kaggle's shape. */
+export type Attempts = z.infer<typeof AttemptsSchema>;
+
+/** A Kaggle submission: task id → one `{attempt_1, attempt_2}` per test input, in test order. */
+export const SubmissionSchema = z.record(TaskIdSchema, z.array(AttemptsSchema).min(1));
+/** A Kaggle submission: task id → one entry per test input. */
+export type Submission = Record<string, Attempts[]>;
+
+/** A Kaggle solutions file: task id → the test outputs, in test order. */
+export const SolutionsSchema = z.record(TaskIdSchema, z.array(GridSchema).min(1));
+/** Task id → expected test outputs. */
+export type Solutions = Record<string, Grid[]>;
