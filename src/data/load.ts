@@ -1,0 +1,464 @@
+/**
+ * Loading ARC tasks, solutions and submissions from disk (or from in-memory objects), validated, with
+ * errors that name the task id, the source file and the JSON path of the offending field.
+ *
+ * @module
+ */
+import type { Stats } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
+import { ArcTtftError, FileError, ValidationError } from '../errors.js';
+import {
+  AttemptsSchema,
+  type Grid,
+  GridSchema,
+  type Solutions,
+  type Submission,
+  type Task,
+  type TaskSet,
+} from '../schemas.js';
+import {
+  describeFsError,
+  duplicateTopLevelKeys,
+  mapConcurrent,
+  readJsonFile,
+  readJsonFileWithText,
+} from './fs.js';
+import { parseOptions, parseWith, validateTask, validateTaskId } from './validate.js';
+
+/** Files read at once when loading a folder: enough to hide latency, few enough to spare file handles. */
+const READ_CONCURRENCY = 16;
+
+/** Options of {@link loadTasks}. */
+export const LoadOptionsSchema = z.object({
+  /** Path of a Kaggle solutions file (`{id: [grid, …]}`) whose grids become the tasks' test outputs. */
+  solutions: z.string().min(1).optional(),
+  /**
+   * `'strict'` throws the first error; `'lenient'` returns every good task plus one error per bad task.
+   * @default 'strict'
+   */
+  mode: z.enum(['strict', 'lenient']).default('strict'),
+  /** Load only these task ids (kept in source order); an id that is not in the source is an error. */
+  only: z.array(z.string()).optional(),
+  /** Load at most this many tasks (the first ones in source order, after `only`). */
+  limit: z.number().int().positive().optional(),
+});
+/** Options of {@link loadTasks}. */
+export type LoadOptions = z.input<typeof LoadOptionsSchema>;
+
+/** Which layout a task source had. */
+export type LoadFormat = 'folder' | 'challenges' | 'task';
+
+/** An error about one task (or one task's file) found while loading. */
+export type LoadError = ValidationError | FileError;
+
+/** What {@link loadTasks} found. */
+export interface LoadResult {
+  /** The valid tasks, by id, in source order (folders: sorted by file name). */
+  readonly tasks: TaskSet;
+  /** One error per task that was left out (always empty in `'strict'` mode, which throws instead). */
+  readonly errors: readonly LoadError[];
+  /** The path that was loaded. */
+  readonly source: string;
+  /** The layout detected at `source`. */
+  readonly format: LoadFormat;
+}
+
+/**
+ * Loads ARC tasks from `path`, detecting its layout: a folder of `<id>.json` task files, a Kaggle
+ * challenges file (`{id: {train, test}}`), or a single task file (`{train, test}`, id = file name).
+ *
+ * @throws {FileError} when `path` (or the solutions file) is missing, unreadable or not JSON.
+ * @throws {ValidationError} in `'strict'` mode, for the first bad task, naming its id, file and field.
+ */
+export async function loadTasks(path: string, options?: LoadOptions): Promise<LoadResult> {
+  const o = parseOptions(LoadOptionsSchema, options, 'loadTasks');
+  const sink = new ErrorSink(o.mode);
+  let info: Stats;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw new FileError({ path, message: describeFsError(error, 'read'), cause: error });
+  }
+
+  let tasks: TaskSet;
+  let format: LoadFormat;
+  if (info.isDirectory()) {
+    format = 'folder';
+    tasks = await loadFolder(path, o, sink);
+  } else {
+    const { value, text } = await readJsonFileWithText(path);
+    if (isTaskShaped(value)) {
+      format = 'task';
+      const id = basename(path).replace(/\.json$/i, '');
+      const ids = select([id], o, sink, path);
+      tasks = {};
+      if (ids.length > 0) {
+        sink.attempt(() => {
+          const task = validateTask(value, { taskId: validateTaskId(id, { source: path }), source: path });
+          setEntry(tasks, id, task);
+        });
+      }
+    } else {
+      format = 'challenges';
+      tasks = validateChallenges(value, path, o, sink, duplicateTopLevelKeys(text));
+    }
+  }
+
+  if (o.solutions !== undefined) {
+    const { value, text } = await readJsonFileWithText(o.solutions);
+    const solutionsSource = o.solutions;
+    const entries = idRecordEntries(value, solutionsSource, 'solutions');
+    const duplicates = new Set(duplicateTopLevelKeys(text));
+    const merged: TaskSet = {};
+    for (const [id, task] of Object.entries(tasks)) {
+      sink.attempt(() => {
+        if (duplicates.has(id)) throw duplicateIdError(id, solutionsSource);
+        const raw = entries.get(id);
+        if (raw === undefined) {
+          setEntry(merged, id, task);
+          return;
+        }
+        const outputs = parseWith(OutputsSchema, raw, {
+          taskId: id,
+          source: solutionsSource,
+          pathPrefix: key(id),
+        });
+        setEntry(merged, id, mergeOne(id, task, outputs, solutionsSource));
+      });
+    }
+    tasks = merged;
+  }
+
+  return { tasks, errors: sink.errors, source: path, format };
+}
+
+/** Options of {@link loadTaskSetFromObject}. */
+export const LoadObjectOptionsSchema = z.object({
+  /**
+   * Where the object came from, for error messages.
+   * @default '(object)'
+   */
+  source: z.string().default('(object)'),
+});
+/** Options of {@link loadTaskSetFromObject}. */
+export type LoadObjectOptions = z.input<typeof LoadObjectOptionsSchema>;
+
+/**
+ * Validates an in-memory challenges-shaped object (`{id: {train, test}}`) into a {@link TaskSet}. Pure.
+ * The result is a validated copy (unknown fields dropped).
+ *
+ * @throws {ValidationError} for the first bad task id or task, naming the id and field.
+ */
+export function loadTaskSetFromObject(value: unknown, options?: LoadObjectOptions): TaskSet {
+  const o = parseOptions(LoadObjectOptionsSchema, options, 'loadTaskSetFromObject');
+  return validateChallenges(value, o.source, {}, new ErrorSink('strict'), []);
+}
+
+/** Options of {@link mergeSolutions}. */
+export const MergeSolutionsOptionsSchema = z.object({
+  /**
+   * Where the solutions came from, for error messages.
+   * @default '(solutions)'
+   */
+  source: z.string().default('(solutions)'),
+});
+/** Options of {@link mergeSolutions}. */
+export type MergeSolutionsOptions = z.input<typeof MergeSolutionsOptionsSchema>;
+
+/**
+ * Returns a copy of `tasks` whose test outputs are taken from `solutions`. Tasks without solutions are
+ * kept as they are; solutions for ids not in `tasks` are ignored. Pure.
+ *
+ * @throws {ValidationError} naming the task and `test[i].output` when a task's count of outputs differs
+ * from its count of test inputs.
+ */
+export function mergeSolutions(
+  tasks: TaskSet,
+  solutions: Solutions,
+  options?: MergeSolutionsOptions,
+): TaskSet {
+  const o = parseOptions(MergeSolutionsOptionsSchema, options, 'mergeSolutions');
+  const out: TaskSet = {};
+  for (const [id, task] of Object.entries(tasks)) {
+    const outputs = Object.hasOwn(solutions, id) ? solutions[id] : undefined;
+    setEntry(out, id, outputs === undefined ? task : mergeOne(id, task, outputs, o.source));
+  }
+  return out;
+}
+
+/**
+ * Loads and validates a Kaggle submission file (`{id: [{attempt_1, attempt_2}, …]}`).
+ *
+ * @throws {FileError} when the file is missing, unreadable or not JSON.
+ * @throws {ValidationError} naming the task id and path, e.g. `["abc"][0].attempt_1[2]`; also for a task
+ * id that occurs twice in the file.
+ */
+export async function loadSubmission(path: string): Promise<Submission> {
+  const { value, text } = await readJsonFileWithText(path);
+  return parseIdRecord(value, path, EntriesSchema, 'submission', duplicateTopLevelKeys(text));
+}
+
+/**
+ * Loads and validates a Kaggle solutions file (`{id: [grid, …]}`).
+ *
+ * @throws {FileError} when the file is missing, unreadable or not JSON.
+ * @throws {ValidationError} naming the task id and path, e.g. `["abc"][0][3]`; also for a duplicate id.
+ */
+export async function loadSolutions(path: string): Promise<Solutions> {
+  const { value, text } = await readJsonFileWithText(path);
+  return parseIdRecord(value, path, OutputsSchema, 'solutions', duplicateTopLevelKeys(text));
+}
+
+/** Options of {@link parseSubmission} and {@link parseSolutions}. */
+export const ParseSourceOptionsSchema = z.object({
+  /** Where the value came from, for error messages. */
+  source: z.string().optional(),
+});
+/** Options of {@link parseSubmission} and {@link parseSolutions}. */
+export type ParseSourceOptions = z.input<typeof ParseSourceOptionsSchema>;
+
+/** Validates an in-memory submission object; errors name the task and path like `["abc"][0].attempt_1`. Pure. */
+export function parseSubmission(value: unknown, options?: ParseSourceOptions): Submission {
+  const o = parseOptions(ParseSourceOptionsSchema, options, 'parseSubmission');
+  return parseIdRecord(value, o.source, EntriesSchema, 'submission', []);
+}
+
+/** Validates an in-memory solutions object; errors name the task and path like `["abc"][0][3]`. Pure. */
+export function parseSolutions(value: unknown, options?: ParseSourceOptions): Solutions {
+  const o = parseOptions(ParseSourceOptionsSchema, options, 'parseSolutions');
+  return parseIdRecord(value, o.source, OutputsSchema, 'solutions', []);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// internals
+
+const EntriesSchema = z
+  .array(AttemptsSchema, { error: 'expected an array of {attempt_1, attempt_2}' })
+  .min(1, {
+    error: 'a task needs at least 1 entry (one per test input)',
+  });
+const OutputsSchema = z.array(GridSchema, { error: 'expected an array of grids' }).min(1, {
+  error: 'a task needs at least 1 test output',
+});
+
+/** Throws in strict mode; collects one error per bad task in lenient mode. */
+class ErrorSink {
+  readonly errors: LoadError[] = [];
+  constructor(readonly mode: 'strict' | 'lenient') {}
+
+  /** Runs `fn`; a {@link ValidationError} or {@link FileError} it throws is thrown (strict) or kept (lenient). */
+  attempt(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  fail(error: unknown): void {
+    if (this.mode === 'lenient' && (error instanceof ValidationError || error instanceof FileError)) {
+      this.errors.push(error);
+    } else throw error;
+  }
+}
+
+interface Selection {
+  only?: string[] | undefined;
+  limit?: number | undefined;
+}
+
+/** Applies `only` and `limit` to the ids found in a source (keeping source order). */
+function select(ids: readonly string[], o: Selection, sink: ErrorSink, source: string): string[] {
+  let out = ids.slice();
+  if (o.only !== undefined) {
+    const wanted = new Set(o.only);
+    const present = new Set(ids);
+    for (const id of o.only) {
+      if (!present.has(id)) {
+        sink.fail(
+          new ValidationError({
+            taskId: id,
+            source,
+            issues: [{ path: '', message: 'task id given in `only` is not in the source' }],
+          }),
+        );
+      }
+    }
+    out = out.filter((id) => wanted.has(id));
+  }
+  if (o.limit !== undefined) out = out.slice(0, o.limit);
+  return out;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A single task file has array-valued `train`/`test`; in a challenges file those keys would hold tasks. */
+function isTaskShaped(value: unknown): boolean {
+  return isRecord(value) && (Array.isArray(value.train) || Array.isArray(value.test));
+}
+
+/** Sets `obj[id]` as an own data property, so that an id like `__proto__` cannot touch the prototype. */
+function setEntry<T>(obj: Record<string, T>, id: string, value: T): void {
+  Object.defineProperty(obj, id, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */
+function key(id: string): string {
+  return `[${JSON.stringify(id)}]`;
+}
+
+function duplicateIdError(id: string, source: string | undefined): ValidationError {
+  return new ValidationError({
+    taskId: id,
+    source,
+    issues: [
+      {
+        path: key(id),
+        message: `duplicate task id "${id}": the key occurs more than once in the file (JSON keeps only the last)`,
+      },
+    ],
+  });
+}
+
+/** The entries of an id-keyed object (challenges, solutions, submission); throws when it is not an object. */
+function idRecordEntries(value: unknown, source: string | undefined, kind: string): Map<string, unknown> {
+  if (!isRecord(value)) {
+    throw new ValidationError({
+      source,
+      issues: [{ path: '', message: `a ${kind} file must be a JSON object keyed by task id` }],
+    });
+  }
+  return new Map(Object.entries(value));
+}
+
+/** Validates an id-keyed object whose values all match `schema`, strictly. */
+function parseIdRecord<T>(
+  value: unknown,
+  source: string | undefined,
+  schema: z.ZodType<T>,
+  kind: string,
+  duplicates: readonly string[],
+): Record<string, T> {
+  const entries = idRecordEntries(value, source, kind);
+  const dup = duplicates[0];
+  if (dup !== undefined) throw duplicateIdError(dup, source);
+  const out: Record<string, T> = {};
+  for (const [id, entry] of entries) {
+    validateTaskId(id, { source, pathPrefix: key(id) });
+    setEntry(out, id, parseWith(schema, entry, { taskId: id, source, pathPrefix: key(id) }));
+  }
+  return out;
+}
+
+function validateChallenges(
+  value: unknown,
+  source: string,
+  o: Selection,
+  sink: ErrorSink,
+  duplicates: readonly string[],
+): TaskSet {
+  const entries = idRecordEntries(value, source, 'challenges');
+  const dups = new Set(duplicates);
+  const tasks: TaskSet = {};
+  for (const id of select([...entries.keys()], o, sink, source)) {
+    sink.attempt(() => {
+      if (dups.has(id)) throw duplicateIdError(id, source);
+      validateTaskId(id, { source });
+      setEntry(tasks, id, validateTask(entries.get(id), { taskId: id, source }));
+    });
+  }
+  return tasks;
+}
+
+/** A copy of `task` with `outputs` as its test outputs. */
+function mergeOne(id: string, task: Task, outputs: readonly Grid[], source: string): Task {
+  if (outputs.length !== task.test.length) {
+    const i = Math.min(outputs.length, task.test.length);
+    throw new ValidationError({
+      taskId: id,
+      source,
+      issues: [
+        {
+          path: `test[${i}].output`,
+          message: `the solutions have ${outputs.length} output(s) for this task, but it has ${task.test.length} test input(s)`,
+        },
+      ],
+    });
+  }
+  return {
+    train: task.train,
+    test: task.test.map((pair, i) => ({ input: pair.input, output: outputs[i] as Grid })),
+  };
+}
+
+interface FolderFile {
+  id: string;
+  path: string;
+}
+
+async function loadFolder(dir: string, o: Selection, sink: ErrorSink): Promise<TaskSet> {
+  let names: string[];
+  try {
+    const dirents = await readdir(dir, { withFileTypes: true });
+    names = dirents
+      .filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.json$/i.test(d.name))
+      .map((d) => d.name)
+      .sort();
+  } catch (error) {
+    throw new FileError({ path: dir, message: describeFsError(error, 'read'), cause: error });
+  }
+  if (names.length === 0)
+    throw new FileError({ path: dir, message: 'no <id>.json task files in the folder' });
+
+  // `abc.json` and `abc.JSON` name the same task: report the second instead of silently keeping one.
+  const files: FolderFile[] = [];
+  const byId = new Map<string, string>();
+  for (const name of names) {
+    const id = name.slice(0, -'.json'.length);
+    const path = join(dir, name);
+    const first = byId.get(id);
+    if (first !== undefined) {
+      sink.fail(
+        new ValidationError({
+          taskId: id,
+          source: path,
+          issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
+        }),
+      );
+      continue;
+    }
+    byId.set(id, name);
+    files.push({ id, path });
+  }
+
+  const selected = new Set(
+    select(
+      files.map((f) => f.id),
+      o,
+      sink,
+      dir,
+    ),
+  );
+  const chosen = files.filter((f) => selected.has(f.id));
+  const results = await mapConcurrent(chosen, READ_CONCURRENCY, async (file) => {
+    try {
+      validateTaskId(file.id, { source: file.path });
+      return validateTask(await readJsonFile(file.path), { taskId: file.id, source: file.path });
+    } catch (error) {
+      if (error instanceof ArcTtftError) return error;
+      throw error;
+    }
+  });
+
+  const tasks: TaskSet = {};
+  results.forEach((result, i) => {
+    const file = chosen[i] as FolderFile;
+    if (result instanceof ArcTtftError) sink.fail(result);
+    else setEntry(tasks, file.id, result);
+  });
+  return tasks;
+}

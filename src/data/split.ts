@@ -1,0 +1,293 @@
+/**
+ * Splitting a task set into per-task files, and joining per-task predictions into one Kaggle submission.
+ *
+ * @module
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { FileError, ValidationError, type ValidationIssue } from '../errors.js';
+import { cloneGrid } from '../grid.js';
+import { type Attempts, AttemptsSchema, type Grid, type Submission, type TaskSet } from '../schemas.js';
+import { describeFsError, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
+import { parseSubmission } from './load.js';
+import { parseOptions, parseWith, validateTask, validateTaskId } from './validate.js';
+
+/** Files read or written at once. */
+const IO_CONCURRENCY = 16;
+
+/** Options of {@link splitTaskSet}. */
+export const SplitOptionsSchema = z.object({
+  /**
+   * Write known test outputs into the task files (otherwise test pairs hold only their input).
+   * @default true
+   */
+  includeSolutions: z.boolean().default(true),
+  /**
+   * Indent the files (one grid row per line).
+   * @default false
+   */
+  pretty: z.boolean().default(false),
+});
+/** Options of {@link splitTaskSet}. */
+export type SplitOptions = z.input<typeof SplitOptionsSchema>;
+
+/**
+ * Writes one `<outDir>/<id>.json` task file (`{train, test}`) per task, atomically, creating `outDir`.
+ * Every id and task is checked before anything is written, so a bad one leaves the folder untouched.
+ *
+ * @returns the written paths, in task order.
+ * @throws {ValidationError} for an unsafe id (`../x`, `a/b`), ids equal but for case (they would overwrite
+ * each other on case-insensitive file systems), or an invalid task.
+ * @throws {FileError} when a file cannot be written.
+ */
+export async function splitTaskSet(
+  tasks: TaskSet,
+  outDir: string,
+  options?: SplitOptions,
+): Promise<string[]> {
+  const o = parseOptions(SplitOptionsSchema, options, 'splitTaskSet');
+  const byFolded = new Map<string, string>();
+  const jobs = Object.entries(tasks).map(([id, value]) => {
+    const path = taskFilePath(outDir, id);
+    const folded = id.toLowerCase();
+    const other = byFolded.get(folded);
+    if (other !== undefined) {
+      throw new ValidationError({
+        taskId: id,
+        issues: [
+          {
+            path: '',
+            message: `task ids "${other}" and "${id}" differ only by case; their files would collide on case-insensitive file systems`,
+          },
+        ],
+      });
+    }
+    byFolded.set(folded, id);
+    const task = validateTask(value, { taskId: id });
+    const file = {
+      train: task.train,
+      test: task.test.map((pair) =>
+        o.includeSolutions && pair.output !== undefined
+          ? { input: pair.input, output: pair.output }
+          : { input: pair.input },
+      ),
+    };
+    return { path, file };
+  });
+  await mapConcurrent(jobs, IO_CONCURRENCY, (job) =>
+    writeJsonAtomic(job.path, job.file, { pretty: o.pretty }),
+  );
+  return jobs.map((job) => job.path);
+}
+
+/**
+ * Per-task predictions to join: task id → one entry per test input (in test order). A missing task, or a
+ * `null`/`undefined` entry, is filled by the fallback.
+ */
+export type Predictions = Record<string, ReadonlyArray<Attempts | null | undefined> | null | undefined>;
+
+/** Options of {@link joinPredictions}. */
+export const JoinOptionsSchema = z.object({
+  /**
+   * What fills a test input without a prediction: `'input'` copies the test input (it scores on
+   * identity-like tasks), `'zeros'` writes `[[0]]`.
+   * @default 'input'
+   */
+  fallback: z.enum(['input', 'zeros']).default('input'),
+});
+/** Options of {@link joinPredictions}. */
+export type JoinOptions = z.input<typeof JoinOptionsSchema>;
+
+/** One submission entry that was filled by the fallback. */
+export interface FilledEntry {
+  readonly taskId: string;
+  readonly testIndex: number;
+}
+
+/** What {@link joinPredictions} made. */
+export interface JoinResult {
+  /** Every task of the set, with one `{attempt_1, attempt_2}` per test input. */
+  readonly submission: Submission;
+  /** The entries that had no prediction and were filled by the fallback, in submission order. */
+  readonly filled: readonly FilledEntry[];
+}
+
+/**
+ * Joins per-task predictions into a complete Kaggle submission: every task of `tasks`, one entry per test
+ * input, both attempts; gaps are filled by the fallback and listed in `filled`. Pure (grids are copied).
+ *
+ * @throws {ValidationError} naming the id and path for predictions of a task not in `tasks`, more entries
+ * than test inputs, or a malformed entry (e.g. `["abc"][0].attempt_2[1]`).
+ */
+export function joinPredictions(tasks: TaskSet, predictions: Predictions, options?: JoinOptions): JoinResult {
+  const o = parseOptions(JoinOptionsSchema, options, 'joinPredictions');
+  const unknownIds = Object.keys(predictions).filter((id) => !Object.hasOwn(tasks, id));
+  if (unknownIds.length > 0) {
+    throw new ValidationError({
+      taskId: unknownIds[0],
+      source: 'predictions',
+      issues: unknownIds.map((id) => ({
+        path: key(id),
+        message: 'predictions for a task that is not in the task set',
+      })),
+    });
+  }
+
+  const submission: Submission = {};
+  const filled: FilledEntry[] = [];
+  for (const [id, task] of Object.entries(tasks)) {
+    const entries = Object.hasOwn(predictions, id) ? predictions[id] : undefined;
+    if (entries !== undefined && entries !== null && !Array.isArray(entries)) {
+      throw new ValidationError({
+        taskId: id,
+        source: 'predictions',
+        issues: [{ path: key(id), message: 'expected an array with one entry per test input' }],
+      });
+    }
+    const list = entries ?? [];
+    if (list.length > task.test.length) {
+      throw new ValidationError({
+        taskId: id,
+        source: 'predictions',
+        issues: [
+          {
+            path: `${key(id)}[${task.test.length}]`,
+            message: `${list.length} prediction entries, but the task has ${task.test.length} test input(s)`,
+          },
+        ],
+      });
+    }
+    const out = task.test.map((pair, i): Attempts => {
+      const entry = list[i];
+      if (entry === undefined || entry === null) {
+        filled.push({ taskId: id, testIndex: i });
+        const grid: Grid = o.fallback === 'input' ? pair.input : [[0]];
+        return { attempt_1: cloneGrid(grid), attempt_2: cloneGrid(grid) };
+      }
+      const attempts = parseWith(AttemptsSchema, entry, {
+        taskId: id,
+        source: 'predictions',
+        pathPrefix: `${key(id)}[${i}]`,
+      });
+      return { attempt_1: cloneGrid(attempts.attempt_1), attempt_2: cloneGrid(attempts.attempt_2) };
+    });
+    setEntry(submission, id, out);
+  }
+  return { submission, filled };
+}
+
+/** Options of {@link writeSubmission}. */
+export const WriteSubmissionOptionsSchema = z.object({
+  /**
+   * Indent the file (one grid row per line). Kaggle accepts either.
+   * @default false
+   */
+  pretty: z.boolean().default(false),
+});
+/** Options of {@link writeSubmission}. */
+export type WriteSubmissionOptions = z.input<typeof WriteSubmissionOptionsSchema>;
+
+/**
+ * Validates `submission` against the submission schema, then writes it to `path` atomically.
+ *
+ * @throws {ValidationError} naming the task and path of a malformed entry (nothing is written).
+ * @throws {FileError} when the file cannot be written.
+ */
+export async function writeSubmission(
+  path: string,
+  submission: Submission,
+  options?: WriteSubmissionOptions,
+): Promise<void> {
+  const o = parseOptions(WriteSubmissionOptionsSchema, options, 'writeSubmission');
+  const valid = parseSubmission(submission, { source: path });
+  await writeJsonAtomic(path, valid, { pretty: o.pretty });
+}
+
+/**
+ * Checks that `submission` is one Kaggle's scorer accepts for `tasks`: well-formed, every task id present,
+ * no extra ids, and exactly one entry per test input.
+ *
+ * @throws {ValidationError} listing every problem (`issues`); `taskId` and `path` name the first.
+ */
+export function checkSubmission(submission: Submission, tasks: TaskSet): void {
+  const valid = parseSubmission(submission, { source: 'submission' });
+  const issues: ValidationIssue[] = [];
+  let firstId: string | undefined;
+  const note = (id: string, issue: ValidationIssue): void => {
+    firstId ??= id;
+    issues.push(issue);
+  };
+  for (const [id, task] of Object.entries(tasks)) {
+    const entries = Object.hasOwn(valid, id) ? valid[id] : undefined;
+    if (entries === undefined) {
+      note(id, { path: key(id), message: 'task is missing from the submission' });
+    } else if (entries.length !== task.test.length) {
+      note(id, {
+        path: key(id),
+        message: `${entries.length} entries, but the task has ${task.test.length} test input(s)`,
+      });
+    }
+  }
+  for (const id of Object.keys(valid)) {
+    if (!Object.hasOwn(tasks, id)) note(id, { path: key(id), message: 'task id is not in the task set' });
+  }
+  if (issues.length > 0) throw new ValidationError({ taskId: firstId, source: 'submission', issues });
+}
+
+const PredictionFileSchema = z.array(AttemptsSchema.nullable(), {
+  error: 'a prediction file must be an array with one {attempt_1, attempt_2} (or null) per test input',
+});
+
+/**
+ * Reads a folder of per-task prediction files `<id>.json` (each `[{attempt_1, attempt_2}, …]`, `null` for
+ * a test input without a prediction) into the shape {@link joinPredictions} takes. Other files are ignored.
+ *
+ * @throws {FileError} when the folder or a file cannot be read or is not JSON.
+ * @throws {ValidationError} naming the task, file and path (e.g. `[0].attempt_1[2]`) of a malformed entry.
+ */
+export async function readPredictionFolder(dir: string): Promise<Predictions> {
+  let names: string[];
+  try {
+    names = (await readdir(dir, { withFileTypes: true }))
+      .filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.json$/i.test(d.name))
+      .map((d) => d.name)
+      .sort();
+  } catch (error) {
+    throw new FileError({ path: dir, message: describeFsError(error, 'read'), cause: error });
+  }
+  const seen = new Map<string, string>();
+  const files = names.map((name) => {
+    const id = name.slice(0, -'.json'.length);
+    const path = join(dir, name);
+    validateTaskId(id, { source: path });
+    const first = seen.get(id);
+    if (first !== undefined) {
+      throw new ValidationError({
+        taskId: id,
+        source: path,
+        issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
+      });
+    }
+    seen.set(id, name);
+    return { id, path };
+  });
+  const parsed = await mapConcurrent(files, IO_CONCURRENCY, async (file) =>
+    parseWith(PredictionFileSchema, await readJsonFile(file.path), { taskId: file.id, source: file.path }),
+  );
+  const out: Record<string, Array<Attempts | null>> = {};
+  files.forEach((file, i) => {
+    setEntry(out, file.id, parsed[i] as Array<Attempts | null>);
+  });
+  return out;
+}
+
+/** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */
+function key(id: string): string {
+  return `[${JSON.stringify(id)}]`;
+}
+
+/** Sets `obj[id]` as an own data property, so that an id like `__proto__` cannot touch the prototype. */
+function setEntry<T>(obj: Record<string, T>, id: string, value: T): void {
+  Object.defineProperty(obj, id, { value, enumerable: true, writable: true, configurable: true });
+}

@@ -1,0 +1,204 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readJsonFile, writeJsonAtomic } from '../src/data/fs.js';
+import {
+  type LoadResult,
+  loadSolutions,
+  loadSubmission,
+  loadTaskSetFromObject,
+  loadTasks,
+  mergeSolutions,
+} from '../src/data/load.js';
+import { ValidationError } from '../src/errors.js';
+import { ARC1_EVALUATION, ARC1_TRAINING, KAGGLE, ROOT } from './helpers.js';
+
+const challenges = (name: string) => join(KAGGLE, `arc-agi_${name}_challenges.json`);
+const solutions = (name: string) => join(KAGGLE, `arc-agi_${name}_solutions.json`);
+const SAMPLE = join(ROOT, 'data/sample');
+
+function countTests(result: LoadResult): { tests: number; withOutput: number } {
+  let tests = 0;
+  let withOutput = 0;
+  for (const task of Object.values(result.tasks)) {
+    for (const pair of task.test) {
+      tests++;
+      if (pair.output !== undefined) withOutput++;
+    }
+  }
+  return { tests, withOutput };
+}
+
+describe('loadTasks on the real ARC data', () => {
+  let arc1Eval: LoadResult;
+  let kaggleEval: LoadResult;
+
+  beforeAll(async () => {
+    [arc1Eval, kaggleEval] = await Promise.all([
+      loadTasks(ARC1_EVALUATION),
+      loadTasks(challenges('evaluation'), { solutions: solutions('evaluation') }),
+    ]);
+  });
+
+  it('loads the 400 ARC-AGI-1 training and 400 evaluation task files as folders', async () => {
+    const training = await loadTasks(ARC1_TRAINING);
+    expect(training.format).toBe('folder');
+    expect(Object.keys(training.tasks)).toHaveLength(400);
+    expect(arc1Eval.format).toBe('folder');
+    expect(Object.keys(arc1Eval.tasks)).toHaveLength(400);
+    expect(arc1Eval.errors).toEqual([]);
+    // Task files carry their test outputs.
+    for (const result of [training, arc1Eval]) {
+      const { tests, withOutput } = countTests(result);
+      expect(withOutput).toBe(tests);
+    }
+    expect(Object.keys(training.tasks)).toContain('007bbfb7');
+  });
+
+  it('merges the Kaggle 2024 challenges with their solutions: every test output present', async () => {
+    const training = await loadTasks(challenges('training'), { solutions: solutions('training') });
+    for (const result of [training, kaggleEval]) {
+      expect(result.format).toBe('challenges');
+      expect(Object.keys(result.tasks)).toHaveLength(400);
+      const { tests, withOutput } = countTests(result);
+      expect(tests).toBeGreaterThanOrEqual(400);
+      expect(withOutput).toBe(tests);
+    }
+  });
+
+  it('gives the same tasks for the Kaggle evaluation file + solutions as for the ARC-AGI-1 folder', () => {
+    expect(kaggleEval.tasks).toEqual(arc1Eval.tasks);
+  });
+
+  it('loads the 100 test challenges without outputs', async () => {
+    const test = await loadTasks(challenges('test'));
+    expect(Object.keys(test.tasks)).toHaveLength(100);
+    expect(countTests(test).withOutput).toBe(0);
+  });
+
+  it('loads a single task file, its id taken from the file name', async () => {
+    const result = await loadTasks(join(ARC1_EVALUATION, '0c786b71.json'));
+    expect(result.format).toBe('task');
+    expect(Object.keys(result.tasks)).toEqual(['0c786b71']);
+    expect(result.tasks['0c786b71']).toEqual(arc1Eval.tasks['0c786b71']);
+  });
+
+  it('selects ids with only and limit, keeping source order', async () => {
+    const ids = Object.keys(kaggleEval.tasks);
+    const limited = await loadTasks(challenges('evaluation'), { limit: 5 });
+    expect(Object.keys(limited.tasks)).toEqual(ids.slice(0, 5));
+    const wanted = [ids[10]!, ids[3]!, ids[7]!];
+    const only = await loadTasks(ARC1_EVALUATION, { only: wanted, limit: 2 });
+    expect(Object.keys(only.tasks)).toEqual([ids[3], ids[7]]);
+    await expect(loadTasks(ARC1_EVALUATION, { only: ['00000000'] })).rejects.toMatchObject({
+      name: 'ValidationError',
+      taskId: '00000000',
+    });
+  });
+
+  it('loads the bundled sample: 6 small evaluation tasks with solutions', async () => {
+    const sample = await loadTasks(join(SAMPLE, 'challenges.json'), {
+      solutions: join(SAMPLE, 'solutions.json'),
+    });
+    const ids = Object.keys(sample.tasks);
+    expect(ids).toHaveLength(6);
+    for (const id of ids) {
+      const task = sample.tasks[id]!;
+      expect(task.train.length).toBeGreaterThanOrEqual(3);
+      expect(task.train.length).toBeLessThanOrEqual(4);
+      expect(task.test).toHaveLength(1);
+      for (const pair of [...task.train, ...task.test]) {
+        for (const grid of [pair.input, pair.output!]) {
+          expect(grid.length).toBeLessThanOrEqual(10);
+          expect(grid[0]!.length).toBeLessThanOrEqual(10);
+        }
+      }
+      // Copied unchanged from ARC-AGI-1 evaluation.
+      expect(task).toEqual(arc1Eval.tasks[id]);
+    }
+  });
+
+  it('loadTaskSetFromObject and mergeSolutions validate in-memory objects', async () => {
+    const raw = await readJsonFile(join(SAMPLE, 'challenges.json'));
+    const tasks = loadTaskSetFromObject(raw, { source: 'sample' });
+    expect(Object.keys(tasks)).toHaveLength(6);
+    const sols = await loadSolutions(join(SAMPLE, 'solutions.json'));
+    const merged = mergeSolutions(tasks, sols);
+    for (const [id, task] of Object.entries(merged)) expect(task.test[0]!.output).toEqual(sols[id]![0]);
+    // The input is not mutated.
+    expect(Object.values(tasks).every((t) => t.test[0]!.output === undefined)).toBe(true);
+    expect(() => loadTaskSetFromObject([1, 2], { source: 'arr' })).toThrow(ValidationError);
+  });
+
+  it('loadSolutions and loadSubmission read the real Kaggle files', async () => {
+    const sols = await loadSolutions(solutions('evaluation'));
+    expect(Object.keys(sols)).toHaveLength(400);
+    const sample = await loadSubmission(join(KAGGLE, 'sample_submission.json'));
+    expect(Object.keys(sample)).toHaveLength(100);
+    for (const entries of Object.values(sample)) {
+      for (const e of entries) expect(Object.keys(e).sort()).toEqual(['attempt_1', 'attempt_2']);
+    }
+  });
+});
+
+describe('writeJsonAtomic', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'arc-ttft-fs-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes into new parent folders, replaces the target and leaves no temp files', async () => {
+    const target = join(dir, 'a/b/out.json');
+    await writeJsonAtomic(target, { x: [[1, 2]] });
+    writeFileSync(join(dir, 'a/b/other.txt'), 'keep');
+    await Promise.all(Array.from({ length: 8 }, (_, i) => writeJsonAtomic(target, { i })));
+    expect(readdirSync(join(dir, 'a/b')).sort()).toEqual(['other.txt', 'out.json']);
+    // Whatever write won, the file is one complete value.
+    const value = JSON.parse(await readFile(target, 'utf8')) as { i: number };
+    expect(value.i).toBeGreaterThanOrEqual(0);
+    expect(value.i).toBeLessThan(8);
+  });
+
+  it('pretty-prints grids one row per line', async () => {
+    const target = join(dir, 'pretty.json');
+    await writeJsonAtomic(
+      target,
+      {
+        train: [
+          {
+            input: [
+              [1, 2],
+              [3, 4],
+            ],
+          },
+        ],
+      },
+      { pretty: true },
+    );
+    const text = await readFile(target, 'utf8');
+    expect(text).toContain('\n        [1,2],\n        [3,4]\n');
+    expect(JSON.parse(text)).toEqual({
+      train: [
+        {
+          input: [
+            [1, 2],
+            [3, 4],
+          ],
+        },
+      ],
+    });
+  });
+
+  it('fails with a FileError and no temp file when the target is a folder', async () => {
+    const target = join(dir, 'isdir');
+    await writeJsonAtomic(join(target, 'inner.json'), 1);
+    await expect(writeJsonAtomic(target, { a: 1 })).rejects.toMatchObject({
+      name: 'FileError',
+      path: target,
+    });
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});

@@ -1,0 +1,171 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { joinCommand } from '../src/cli/commands/join.js';
+import { splitCommand } from '../src/cli/commands/split.js';
+import { readJsonFile } from '../src/data/fs.js';
+import { loadSolutions, loadSubmission, loadTasks } from '../src/data/load.js';
+import {
+  checkSubmission,
+  joinPredictions,
+  type Predictions,
+  readPredictionFolder,
+  splitTaskSet,
+  writeSubmission,
+} from '../src/data/split.js';
+import type { Solutions, Submission, TaskSet } from '../src/schemas.js';
+import { KAGGLE, ROOT } from './helpers.js';
+
+const EVAL_CHALLENGES = join(KAGGLE, 'arc-agi_evaluation_challenges.json');
+const EVAL_SOLUTIONS = join(KAGGLE, 'arc-agi_evaluation_solutions.json');
+const TEST_CHALLENGES = join(KAGGLE, 'arc-agi_test_challenges.json');
+const SAMPLE = join(ROOT, 'data/sample');
+
+let tmp: string;
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'arc-ttft-split-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('split then join on the Kaggle evaluation set', () => {
+  let evalSet: TaskSet;
+  let sols: Solutions;
+  beforeAll(async () => {
+    evalSet = (await loadTasks(EVAL_CHALLENGES, { solutions: EVAL_SOLUTIONS })).tasks;
+    sols = await loadSolutions(EVAL_SOLUTIONS);
+  });
+
+  it('splits into one file per task that loads back as the same set', async () => {
+    const out = join(tmp, 'eval-split');
+    const paths = await splitTaskSet(evalSet, out);
+    expect(paths).toHaveLength(400);
+    expect(readdirSync(out).sort()).toEqual(
+      Object.keys(evalSet)
+        .map((id) => `${id}.json`)
+        .sort(),
+    );
+    const back = await loadTasks(out);
+    expect(back.format).toBe('folder');
+    expect(back.tasks).toEqual(evalSet);
+  });
+
+  it('can leave the test outputs out', async () => {
+    const out = join(tmp, 'eval-nosol');
+    const id = Object.keys(evalSet)[0]!;
+    await splitTaskSet({ [id]: evalSet[id]! }, out, { includeSolutions: false });
+    const file = (await readJsonFile(join(out, `${id}.json`))) as { test: object[] };
+    expect(file.test.every((pair) => !('output' in pair))).toBe(true);
+  });
+
+  it('joins the solutions as both attempts into a submission Kaggle would accept', async () => {
+    const predictions: Predictions = {};
+    for (const [id, outputs] of Object.entries(sols)) {
+      predictions[id] = outputs.map((grid) => ({ attempt_1: grid, attempt_2: grid }));
+    }
+    const { submission, filled } = joinPredictions(evalSet, predictions);
+    expect(filled).toEqual([]);
+    checkSubmission(submission, evalSet);
+    for (const [id, entries] of Object.entries(submission)) {
+      expect(entries.map((e) => e.attempt_1)).toEqual(sols[id]);
+      expect(entries.map((e) => e.attempt_2)).toEqual(sols[id]);
+    }
+    const path = join(tmp, 'eval-submission.json');
+    await writeSubmission(path, submission);
+    expect(await loadSubmission(path)).toEqual(submission);
+  });
+
+  it('fills gaps by the fallback and reports them', () => {
+    const [a, b] = Object.keys(evalSet) as [string, string];
+    const solved = sols[a]!.map((grid) => ({ attempt_1: grid, attempt_2: grid }));
+    const { submission, filled } = joinPredictions(
+      { [a]: evalSet[a]!, [b]: evalSet[b]! },
+      { [a]: solved, [b]: [null] },
+      { fallback: 'zeros' },
+    );
+    expect(submission[a]).toEqual(solved);
+    expect(filled[0]).toEqual({ taskId: b, testIndex: 0 });
+    expect(filled).toHaveLength(evalSet[b]!.test.length);
+    expect(submission[b]![0]).toEqual({ attempt_1: [[0]], attempt_2: [[0]] });
+  });
+});
+
+describe('joinPredictions with no predictions', () => {
+  it('matches sample_submission.json: every test task and test index, fallback = the test input', async () => {
+    const tasks = (await loadTasks(TEST_CHALLENGES)).tasks;
+    const sample = (await readJsonFile(join(KAGGLE, 'sample_submission.json'))) as Submission;
+    const { submission, filled } = joinPredictions(tasks, {});
+    expect(Object.keys(submission)).toEqual(Object.keys(sample));
+    for (const [id, entries] of Object.entries(sample)) expect(submission[id]).toHaveLength(entries.length);
+    const total = Object.values(sample).reduce((n, e) => n + e.length, 0);
+    expect(filled).toHaveLength(total);
+    for (const [id, task] of Object.entries(tasks)) {
+      task.test.forEach((pair, i) => {
+        expect(submission[id]![i]).toEqual({ attempt_1: pair.input, attempt_2: pair.input });
+        // Copies, so that editing the submission cannot corrupt the tasks.
+        expect(submission[id]![i]!.attempt_1).not.toBe(pair.input);
+      });
+    }
+    checkSubmission(submission, tasks);
+    checkSubmission(sample, tasks);
+  });
+});
+
+describe('readPredictionFolder', () => {
+  it('reads <id>.json prediction files, null marking a missing entry', async () => {
+    const dir = join(tmp, 'preds');
+    mkdirSync(dir);
+    const grid = [[1, 2]];
+    writeFileSync(join(dir, 'abc.json'), JSON.stringify([{ attempt_1: grid, attempt_2: grid }, null]));
+    writeFileSync(join(dir, 'notes.txt'), 'ignored');
+    expect(await readPredictionFolder(dir)).toEqual({ abc: [{ attempt_1: grid, attempt_2: grid }, null] });
+  });
+});
+
+describe('CLI split and join', () => {
+  it('split writes the sample tasks; join writes a submission and reports the fallback count', async () => {
+    const out = join(tmp, 'cli-split');
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      await splitCommand().parseAsync(
+        [join(SAMPLE, 'challenges.json'), '--out', out, '--solutions', join(SAMPLE, 'solutions.json')],
+        { from: 'user' },
+      );
+      expect(readdirSync(out)).toHaveLength(6);
+      expect(String(stdout.mock.calls.at(-1)?.[0])).toContain('wrote 6 task files');
+
+      // Predictions for one task only: the other five are filled from their test inputs.
+      const preds = join(tmp, 'cli-preds');
+      mkdirSync(preds);
+      const sols = await loadSolutions(join(SAMPLE, 'solutions.json'));
+      const [id, outputs] = Object.entries(sols)[0]!;
+      writeFileSync(
+        join(preds, `${id}.json`),
+        JSON.stringify(outputs.map((g) => ({ attempt_1: g, attempt_2: g }))),
+      );
+      const subPath = join(tmp, 'cli-submission.json');
+      await joinCommand().parseAsync(['--tasks', out, '--predictions', preds, '--out', subPath], {
+        from: 'user',
+      });
+      expect(String(stdout.mock.calls.at(-1)?.[0])).toContain('5 entries (in 5 tasks) filled by fallback');
+    } finally {
+      stdout.mockRestore();
+    }
+    const tasks = (await loadTasks(out)).tasks;
+    const submission = await loadSubmission(join(tmp, 'cli-submission.json'));
+    checkSubmission(submission, tasks);
+    expect(process.exitCode ?? 0).toBe(0);
+  });
+
+  it('prints a typed error and sets exit code 1 on bad input', async () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await splitCommand().parseAsync([join(tmp, 'missing.json'), '--out', join(tmp, 'x')], { from: 'user' });
+      expect(process.exitCode).toBe(1);
+      expect(String(stderr.mock.calls[0]?.[0])).toMatch(/missing\.json: file not found/);
+    } finally {
+      stderr.mockRestore();
+      process.exitCode = 0;
+    }
+  });
+});
