@@ -1,0 +1,57 @@
+// `npm test`: everything a fresh clone needs, then every test. Installs npm deps and the Python venv
+// when missing, lints, type-checks, builds, runs vitest and pytest, and ends with one summary line.
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, build, ensureNodeModules, ensurePython, readJson, run } from './lib.mjs';
+
+const started = Date.now();
+ensureNodeModules();
+run('npx', ['biome', 'check', '.']);
+run('npx', ['tsc', '--noEmit']);
+build();
+const python = await ensurePython();
+
+const reports = join(ROOT, '.cache/test-reports');
+rmSync(reports, { recursive: true, force: true });
+mkdirSync(reports, { recursive: true });
+const env = { PYTHON_BIN: python, ARC_TTFT_PYTHON: python };
+
+const vitestStatus = run(
+  'npx',
+  ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${join(reports, 'vitest.json')}`],
+  { env, allowFail: true },
+);
+const pytestStatus = run(
+  python,
+  ['-m', 'pytest', 'python/tests', '-q', `--junitxml=${join(reports, 'pytest.xml')}`],
+  { env, allowFail: true },
+);
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+try {
+  const v = readJson(join(reports, 'vitest.json'));
+  passed += v.numPassedTests;
+  failed += v.numFailedTests;
+  skipped += v.numPendingTests + (v.numTodoTests ?? 0);
+} catch {
+  failed += 1; // no report: vitest itself failed to run
+}
+try {
+  const { readFileSync } = await import('node:fs');
+  const xml = readFileSync(join(reports, 'pytest.xml'), 'utf8');
+  const attr = (name) => Number(new RegExp(`<testsuite[^>]* ${name}="(\\d+)"`).exec(xml)?.[1] ?? 0);
+  const total = attr('tests');
+  const bad = attr('failures') + attr('errors');
+  const skip = attr('skipped');
+  passed += total - bad - skip;
+  failed += bad;
+  skipped += skip;
+} catch {
+  failed += 1;
+}
+const minutes = ((Date.now() - started) / 60000).toFixed(1);
+console.log(`\nvitest exit ${vitestStatus}, pytest exit ${pytestStatus}, ${minutes} min`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(vitestStatus === 0 && pytestStatus === 0 && failed === 0 ? 0 : 1);
