@@ -9,6 +9,15 @@ export default defineConfig([
     clean: true,
     target: 'node20',
     shims: true,
+    // p-queue is ESM-only: bundle it so the CJS build also works on Node < 20.19 (no require(esm)).
+    noExternal: ['p-queue', 'p-timeout', 'eventemitter3'],
+  },
+  {
+    // The bridge forks this script to host pythonia (see src/bridge/host.ts).
+    entry: { 'bridge-host': 'src/bridge/host.ts' },
+    format: ['esm'],
+    sourcemap: true,
+    target: 'node20',
   },
   {
     // The CLI is ESM only; it is an executable, not an import target.

@@ -12,7 +12,8 @@ export type ArcTtftErrorCode =
   | 'task_too_long'
   | 'bridge_error'
   | 'timeout'
-  | 'file_error';
+  | 'file_error'
+  | 'setup_error';
 
 /** Base class of every error arc-ttft throws. */
 export class ArcTtftError extends Error {
@@ -151,4 +152,35 @@ export class FileError extends ArcTtftError {
 /** True when `value` is any arc-ttft error. */
 export function isArcTtftError(value: unknown): value is ArcTtftError {
   return value instanceof ArcTtftError;
+}
+
+/** Why setting up the Python environment failed. */
+export type SetupFailure =
+  | 'python_missing'
+  | 'python_too_old'
+  | 'venv_unavailable'
+  | 'venv_failed'
+  | 'pip_failed'
+  | 'unsafe_dir';
+
+/**
+ * The Python environment could not be set up: the base interpreter is missing or too old, lacks
+ * `venv`/`pip`, or `pip install` failed (`output` holds the tail of its output).
+ */
+export class SetupError extends ArcTtftError {
+  override readonly code = 'setup_error' as const;
+  readonly reason: SetupFailure;
+  /** Tail of the failing command's output, when a command failed. */
+  readonly output: string | undefined;
+
+  constructor(params: {
+    reason: SetupFailure;
+    message: string;
+    output?: string | undefined;
+    cause?: unknown;
+  }) {
+    super(params.message, { cause: params.cause });
+    this.reason = params.reason;
+    this.output = params.output;
+  }
 }

@@ -1,0 +1,50 @@
+/**
+ * `arc-ttft setup`: create (or reuse) the engine's Python venv and install its pinned requirements.
+ *
+ * @module
+ */
+import { Command } from 'commander';
+import { ArcTtftError } from '../../errors.js';
+import { ensurePythonEnv } from '../../setup/env.js';
+
+interface SetupFlags {
+  venv?: string;
+  python?: string;
+  requirements?: string;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+/** Builds the `setup` subcommand: progress on stderr, the venv's python path on stdout. */
+export function setupCommand(): Command {
+  return new Command('setup')
+    .description('create the Python venv for the engine and install its pinned requirements')
+    .option('--venv <dir>', 'venv folder (default: $ARC_TTFT_VENV, else a per-user cache folder)')
+    .option('--python <bin>', 'base Python 3.10+ that creates the venv (default: $PYTHON_BIN, else python3)')
+    .option('--requirements <file>', "requirements file (default: the package's python/requirements.txt)")
+    .option('--force', 'delete and recreate the venv even when it is up to date')
+    .option('-q, --quiet', 'print only the python path')
+    .action(async (flags: SetupFlags) => {
+      try {
+        const env = await ensurePythonEnv(
+          {
+            venvDir: flags.venv,
+            pythonBin: flags.python,
+            requirementsFile: flags.requirements,
+            force: flags.force === true,
+          },
+          flags.quiet === true ? undefined : (line) => process.stderr.write(`${line}\n`),
+        );
+        if (flags.quiet !== true) {
+          const what = env.reused ? 'up to date' : env.created ? 'created' : 'updated';
+          process.stderr.write(`venv ${what}: ${env.venvDir} (Python ${env.pythonVersion})\n`);
+          process.stderr.write(`use it with: export PYTHON_BIN=${env.python}\n`);
+        }
+        process.stdout.write(`${env.python}\n`);
+      } catch (error) {
+        if (!(error instanceof ArcTtftError)) throw error;
+        process.stderr.write(`error: ${error.message}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

@@ -1,0 +1,27 @@
+/**
+ * Python environment setup: find a suitable interpreter, create the engine's venv and install its
+ * pinned requirements.
+ *
+ * @module
+ */
+export {
+  ensurePythonEnv,
+  type PythonEnv,
+  type PythonEnvOptions,
+  PythonEnvOptionsSchema,
+  type ResolvePythonOptions,
+  ResolvePythonOptionsSchema,
+  requirementsHash,
+  resolvePythonBin,
+  VENV_MARKER,
+  venvCacheDir,
+  venvPython,
+} from './env.js';
+export {
+  type CommandResult,
+  findExecutable,
+  MIN_PYTHON,
+  type PythonInfo,
+  probePython,
+  runCommand,
+} from './python.js';
