@@ -1,0 +1,456 @@
+"""The engine's one entry point for the TypeScript bridge: ``dispatch(method, payload_json) -> str``.
+
+One engine per process: module-level state keeps the base model, tokenizer and LoRA adapter loaded across calls.
+Every call returns a JSON string, never raises (except ``KeyboardInterrupt``/``SystemExit``, which must still stop
+the process)::
+
+    {"ok": true,  "result": {...}}
+    {"ok": false, "error": {"type": "PayloadError", "message": "train.steps: is required", "traceback": "..."}}
+
+Payload fields are snake_case; ``null`` means "use the default"; unknown fields are a ``PayloadError`` naming them.
+Non-finite floats (a diverged loss) come back as ``null``.
+
+=============== =================================================================== ====================================
+method          payload (defaults)                                                  result
+=============== =================================================================== ====================================
+ping            {}                                                                  pid, python, torch, transformers,
+                                                                                    peft, cuda_available, device_count,
+                                                                                    loaded
+load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|         model_type, n_params, n_trainable,
+                'float16'; 'auto'), device ('auto'|'cpu'|'cuda'|'cuda:N';           vocab_size, device, dtype,
+                'auto'), lora {r (16), alpha (32), dropout (0), target_modules      max_position_embeddings, eos_token,
+                ('all-linear' or [names]), modules_to_save ([names]|null)},         pad_token, lora {...}, seconds
+                adapter_init (adapter folder|null), seed (0),
+                gradient_checkpointing (false)
+reset_adapter   seed (null = the load seed)                                         seconds
+train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
+                lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
+                (8192), max_grad_norm (1.0; 0 = off), seed (0)                      seconds
+generate        prompts [str], max_new_tokens, do_sample (false), temperature (1),  outputs [{text, n_tokens,
+                top_p (1), seed (0), batch_size (null = all), stop ([str])          mean_logprob, finish_reason}],
+                                                                                    tokens, seconds
+count_tokens    texts [str]                                                         counts [int]
+save_adapter    path                                                                path (absolute), files
+load_adapter    path                                                                {}
+make_tiny_model path, hidden_size (64), num_layers (2), num_heads (4),              path, n_params
+                num_kv_heads (=num_heads), intermediate_size (4×hidden),
+                max_position_embeddings (8192), initializer_range (0.1), seed (0)
+status          {}                                                                  loaded, model, device, dtype,
+                                                                                    adapter_init, lora, n_params,
+                                                                                    n_trainable, memory {rss_bytes,
+                                                                                    cuda_*_bytes}
+unload          {}                                                                  unloaded (bool)
+debug_sleep     seconds                                                             slept
+debug_raise     message                                                             (raises ValueError)
+debug_crash     code (1)                                                            (the process exits with ``code``)
+=============== =================================================================== ====================================
+
+Notes. ``load_model`` replaces any loaded model. With ``adapter_init`` the adapter and its LoRA settings come from
+that PEFT folder (``lora`` is ignored) and ``reset_adapter`` always restores exactly it. Token counts: prompts and
+answers are tokenised as raw text without special tokens; a training sample is ``prompt + answer + 1`` (EOS) tokens
+and is skipped (counted in ``skipped``) when longer than ``max_seq_len``. ``mean_logprob`` is taken under the
+model's own distribution (temperature 1, no top-p), over the generated tokens including the final EOS.
+
+Error types: ``UnknownMethodError``, ``PayloadError``, ``ModelNotFoundError``, ``NotLoadedError``, ``AdapterError``,
+``DeviceError``, ``NoTrainableSamplesError`` (see :mod:`arc_ttft.errors`), or whatever Python raised
+(``OutOfMemoryError``, ``ValueError``, ...).
+
+On import a watchdog thread starts: when the parent process (the Node host) dies, this process exits, so no orphan
+keeps holding memory or a GPU. ``ARC_TTFT_WATCHDOG=0`` turns it off, ``ARC_TTFT_WATCHDOG=poll`` keeps only the
+portable getppid() poll (no PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotLoadedError, PayloadError, UnknownMethodError
+from .payload import Fields
+
+__all__ = ["dispatch", "METHODS"]
+
+
+# --------------------------------------------------------------------------------------------------- watchdog
+
+
+def _start_watchdog(interval: float = 0.5) -> None:
+    """Exit when the parent dies: PR_SET_PDEATHSIG on Linux (immediate), plus a getppid() poll (portable)."""
+    mode = os.environ.get("ARC_TTFT_WATCHDOG", "1")
+    if mode == "0":
+        return
+    parent = os.getppid()
+    if sys.platform.startswith("linux") and mode != "poll":
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # best effort: the poll below still works
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:  # re-parented: the host is gone
+                os._exit(1)
+            time.sleep(interval)
+
+    # Never touches the JS side: pythonia serves calls on the main thread only.
+    threading.Thread(target=watch, name="arc-ttft-watchdog", daemon=True).start()
+
+
+_start_watchdog()
+
+
+# --------------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Engine:
+    model: Any = None  # the PEFT-wrapped model
+    tokenizer: Any = None
+    adapter: Any = None  # lora.AdapterState
+    device: Any = None
+    dtype: Any = None
+    path: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+_engine = _Engine()
+
+
+def _loaded() -> _Engine:
+    if _engine.model is None:
+        raise NotLoadedError("no model is loaded: call load_model first")
+    return _engine
+
+
+def _free() -> bool:
+    had = _engine.model is not None
+    _engine.model = _engine.tokenizer = _engine.adapter = None
+    _engine.path = None
+    _engine.info = {}
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return had
+
+
+# --------------------------------------------------------------------------------------------------- handlers
+
+
+def _ping(f: Fields) -> dict[str, Any]:
+    f.finish()
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "device_count": torch.cuda.device_count(),
+        "loaded": _engine.model is not None,
+    }
+
+
+def _load_model(f: Fields) -> dict[str, Any]:
+    path = f.str("model")
+    dtype_name = f.str("dtype", "auto", choices=("auto", "float32", "bfloat16", "float16"))
+    device_name = f.str("device", "auto")
+    lo = f.obj("lora")
+    r = lo.int("r", 16, min=1)
+    alpha = lo.float("alpha", 32.0, min=0.0)
+    alpha = int(alpha) if alpha.is_integer() else alpha  # adapter_config.json conventionally holds an int
+    dropout = lo.float("dropout", 0.0, min=0.0, max=1.0)
+    targets = lo.raw("target_modules", "all-linear")
+    if isinstance(targets, list):
+        targets = lo.str_list("target_modules", non_empty=True)
+    elif not isinstance(targets, str):
+        raise PayloadError(lo.path("target_modules"), "expected 'all-linear' or an array of module names")
+    modules_to_save = lo.str_list("modules_to_save", None)
+    lo.finish()
+    adapter_init = f.str("adapter_init", None)
+    seed = f.int("seed", 0)
+    checkpointing = f.bool("gradient_checkpointing", False)
+    f.finish()
+
+    from . import lora
+    from . import model as model_mod
+
+    start = time.perf_counter()
+    device = model_mod.resolve_device(device_name)
+    dtype = model_mod.resolve_dtype(dtype_name, device)
+    _free()
+    base, tokenizer = model_mod.load_base(path, dtype, device)
+    n_params = sum(p.numel() for p in base.parameters())
+    if checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model, state = lora.attach_lora(
+        base,
+        r=r,
+        alpha=alpha,
+        dropout=dropout,
+        target_modules=targets,
+        modules_to_save=modules_to_save,
+        adapter_init=adapter_init,
+        seed=seed,
+    )
+    peft_model.eval()
+    config = base.config
+    info = {
+        "model_type": config.model_type,
+        "n_params": n_params,
+        "n_trainable": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
+        "vocab_size": len(tokenizer),
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "max_position_embeddings": getattr(config, "max_position_embeddings", None),
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token,
+        "lora": state.config,
+    }
+    _engine.model, _engine.tokenizer, _engine.adapter = peft_model, tokenizer, state
+    _engine.device, _engine.dtype, _engine.path = device, dtype, path
+    _engine.info = {**info, "adapter_init": adapter_init}
+    return {**info, "seconds": time.perf_counter() - start}
+
+
+def _reset_adapter(f: Fields) -> dict[str, Any]:
+    seed = f.int("seed", None)
+    f.finish()
+    from . import lora
+
+    e = _loaded()
+    start = time.perf_counter()
+    lora.reset_adapter(e.model, e.adapter, seed)
+    return {"seconds": time.perf_counter() - start}
+
+
+def _train(f: Fields) -> dict[str, Any]:
+    raw = f.list("samples")
+    samples = []
+    for i, item in enumerate(raw):
+        s = Fields(item, f"{f.path('samples')}[{i}]")
+        samples.append({"prompt": s.str("prompt"), "answer": s.str("answer")})
+        s.finish()
+    from .train import TrainConfig, train
+
+    max_grad_norm = f.float("max_grad_norm", 1.0, min=0.0)
+    cfg = TrainConfig(
+        steps=f.int("steps", min=1),
+        batch_size=f.int("batch_size", 1, min=1),
+        grad_accum=f.int("grad_accum", 1, min=1),
+        lr=f.float("lr", 1e-4, min=0.0),
+        warmup_ratio=f.float("warmup_ratio", 0.1, min=0.0, max=1.0),
+        weight_decay=f.float("weight_decay", 0.0, min=0.0),
+        max_seq_len=f.int("max_seq_len", 8192, min=2),
+        max_grad_norm=max_grad_norm or None,  # 0 turns clipping off
+        seed=f.int("seed", 0),
+    )
+    f.finish()
+    e = _loaded()
+    return train(e.model, e.tokenizer, samples, cfg)
+
+
+def _generate(f: Fields) -> dict[str, Any]:
+    prompts = f.str_list("prompts", non_empty=True)
+    from .generate import GenerateConfig, generate
+
+    cfg = GenerateConfig(
+        max_new_tokens=f.int("max_new_tokens", min=1),
+        do_sample=f.bool("do_sample", False),
+        temperature=f.float("temperature", 1.0, min=1e-6),
+        top_p=f.float("top_p", 1.0, min=1e-6, max=1.0),
+        seed=f.int("seed", 0),
+        batch_size=f.int("batch_size", None, min=1),
+        stop=tuple(f.str_list("stop", [])),
+    )
+    if any(s == "" for s in cfg.stop):
+        raise PayloadError(f.path("stop"), "stop strings must not be empty")
+    f.finish()
+    e = _loaded()
+    return generate(e.model, e.tokenizer, prompts, cfg)
+
+
+def _count_tokens(f: Fields) -> dict[str, Any]:
+    texts = f.str_list("texts")
+    f.finish()
+    from .tokens import count_tokens
+
+    return {"counts": count_tokens(_loaded().tokenizer, texts)}
+
+
+def _save_adapter(f: Fields) -> dict[str, Any]:
+    path = f.str("path")
+    f.finish()
+    from . import lora
+
+    out = lora.save_adapter(_loaded().model, path)
+    return {"path": out, "files": sorted(os.listdir(out))}
+
+
+def _load_adapter(f: Fields) -> dict[str, Any]:
+    path = f.str("path")
+    f.finish()
+    from . import lora
+
+    lora.load_adapter(_loaded().model, path)
+    return {}
+
+
+def _make_tiny_model(f: Fields) -> dict[str, Any]:
+    kwargs = {
+        "hidden_size": f.int("hidden_size", 64, min=8),
+        "num_layers": f.int("num_layers", 2, min=1),
+        "num_heads": f.int("num_heads", 4, min=1),
+        "num_kv_heads": f.int("num_kv_heads", None, min=1),
+        "intermediate_size": f.int("intermediate_size", None, min=1),
+        "max_position_embeddings": f.int("max_position_embeddings", 8192, min=16),
+        "initializer_range": f.float("initializer_range", 0.1, min=0.0),
+        "seed": f.int("seed", 0),
+    }
+    path = f.str("path")
+    f.finish()
+    if kwargs["hidden_size"] % kwargs["num_heads"]:
+        raise PayloadError(f.path("num_heads"), f"must divide hidden_size {kwargs['hidden_size']}")
+    if kwargs["num_kv_heads"] is not None and kwargs["num_heads"] % kwargs["num_kv_heads"]:
+        raise PayloadError(f.path("num_kv_heads"), f"must divide num_heads {kwargs['num_heads']}")
+    from .tiny import make_tiny_model
+
+    return make_tiny_model(path, **kwargs)
+
+
+def _status(f: Fields) -> dict[str, Any]:
+    f.finish()
+    from .model import memory_info
+
+    e = _engine
+    return {
+        "loaded": e.model is not None,
+        "model": e.path,
+        "device": str(e.device) if e.model is not None else None,
+        "dtype": e.info.get("dtype"),
+        "adapter_init": e.info.get("adapter_init"),
+        "lora": e.info.get("lora"),
+        "n_params": e.info.get("n_params"),
+        "n_trainable": e.info.get("n_trainable"),
+        "memory": memory_info(e.device if e.model is not None else None),
+    }
+
+
+def _unload(f: Fields) -> dict[str, Any]:
+    f.finish()
+    return {"unloaded": _free()}
+
+
+def _debug_sleep(f: Fields) -> dict[str, Any]:
+    seconds = f.float("seconds", min=0.0)
+    f.finish()
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def _debug_raise(f: Fields) -> dict[str, Any]:
+    message = f.str("message", "debug_raise")
+    f.finish()
+    raise ValueError(message)
+
+
+def _debug_crash(f: Fields) -> dict[str, Any]:
+    code = f.int("code", 1, min=0, max=255)
+    f.finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+METHODS: dict[str, Callable[[Fields], dict[str, Any]]] = {
+    "ping": _ping,
+    "load_model": _load_model,
+    "reset_adapter": _reset_adapter,
+    "train": _train,
+    "generate": _generate,
+    "count_tokens": _count_tokens,
+    "save_adapter": _save_adapter,
+    "load_adapter": _load_adapter,
+    "make_tiny_model": _make_tiny_model,
+    "status": _status,
+    "unload": _unload,
+    "debug_sleep": _debug_sleep,
+    "debug_raise": _debug_raise,
+    "debug_crash": _debug_crash,
+}
+
+
+# --------------------------------------------------------------------------------------------------- dispatch
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity (JSON.parse rejects them): map non-finite floats to null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _error(exc: BaseException) -> str:
+    if type(exc).__name__ == "OutOfMemoryError":
+        gc.collect()  # drop the failed step's tensors so the next call can run
+        if "torch" in sys.modules:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    error = {
+        "type": type(exc).__name__,
+        "message": str(exc) or repr(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+    return json.dumps({"ok": False, "error": error})
+
+
+def dispatch(method: str, payload_json: str | None = "{}") -> str:
+    """Run one engine method on a JSON payload; return the JSON envelope (see the module docstring)."""
+    try:
+        handler = METHODS.get(method) if isinstance(method, str) else None
+        if handler is None:
+            raise UnknownMethodError(f"unknown method {method!r}; expected one of: {', '.join(METHODS)}")
+        if payload_json is None or payload_json == "":
+            payload: Any = {}
+        elif isinstance(payload_json, str):
+            try:
+                payload = json.loads(payload_json)
+            except json.JSONDecodeError as e:
+                raise PayloadError(method, f"payload is not valid JSON: {e}") from e
+        else:
+            raise PayloadError(method, f"payload must be a JSON string, got {type(payload_json).__name__}")
+        result = handler(Fields(payload, method))
+        return json.dumps({"ok": True, "result": _finite(result)}, allow_nan=False)
+    except (KeyboardInterrupt, SystemExit):
+        raise  # Ctrl-C / exit must still end the process
+    except BaseException as exc:  # noqa: BLE001 — everything else becomes data for the bridge
+        try:
+            return _error(exc)
+        except BaseException:  # noqa: BLE001 — e.g. an exception whose __str__ raises
+            return json.dumps(
+                {"ok": False, "error": {"type": "InternalError", "message": repr(type(exc)), "traceback": ""}}
+            )

@@ -1,0 +1,168 @@
+"""Attach a LoRA adapter to the base model, reset it in place between tasks, save and load it in PEFT's format.
+
+The adapter is attached once per loaded model. Between tasks :func:`reset_adapter` writes a fixed initial state
+back into the *same* parameter tensors — no model reload, no new modules — so every task starts from the same point:
+either a fresh seeded init (LoRA ``A`` drawn from a CPU generator seeded per task, ``B`` zero, ``modules_to_save``
+copies restored), or the pretrained adapter given as ``adapter_init`` at load time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import AdapterError
+
+ADAPTER = "default"  # PEFT's adapter name; one adapter per engine
+
+
+@dataclass
+class AdapterState:
+    """What reset needs: the initial trainable tensors (on CPU) and how they were made."""
+
+    initial: dict[str, torch.Tensor]
+    seed: int
+    init_path: str | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def attach_lora(
+    model: Any,
+    *,
+    r: int,
+    alpha: float,
+    dropout: float,
+    target_modules: str | list[str],
+    modules_to_save: list[str] | None,
+    adapter_init: str | None,
+    seed: int,
+) -> tuple[Any, AdapterState]:
+    """Wrap ``model`` in a PEFT LoRA model; with ``adapter_init`` the adapter (and its config) come from that folder."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter_init is not None:
+        _check_adapter_folder(adapter_init)
+        try:
+            peft_model = PeftModel.from_pretrained(model, adapter_init, adapter_name=ADAPTER, is_trainable=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise AdapterError(f"adapter_init {adapter_init!r}: could not be loaded: {e}") from e
+    else:
+        config = LoraConfig(
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=target_modules,
+            modules_to_save=modules_to_save,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        try:
+            peft_model = get_peft_model(model, config, adapter_name=ADAPTER)
+        except ValueError as e:  # e.g. target modules that the model does not have
+            raise AdapterError(f"LoRA config does not fit the model: {e}") from e
+        _seeded_lora_init(peft_model, seed)
+    trainable = {n: p.detach().to("cpu", copy=True) for n, p in peft_model.named_parameters() if p.requires_grad}
+    if not trainable:
+        raise AdapterError("the LoRA config matched no module of the model: nothing would be trained")
+    state = AdapterState(initial=trainable, seed=seed, init_path=adapter_init, config=describe_config(peft_model))
+    return peft_model, state
+
+
+def reset_adapter(peft_model: Any, state: AdapterState, seed: int | None = None) -> None:
+    """Write the initial adapter back in place.
+
+    With an ``adapter_init`` folder the state is exactly that adapter (``seed`` is unused). Otherwise LoRA ``A`` is
+    redrawn from ``seed`` (default: the load seed, which reproduces the state right after loading) and ``B`` is zero.
+    """
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if name in state.initial:
+                param.copy_(state.initial[name])
+        if state.init_path is None and seed is not None and seed != state.seed:
+            _seeded_lora_init(peft_model, seed)
+
+
+def _seeded_lora_init(peft_model: Any, seed: int) -> None:
+    """PEFT's default LoRA init (kaiming-uniform ``A``, zero ``B``), drawn from a CPU generator so it is the same
+    for a seed on every device and independent of the global RNG."""
+    from peft.tuners.lora import LoraLayer
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for _, module in sorted(peft_model.named_modules(), key=lambda nm: nm[0]):
+            if not isinstance(module, LoraLayer):
+                continue
+            if ADAPTER in module.lora_A:
+                a = module.lora_A[ADAPTER].weight
+                w = torch.empty(a.shape, dtype=torch.float32)
+                torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=gen)
+                a.copy_(w)
+                module.lora_B[ADAPTER].weight.zero_()
+                bias = getattr(module.lora_B[ADAPTER], "bias", None)
+                if bias is not None:
+                    bias.zero_()
+            if ADAPTER in module.lora_embedding_A:
+                module.lora_embedding_A[ADAPTER].zero_()
+                b = module.lora_embedding_B[ADAPTER]
+                w = torch.empty(b.shape, dtype=torch.float32)
+                torch.nn.init.normal_(w, generator=gen)
+                b.copy_(w)
+
+
+def describe_config(peft_model: Any) -> dict[str, Any]:
+    """The LoRA settings in force, as plain JSON values."""
+    cfg = peft_model.peft_config[ADAPTER]
+    targets = cfg.target_modules
+    return {
+        "r": cfg.r,
+        "alpha": cfg.lora_alpha,
+        "dropout": cfg.lora_dropout,
+        # PEFT stores the resolved module paths; their leaf names (q_proj, ...) say the same, compactly.
+        "target_modules": targets if isinstance(targets, str) else sorted({t.split(".")[-1] for t in targets or []}),
+        "modules_to_save": sorted(cfg.modules_to_save) if cfg.modules_to_save else None,
+    }
+
+
+def save_adapter(peft_model: Any, path: str) -> str:
+    """Write the adapter in PEFT's ``save_pretrained`` layout (adapter_config.json + adapter_model.safetensors)."""
+    os.makedirs(path, exist_ok=True)
+    peft_model.save_pretrained(path, safe_serialization=True)
+    return os.path.abspath(path)
+
+
+def load_adapter(peft_model: Any, path: str) -> None:
+    """Load an adapter folder's weights into the attached adapter, in place; its LoRA layout must match."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    _check_adapter_folder(path)
+    with open(os.path.join(path, "adapter_config.json")) as f:
+        saved = json.load(f)
+    cfg = peft_model.peft_config[ADAPTER]
+    for key, current in (("r", cfg.r), ("lora_alpha", cfg.lora_alpha), ("use_rslora", cfg.use_rslora)):
+        if key in saved and saved[key] != current:
+            raise AdapterError(f"adapter {path!r}: {key} is {saved[key]!r}, the attached adapter has {current!r}")
+    device = next(p.device for p in peft_model.parameters() if p.requires_grad)
+    try:
+        weights = load_peft_weights(path, device=str(device))
+        result = set_peft_model_state_dict(peft_model, weights, adapter_name=ADAPTER)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise AdapterError(f"adapter {path!r}: could not be loaded: {e}") from e
+    adapter_keys = ("lora_", "modules_to_save")
+    missing = [k for k in result.missing_keys if any(a in k for a in adapter_keys)]
+    if missing or result.unexpected_keys:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {list(result.unexpected_keys)[:3]}"
+        raise AdapterError(f"adapter {path!r} does not match the attached LoRA layout: {what}")
+
+
+def _check_adapter_folder(path: str) -> None:
+    if not os.path.isdir(path):
+        raise AdapterError(f"adapter {path!r}: no such folder")
+    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+        raise AdapterError(f"adapter {path!r}: no adapter_config.json, not a PEFT adapter folder")
+    if not any(os.path.isfile(os.path.join(path, n)) for n in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise AdapterError(f"adapter {path!r}: no adapter_model.safetensors")

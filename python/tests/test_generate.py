@@ -1,0 +1,68 @@
+"""Generation: log-probs, EOS stops, left padding equals one-by-one, seeded sampling, stop strings."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from conftest import call, call_error, constant_task, grid_prompt
+
+ANSWER = "12\n34"
+
+
+@pytest.fixture()
+def trained(loaded) -> list[str]:
+    samples, tests = constant_task(ANSWER)
+    call("train", samples=samples, steps=100, lr=2e-3, seed=0)
+    return tests
+
+
+def test_random_model_runs_to_max_new_tokens_with_logprobs(loaded) -> None:
+    out = call("generate", prompts=["I\n1\nO\n"], max_new_tokens=5)
+    (o,) = out["outputs"]
+    assert o["n_tokens"] == 5 and out["tokens"] == 5
+    assert o["mean_logprob"] <= 0
+    assert o["finish_reason"] in ("length", "eos")
+
+
+def test_trained_answers_stop_at_eos(trained: list[str]) -> None:
+    out = call("generate", prompts=trained, max_new_tokens=32)
+    for o in out["outputs"]:
+        assert o == {**o, "text": ANSWER, "n_tokens": len(ANSWER) + 1, "finish_reason": "eos"}
+        assert -0.5 < o["mean_logprob"] <= 0
+    assert out["tokens"] == len(trained) * (len(ANSWER) + 1)
+
+
+def test_batch_of_different_lengths_equals_one_by_one(trained: list[str]) -> None:
+    rng = random.Random(5)
+    prompts = [*trained, grid_prompt(rng, 1, 1), grid_prompt(rng, 5, 4), "x", grid_prompt(rng, 2, 7)]
+    assert len({len(p) for p in prompts}) > 3
+    batched = call("generate", prompts=prompts, max_new_tokens=12)["outputs"]
+    chunked = call("generate", prompts=prompts, max_new_tokens=12, batch_size=2)["outputs"]
+    single = [call("generate", prompts=[p], max_new_tokens=12)["outputs"][0] for p in prompts]
+    for outs in (batched, chunked):
+        assert [o["text"] for o in outs] == [o["text"] for o in single]
+        assert [o["n_tokens"] for o in outs] == [o["n_tokens"] for o in single]
+        assert [o["mean_logprob"] for o in outs] == pytest.approx([o["mean_logprob"] for o in single], abs=1e-4)
+
+
+def test_sampling_is_seeded(loaded) -> None:
+    params = {"prompts": ["I\n1\nO\n", "I\n22\nO\n"], "max_new_tokens": 8, "do_sample": True, "temperature": 1.5}
+    first = call("generate", **params, seed=1)["outputs"]
+    assert call("generate", **params, seed=1)["outputs"] == first
+    assert call("generate", **params, seed=2)["outputs"] != first
+    greedy = call("generate", prompts=params["prompts"], max_new_tokens=8)["outputs"]
+    assert call("generate", **{**params, "temperature": 1e-4}, seed=3)["outputs"] == greedy  # near-greedy
+
+
+def test_stop_string_ends_the_text_before_it(trained: list[str]) -> None:
+    (o,) = call("generate", prompts=trained[:1], max_new_tokens=32, stop=["\n"])["outputs"]
+    assert o["text"] == ANSWER.split("\n", maxsplit=1)[0]
+    assert o["finish_reason"] == "stop"
+    assert o["n_tokens"] == len(ANSWER.split("\n", maxsplit=1)[0]) + 1
+
+
+def test_empty_prompt_is_a_payload_error(loaded) -> None:
+    error = call_error("generate", {"prompts": ["I\n1\nO\n", ""], "max_new_tokens": 2})
+    assert error["type"] == "PayloadError"
+    assert error["message"].startswith("generate.prompts[1]:")
