@@ -98,13 +98,14 @@ export type FitOptions = z.input<typeof FitOptionsSchema>;
 
 /** The task fits, possibly after dropping train pairs. */
 export interface FitSuccess {
+  /** Discriminant: the task fits. */
   readonly fits: true;
   /** `options.taskId`, when given. */
   readonly taskId: string | undefined;
   /** Indices of the train pairs to keep, in their original order. */
-  readonly kept: readonly number[];
+  readonly kept: number[];
   /** Indices of the dropped train pairs, in the order they were dropped. */
-  readonly dropped: readonly number[];
+  readonly dropped: number[];
   /** Worst case over the test inputs, with the kept pairs: prompt + longest answer + reserved tokens. */
   readonly tokens: number;
   /** The same worst case with every train pair (equals `tokens` when nothing was dropped). */
@@ -117,14 +118,17 @@ export interface FitSuccess {
 
 /** The task does not fit even with a single train pair. */
 export interface FitFailure {
+  /** Discriminant: the task does not fit. */
   readonly fits: false;
   /** `options.taskId`, when given. */
   readonly taskId: string | undefined;
+  /** Why it does not fit: even a single train pair is too long. */
   readonly reason: 'too_long';
   /** Tokens needed with only the smallest train pair (worst test input). */
   readonly minTokens: number;
   /** Tokens needed with every train pair (worst test input). */
   readonly tokensAllPairs: number;
+  /** The `maxSeqLen` it was fitted to. */
   readonly maxSeqLen: number;
   /** The same failure as an error, ready to throw or report. */
   readonly error: TaskTooLongError;

@@ -1,0 +1,415 @@
+/**
+ * The engine: one long-lived Python process that holds the base model and tokenizer across tasks.
+ * Each task resets the LoRA adapter in place instead of reloading the model (arc24's notebook paid
+ * process start, imports, load and warm-up once per task).
+ *
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { Bridge, type BridgeCallOptions, type BridgeExitEvent, type BridgeSession } from '../bridge/index.js';
+import { parseOptions } from '../data/validate.js';
+import { ArcTtftError, BridgeError, FileError } from '../errors.js';
+import { type GridFormatName, GridFormatNameSchema } from '../format/encodings.js';
+import { packageRoot } from '../paths.js';
+
+/** Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
+const SMALL_VOCAB = 512;
+
+/** LoRA settings (PEFT's `LoraConfig`). */
+export const LoraOptionsSchema = z.strictObject({
+  /**
+   * Rank.
+   * @default 16
+   */
+  r: z.number().int().positive().default(16),
+  /**
+   * Scaling numerator (`alpha / r` scales the update).
+   * @default 32
+   */
+  alpha: z.number().positive().default(32),
+  /**
+   * Dropout on the LoRA input.
+   * @default 0
+   */
+  dropout: z.number().min(0).max(1).default(0),
+  /**
+   * Modules that get LoRA: `'all-linear'` (every linear projection but the output layer) or names.
+   * @default 'all-linear'
+   */
+  targetModules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default('all-linear'),
+  /**
+   * Modules trained in full and reset per task as well, e.g. `['embed_tokens', 'lm_head']` (the
+   * ARChitects trained the embeddings too; it helps small models a lot).
+   * @default null
+   */
+  modulesToSave: z.array(z.string().min(1)).nullable().default(null),
+});
+/** LoRA settings. */
+export type LoraOptions = z.input<typeof LoraOptionsSchema>;
+
+/** Options of {@link createEngine}. */
+export const EngineOptionsSchema = z.strictObject({
+  /**
+   * Base model: a local folder, a Hugging Face id (resolved by `from_pretrained`, from the local cache
+   * when offline), or `'embedded'` (the small ARC model shipped in the package's `models/embedded`).
+   * @default 'embedded'
+   */
+  model: z.string().min(1).default('embedded'),
+  /**
+   * Grid format of prompts: `'auto'` picks `compact` for a small character vocabulary (≤ 512 tokens)
+   * and `arc24` otherwise.
+   * @default 'auto'
+   */
+  format: z.union([z.literal('auto'), GridFormatNameSchema]).default('auto'),
+  /**
+   * Longest sequence (prompt + answer); `'auto'` = min(8192, the model's max positions).
+   * @default 'auto'
+   */
+  maxSeqLen: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
+  /**
+   * Weights dtype; `'auto'` is bfloat16 on CUDA, float32 on CPU.
+   * @default 'auto'
+   */
+  dtype: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('auto'),
+  /**
+   * `'auto'` (CUDA when present, else CPU), `'cpu'`, `'cuda'` or `'cuda:N'`.
+   * @default 'auto'
+   */
+  device: z
+    .string()
+    .regex(/^(auto|cpu|cuda(:\d+)?)$/, { error: 'device must be auto, cpu, cuda or cuda:N' })
+    .default('auto'),
+  /** LoRA settings (ignored when `adapterInit` is given: the adapter brings its own). */
+  lora: LoraOptionsSchema.default(LoraOptionsSchema.parse({})),
+  /**
+   * A PEFT adapter folder every task starts from (arc24 found continuing a pretrained LoRA beats a
+   * fresh one); default: a fresh seeded LoRA.
+   */
+  adapterInit: z.string().min(1).optional(),
+  /**
+   * Seed of the fresh adapter init.
+   * @default 0
+   */
+  seed: z.number().int().default(0),
+  /** CPU threads for torch (sets `OMP_NUM_THREADS`); default: torch's choice. */
+  threads: z.number().int().positive().optional(),
+  /** Python interpreter; default: env `PYTHON_BIN`, else the arc-ttft venv, else `python3`. */
+  pythonBin: z.string().min(1).optional(),
+  /**
+   * Time limit of one engine call (a training run or a generation); 0 = none.
+   * @default 1_800_000
+   */
+  callTimeoutMs: z.number().int().nonnegative().default(1_800_000),
+  /**
+   * Time limit for Python to start (imports), not counting the model load.
+   * @default 120_000
+   */
+  startTimeoutMs: z.number().int().positive().default(120_000),
+  /** Extra environment variables for Python. */
+  env: z.record(z.string(), z.string()).optional(),
+});
+/** Options of {@link createEngine}. */
+export type EngineOptions = z.input<typeof EngineOptionsSchema>;
+/** Options of {@link createEngine}, with defaults filled in. */
+export type ResolvedEngineOptions = z.output<typeof EngineOptionsSchema>;
+
+/** What the loaded model is (reported by Python). */
+export interface ModelInfo {
+  /** Resolved model path or id. */
+  readonly model: string;
+  /** e.g. `qwen2`. */
+  readonly modelType: string;
+  readonly nParams: number;
+  /** Trainable (adapter) parameters. */
+  readonly nTrainable: number;
+  readonly vocabSize: number;
+  /** e.g. `cpu` or `cuda:0`. */
+  readonly device: string;
+  /** e.g. `float32`. */
+  readonly dtype: string;
+  readonly maxPositionEmbeddings: number | null;
+  /** Seconds the load took. */
+  readonly loadSeconds: number;
+}
+
+/** Callbacks of an engine (all optional). */
+export interface EngineHooks {
+  /** Each time the Python process goes away (crash, timeout, restart, close). */
+  onExit?: (event: BridgeExitEvent) => void;
+  /** Each line Python writes (stdout/stderr); without it output is kept only for error messages. */
+  onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
+}
+
+interface LoadModelResult {
+  model_type: string;
+  n_params: number;
+  n_trainable: number;
+  vocab_size: number;
+  device: string;
+  dtype: string;
+  max_position_embeddings: number | null;
+  seconds: number;
+}
+
+/** Resolves `'embedded'` to the packaged model folder, and local paths to absolute ones. */
+export function resolveModelPath(model: string): string {
+  if (model === 'embedded') {
+    const dir = join(packageRoot(), 'models', 'embedded');
+    if (!existsSync(join(dir, 'config.json'))) {
+      throw new FileError({
+        path: dir,
+        message:
+          'the embedded model is not in this package; pass a model folder or Hugging Face id as `model` ' +
+          '(or make a tiny random one with makeTinyModel)',
+      });
+    }
+    return dir;
+  }
+  // Something that looks like a path must be a model folder; anything else may be a Hub id.
+  const pathLike = isAbsolute(model) || model.startsWith('.') || model.startsWith('~') || existsSync(model);
+  if (!pathLike) return model;
+  const dir = resolve(model);
+  if (!existsSync(dir)) throw new FileError({ path: dir, message: 'model folder not found' });
+  if (!existsSync(join(dir, 'config.json'))) {
+    throw new FileError({ path: dir, message: 'not a model folder (no config.json)' });
+  }
+  // Absolute, so the Python side's working directory does not matter.
+  return dir;
+}
+
+/**
+ * A loaded base model in a Python process, ready for {@link fineTuneTask} and {@link predictTask}.
+ * Calls run one at a time; after a crash or timeout the next call restarts Python and reloads the
+ * model by itself. Close it with {@link Engine.close} (or `await using`).
+ */
+export class Engine {
+  /** The options it was created with, defaults filled in. */
+  readonly options: ResolvedEngineOptions;
+  readonly #bridge: Bridge;
+  #model: ModelInfo | undefined;
+
+  /** Use {@link createEngine}: it also loads the model, so a bad model fails there. */
+  constructor(options: EngineOptions = {}, hooks: EngineHooks = {}) {
+    this.options = parseOptions(EngineOptionsSchema, options, 'createEngine');
+    const o = this.options;
+    const env: Record<string, string> = { ...(o.env ?? {}) };
+    if (o.threads !== undefined) {
+      env.OMP_NUM_THREADS = String(o.threads);
+      env.MKL_NUM_THREADS = String(o.threads);
+    }
+    this.#bridge = new Bridge(
+      {
+        ...(o.pythonBin !== undefined ? { pythonBin: o.pythonBin } : {}),
+        callTimeoutMs: o.callTimeoutMs,
+        startTimeoutMs: o.startTimeoutMs,
+        env,
+      },
+      {
+        // Every (re)start loads the model, so a crash loses only the call in flight.
+        onStart: (session) => this.#load(session),
+        ...(hooks.onExit ? { onExit: hooks.onExit } : {}),
+        ...(hooks.onLog ? { onLog: hooks.onLog } : {}),
+      },
+    );
+  }
+
+  async #load(session: BridgeSession): Promise<void> {
+    const o = this.options;
+    const model = resolveModelPath(o.model);
+    const r = await session.call<LoadModelResult>(
+      'load_model',
+      {
+        model,
+        dtype: o.dtype,
+        device: o.device,
+        lora: {
+          r: o.lora.r,
+          alpha: o.lora.alpha,
+          dropout: o.lora.dropout,
+          target_modules: o.lora.targetModules,
+          modules_to_save: o.lora.modulesToSave,
+        },
+        adapter_init: o.adapterInit !== undefined ? resolve(o.adapterInit) : null,
+        seed: o.seed,
+      },
+      { timeoutMs: 0 },
+    );
+    this.#model = {
+      model,
+      modelType: r.model_type,
+      nParams: r.n_params,
+      nTrainable: r.n_trainable,
+      vocabSize: r.vocab_size,
+      device: r.device,
+      dtype: r.dtype,
+      maxPositionEmbeddings: r.max_position_embeddings,
+      loadSeconds: r.seconds,
+    };
+  }
+
+  /** Starts Python and loads the model (done by {@link createEngine}). */
+  async start(): Promise<this> {
+    await this.#bridge.start();
+    return this;
+  }
+
+  /** The loaded model (after {@link Engine.start}). */
+  get model(): ModelInfo {
+    if (this.#model === undefined)
+      throw new ArcTtftError('engine not started: create it with createEngine()');
+    return this.#model;
+  }
+
+  /** The prompt format used when a task call does not name one. */
+  get format(): GridFormatName {
+    if (this.options.format !== 'auto') return this.options.format;
+    return this.model.vocabSize <= SMALL_VOCAB ? 'compact' : 'arc24';
+  }
+
+  /** The longest sequence used when a task call does not name one. */
+  get maxSeqLen(): number {
+    if (this.options.maxSeqLen !== 'auto') return this.options.maxSeqLen;
+    return Math.min(8192, this.model.maxPositionEmbeddings ?? 8192);
+  }
+
+  /** Python's process id (changes after a restart). */
+  get pythonPid(): number | undefined {
+    return this.#bridge.pythonPid;
+  }
+
+  /** How many times Python has started (1 + restarts). */
+  get startCount(): number {
+    return this.#bridge.startCount;
+  }
+
+  /** Token counts of `texts` under the model's tokenizer (raw text, no special tokens). */
+  async countTokens(texts: string[], options?: BridgeCallOptions): Promise<number[]> {
+    if (texts.length === 0) return [];
+    const r = await this.#bridge.call<{ counts: number[] }>('count_tokens', { texts }, options);
+    return r.counts;
+  }
+
+  /**
+   * Calls an engine method directly (see python/arc_ttft/entry.py for the protocol). For what the
+   * typed functions do not cover; payload fields are snake_case.
+   */
+  call<T = unknown>(method: string, payload?: unknown, options?: BridgeCallOptions): Promise<T> {
+    return this.#bridge.call<T>(method, payload, options);
+  }
+
+  /** Kills Python and starts a fresh one with the model loaded again. */
+  async restart(): Promise<void> {
+    await this.#bridge.restart();
+  }
+
+  /** Stops Python; idempotent. The Node process can exit afterwards. */
+  close(): Promise<void> {
+    return this.#bridge.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * Starts the Python engine and loads the base model once. A missing model, a bad interpreter or a
+ * missing Python package fails here with a typed error.
+ *
+ * @example
+ * ```ts
+ * const engine = await createEngine({ model: './my-model', lora: { r: 32 } });
+ * try {
+ *   const tuned = await fineTuneTask(engine, task, { taskId: '00576224', steps: 300 });
+ *   const predicted = await predictTask(engine, task, { taskId: '00576224' });
+ * } finally {
+ *   await engine.close();
+ * }
+ * ```
+ */
+export async function createEngine(options: EngineOptions = {}, hooks: EngineHooks = {}): Promise<Engine> {
+  const engine = new Engine(options, hooks);
+  // Check the model before paying for a Python start.
+  resolveModelPath(engine.options.model);
+  try {
+    return await engine.start();
+  } catch (error) {
+    await engine.close();
+    // A failed model load is reported as itself, not as "could not start Python".
+    if (
+      error instanceof BridgeError &&
+      error.reason === 'start_failed' &&
+      error.cause instanceof ArcTtftError
+    ) {
+      throw error.cause;
+    }
+    throw error;
+  }
+}
+
+/** Options of {@link makeTinyModel}. */
+export const TinyModelOptionsSchema = z.strictObject({
+  /**
+   * Hidden size.
+   * @default 64
+   */
+  hiddenSize: z.number().int().positive().default(64),
+  /**
+   * Transformer layers.
+   * @default 2
+   */
+  numLayers: z.number().int().positive().default(2),
+  /**
+   * Attention heads.
+   * @default 4
+   */
+  numHeads: z.number().int().positive().default(4),
+  /**
+   * Longest sequence the model accepts.
+   * @default 8192
+   */
+  maxPositionEmbeddings: z.number().int().positive().default(8192),
+  /**
+   * Std of the random init (larger than HF's 0.02 so a LoRA can move the logits quickly).
+   * @default 0.1
+   */
+  initializerRange: z.number().positive().default(0.1),
+  /**
+   * Seed of the random weights.
+   * @default 0
+   */
+  seed: z.number().int().default(0),
+  /** Python interpreter; default as for {@link createEngine}. */
+  pythonBin: z.string().min(1).optional(),
+});
+/** Options of {@link makeTinyModel}. */
+export type TinyModelOptions = z.input<typeof TinyModelOptionsSchema>;
+
+/**
+ * Writes a tiny Qwen2-architecture model with random weights and a character-level ARC tokenizer
+ * (one token per printable ASCII character and newline) to `path`, as a normal Hugging Face folder.
+ * For tests, CPU experiments and benchmarks of the machinery, not for accuracy.
+ */
+export async function makeTinyModel(
+  path: string,
+  options?: TinyModelOptions,
+): Promise<{ path: string; nParams: number }> {
+  const o = parseOptions(TinyModelOptionsSchema, options, 'makeTinyModel');
+  const bridge = new Bridge(o.pythonBin !== undefined ? { pythonBin: o.pythonBin } : {});
+  try {
+    const r = await bridge.call<{ path: string; n_params: number }>('make_tiny_model', {
+      path: resolve(path),
+      hidden_size: o.hiddenSize,
+      num_layers: o.numLayers,
+      num_heads: o.numHeads,
+      max_position_embeddings: o.maxPositionEmbeddings,
+      initializer_range: o.initializerRange,
+      seed: o.seed,
+    });
+    return { path: r.path, nParams: r.n_params };
+  } finally {
+    await bridge.close();
+  }
+}

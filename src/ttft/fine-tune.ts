@@ -1,0 +1,248 @@
+/**
+ * `fineTuneTask`: fit the task into the token budget, build its leave-one-out augmented samples,
+ * reset the adapter in place and train it on them.
+ *
+ * @module
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ColourPermutationSchema, TransformSchema } from '../augment.js';
+import { DropStrategySchema, type FitSuccess, fitTask } from '../budget.js';
+import { parseOptions, validateTask } from '../data/validate.js';
+import { GridFormatNameSchema } from '../format/encodings.js';
+import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
+import { buildTrainingSamples } from '../samples.js';
+import { type Task, TaskIdSchema } from '../schemas.js';
+import type { Engine } from './engine.js';
+
+/** Options both {@link fineTuneTask} and {@link predictTask} share: how the task is laid out as text. */
+export const TaskTextOptionsSchema = z.strictObject({
+  /**
+   * Task id, for results, error messages and per-task seeds.
+   * @default 'task'
+   */
+  taskId: TaskIdSchema.default('task'),
+  /** Grid format; default: the engine's. */
+  format: GridFormatNameSchema.optional(),
+  /**
+   * Prompt style (`chatml` wraps arc24 prompts in Qwen's chat template).
+   * @default 'plain'
+   */
+  style: PromptStyleSchema.default('plain'),
+  /** Longest sequence (prompt + answer + EOS); default: the engine's. */
+  maxSeqLen: z.number().int().positive().optional(),
+  /**
+   * Which train pair to drop first when the task does not fit.
+   * @default 'random'
+   */
+  dropStrategy: DropStrategySchema.default('random'),
+  /**
+   * Seed of everything random for this task (combined with `taskId`).
+   * @default 0
+   */
+  seed: z.number().int().default(0),
+  /** Time limit of each engine call for this task (ms); default: the engine's `callTimeoutMs`. */
+  timeoutMs: z.number().int().nonnegative().optional(),
+});
+
+/** Options of {@link fineTuneTask}. */
+export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
+  /**
+   * Optimizer steps (arc24 used ~300 per task).
+   * @default 300
+   */
+  steps: z.number().int().positive().default(300),
+  /**
+   * Samples per micro-batch.
+   * @default 1
+   */
+  batchSize: z.number().int().positive().default(1),
+  /**
+   * Micro-batches per optimizer step.
+   * @default 1
+   */
+  gradAccum: z.number().int().positive().default(1),
+  /**
+   * Peak learning rate (linear warm-up, then linear decay to 0).
+   * @default 1e-4
+   */
+  lr: z.number().positive().default(1e-4),
+  /**
+   * Share of the steps spent warming up.
+   * @default 0.1
+   */
+  warmupRatio: z.number().min(0).max(1).default(0.1),
+  /**
+   * AdamW weight decay.
+   * @default 0
+   */
+  weightDecay: z.number().min(0).default(0),
+  /**
+   * Augmented samples per leave-one-out target (see `buildTrainingSamples`).
+   * @default 32
+   */
+  augmentationsPerPair: z.number().int().positive().default(32),
+  /**
+   * Most training samples (MARC caps at 250).
+   * @default 250
+   */
+  maxSamples: z.number().int().positive().default(250),
+  /** Geometric transforms to draw from; default all 8. */
+  transforms: z.array(TransformSchema).min(1).optional(),
+  /**
+   * Colour permutations: `none`, `keep-background` (0 stays 0) or `all`.
+   * @default 'keep-background'
+   */
+  colourPermutation: ColourPermutationSchema.default('keep-background'),
+  /**
+   * Shuffle the context pairs of each sample.
+   * @default true
+   */
+  shuffleTrain: z.boolean().default(true),
+  /**
+   * Reset the adapter to its initial state first (turn off only to continue training the same task).
+   * @default true
+   */
+  reset: z.boolean().default(true),
+  /** Save the trained adapter here in PEFT's format (loadable by PEFT or vLLM elsewhere). */
+  saveAdapter: z.string().min(1).optional(),
+});
+/** Options of {@link fineTuneTask}. */
+export type FineTuneOptions = z.input<typeof FineTuneOptionsSchema>;
+
+/** What {@link fineTuneTask} did. */
+export interface FineTuneResult {
+  readonly taskId: string;
+  /** Optimizer steps run. */
+  readonly steps: number;
+  /** Loss of each step (`null` where it was not finite). */
+  readonly losses: readonly (number | null)[];
+  /** Tokens trained on (prompt and answer). */
+  readonly tokens: number;
+  /** Training samples built (after de-duplication and the cap). */
+  readonly samples: number;
+  /** Samples skipped by Python for being longer than `maxSeqLen`. */
+  readonly skippedSamples: number;
+  /** Train pairs used, by original index. */
+  readonly keptTrain: number[];
+  /** Train pairs dropped to fit `maxSeqLen`, by original index. */
+  readonly droppedTrain: number[];
+  /** Seconds in Python training (reset excluded). */
+  readonly trainSeconds: number;
+  /** Seconds for the whole call, as seen from Node. */
+  readonly seconds: number;
+  /** Absolute path of the saved adapter, when `saveAdapter` was given. */
+  readonly adapterPath: string | undefined;
+}
+
+interface TrainResult {
+  steps: number;
+  losses: (number | null)[];
+  tokens: number;
+  samples: number;
+  skipped: number;
+  seconds: number;
+}
+
+/**
+ * Fits `task` into the token budget (throws {@link TaskTooLongError} when even one train pair is too
+ * long), shared by fine-tuning and prediction so both see the same kept pairs.
+ */
+export async function fitTaskForEngine(
+  engine: Engine,
+  task: Task,
+  o: z.output<typeof TaskTextOptionsSchema>,
+): Promise<FitSuccess & { format: z.output<typeof GridFormatNameSchema>; maxSeqLen: number }> {
+  const format = o.format ?? engine.format;
+  const maxSeqLen = o.maxSeqLen ?? engine.maxSeqLen;
+  const callOptions = o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : undefined;
+  const fit = await fitTask(task, (texts) => engine.countTokens(texts, callOptions), {
+    taskId: o.taskId,
+    format,
+    style: o.style,
+    maxSeqLen,
+    strategy: o.dropStrategy,
+    seed: o.seed,
+  });
+  if (!fit.fits) throw fit.error;
+  return { ...fit, format, maxSeqLen };
+}
+
+/**
+ * Fine-tunes the engine's adapter on one task: resets it in place (no model reload), fits the task
+ * into `maxSeqLen` by dropping train pairs, builds leave-one-out samples under invertible
+ * augmentations, and trains with the loss on the answer grid only. The adapter stays loaded for
+ * {@link predictTask}. Deterministic for a seed on CPU.
+ *
+ * @throws {@link TaskTooLongError} when the task does not fit even with one train pair.
+ * @throws {@link ValidationError} for a bad task or options; {@link BridgeError} / {@link TimeoutError}
+ * when Python fails (the engine restarts by itself for the next call).
+ */
+export async function fineTuneTask(
+  engine: Engine,
+  task: Task,
+  options?: FineTuneOptions,
+): Promise<FineTuneResult> {
+  const started = performance.now();
+  const o = parseOptions(FineTuneOptionsSchema, options, 'fineTuneTask');
+  validateTask(task, { taskId: o.taskId });
+  const callOptions = o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : undefined;
+  const fit = await fitTaskForEngine(engine, task, o);
+
+  const samples = buildTrainingSamples(
+    task,
+    {
+      keptTrain: fit.kept,
+      augmentationsPerPair: o.augmentationsPerPair,
+      maxSamples: o.maxSamples,
+      seed: o.seed,
+      colourPermutation: o.colourPermutation,
+      shuffleTrain: o.shuffleTrain,
+      ...(o.transforms !== undefined ? { transforms: o.transforms } : {}),
+    },
+    o.taskId,
+  );
+  const texts = samples.map((s) => {
+    const t = buildTrainingText(s.train, s.target, { format: fit.format, style: o.style });
+    return { prompt: t.prompt, answer: t.answer };
+  });
+
+  if (o.reset) await engine.call('reset_adapter', { seed: null }, callOptions);
+  const r = await engine.call<TrainResult>(
+    'train',
+    {
+      samples: texts,
+      steps: o.steps,
+      batch_size: o.batchSize,
+      grad_accum: o.gradAccum,
+      lr: o.lr,
+      warmup_ratio: o.warmupRatio,
+      weight_decay: o.weightDecay,
+      max_seq_len: fit.maxSeqLen,
+      seed: o.seed,
+    },
+    callOptions,
+  );
+  let adapterPath: string | undefined;
+  if (o.saveAdapter !== undefined) {
+    const saved = await engine.call<{ path: string }>(
+      'save_adapter',
+      { path: resolve(o.saveAdapter) },
+      callOptions,
+    );
+    adapterPath = saved.path;
+  }
+  return {
+    taskId: o.taskId,
+    steps: r.steps,
+    losses: r.losses,
+    tokens: r.tokens,
+    samples: samples.length,
+    skippedSamples: r.skipped,
+    keptTrain: fit.kept,
+    droppedTrain: fit.dropped,
+    trainSeconds: r.seconds,
+    seconds: (performance.now() - started) / 1000,
+    adapterPath,
+  };
+}

@@ -1,0 +1,245 @@
+/**
+ * `predictTask`: generate every test output under several augmentations in one batch, undo the
+ * augmentations, and vote to two attempts.
+ *
+ * @module
+ */
+import { z } from 'zod';
+import {
+  ColourPermutationSchema,
+  invertAugmentationGrid,
+  sampleAugmentations,
+  TransformSchema,
+} from '../augment.js';
+import { parseOptions, validateTask } from '../data/validate.js';
+import { getEncoding } from '../format/encodings.js';
+import { parseGrid } from '../format/parse.js';
+import { answerTextFor, buildInferencePrompt } from '../format/prompt.js';
+import { filledGrid } from '../grid.js';
+import { deriveSeed } from '../rng.js';
+import { buildInferenceInputs, type InferenceInput } from '../samples.js';
+import type { Grid, Task } from '../schemas.js';
+import { type RankedCandidate, voteAttempts } from '../vote.js';
+import type { Engine } from './engine.js';
+import { fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
+
+/** Options of {@link predictTask}. */
+export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
+  /**
+   * Augmented views per test input (the first is the un-augmented task); 8 or more covers every
+   * rotation/flip.
+   * @default 8
+   */
+  augmentations: z.number().int().positive().default(8),
+  /** Geometric transforms to draw from; default all 8. */
+  transforms: z.array(TransformSchema).min(1).optional(),
+  /**
+   * Colour permutations of the views: `none`, `keep-background` or `all`.
+   * @default 'keep-background'
+   */
+  colourPermutation: ColourPermutationSchema.default('keep-background'),
+  /**
+   * Shuffle the context pairs of each view.
+   * @default true
+   */
+  shuffleTrain: z.boolean().default(true),
+  /**
+   * Sample instead of greedy decoding.
+   * @default false
+   */
+  doSample: z.boolean().default(false),
+  /**
+   * Sampling temperature (with `doSample`).
+   * @default 1
+   */
+  temperature: z.number().positive().default(1),
+  /**
+   * Nucleus sampling mass (with `doSample`).
+   * @default 1
+   */
+  topP: z.number().gt(0).max(1).default(1),
+  /** Sequences per generation batch; default: all views of the task in one batch. */
+  batchSize: z.number().int().positive().optional(),
+  /** Train pairs to show (e.g. `FineTuneResult.keptTrain`); default: fitted again, the same way. */
+  keptTrain: z.array(z.number().int().min(0)).min(1).optional(),
+  /**
+   * Least votes a grid needs to become an attempt.
+   * @default 1
+   */
+  minVotes: z.number().int().positive().default(1),
+});
+/** Options of {@link predictTask}. */
+export type PredictOptions = z.input<typeof PredictOptionsSchema>;
+
+/** How a test input's prediction went. */
+export type TestPredictionStatus = 'ok' | 'no_valid_output';
+
+/** Why one generated text did not become a candidate. */
+export interface GenerationFailure {
+  /** The augmentation of the view that produced it. */
+  readonly view: number;
+  /** Parser failure reason, e.g. `ragged` or `unterminated`. */
+  readonly reason: string;
+  /** The generated text (cut to 200 characters). */
+  readonly text: string;
+}
+
+/** Prediction for one test input. */
+export interface TestPrediction {
+  readonly testIndex: number;
+  /** Most voted grid; `null` when no view gave a valid grid. */
+  readonly attempt1: Grid | null;
+  /** Second most voted grid (equal to `attempt1` when there was only one distinct grid). */
+  readonly attempt2: Grid | null;
+  /** Every distinct grid with its votes and mean log-prob, best first. */
+  readonly candidates: readonly RankedCandidate[];
+  /** Un-augmented grid of each view, in view order (`null` where the text did not parse). */
+  readonly predictions: readonly (Grid | null)[];
+  /** Texts that did not parse. */
+  readonly failures: readonly GenerationFailure[];
+  readonly status: TestPredictionStatus;
+}
+
+/** What {@link predictTask} produced. */
+export interface PredictResult {
+  readonly taskId: string;
+  /** One entry per test input, in order. */
+  readonly tests: readonly TestPrediction[];
+  /** Train pairs shown, by original index. */
+  readonly keptTrain: number[];
+  /** Sequences generated (test inputs × views). */
+  readonly sequences: number;
+  /** Tokens generated. */
+  readonly generatedTokens: number;
+  /** Seconds in Python generating. */
+  readonly generateSeconds: number;
+  /** Seconds for the whole call, as seen from Node. */
+  readonly seconds: number;
+}
+
+interface GenerateResult {
+  outputs: { text: string; n_tokens: number; mean_logprob: number | null; finish_reason: string }[];
+  tokens: number;
+  seconds: number;
+}
+
+/**
+ * Predicts every test output of `task` with the engine's current adapter (call {@link fineTuneTask}
+ * first for single-task TTFT, or not, for the base model): each test input is shown under
+ * `augmentations` invertible views, all views of all test inputs are generated in one batch, each
+ * parsed grid is mapped back, and the grids are voted to two attempts (frequency, then mean
+ * log-prob). Never throws on model output: unparsable texts are counted in `failures`.
+ *
+ * @throws {@link TaskTooLongError} when the task does not fit even with one train pair.
+ */
+export async function predictTask(
+  engine: Engine,
+  task: Task,
+  options?: PredictOptions,
+): Promise<PredictResult> {
+  const started = performance.now();
+  const o = parseOptions(PredictOptionsSchema, options, 'predictTask');
+  validateTask(task, { taskId: o.taskId });
+  const callOptions = o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : undefined;
+
+  let kept: number[];
+  const format = o.format ?? engine.format;
+  if (o.keptTrain !== undefined) {
+    kept = o.keptTrain;
+  } else {
+    kept = (await fitTaskForEngine(engine, task, o)).kept;
+  }
+
+  // Views: the same augmentations for every test input of the task, seeded per task.
+  const augs = sampleAugmentations(deriveSeed(o.seed, o.taskId, 'predict'), o.augmentations, {
+    trainIndices: kept,
+    colourPermutation: o.colourPermutation,
+    shuffleTrain: o.shuffleTrain,
+    ...(o.transforms !== undefined ? { transforms: o.transforms } : {}),
+  });
+  const views: InferenceInput[][] = task.test.map((_, i) =>
+    buildInferenceInputs(task, i, augs, { keptTrain: kept, taskId: o.taskId }),
+  );
+  const prompts = views.flat().map((v) => buildInferencePrompt(v.train, v.input, { format, style: o.style }));
+
+  // The longest answer a view can need: the largest grid in either orientation, plus EOS.
+  let rows = 1;
+  let cols = 1;
+  for (const pair of task.train) {
+    for (const g of [pair.output, pair.input]) {
+      rows = Math.max(rows, g.length);
+      cols = Math.max(cols, g[0]?.length ?? 0);
+    }
+  }
+  for (const t of task.test) {
+    rows = Math.max(rows, t.input.length);
+    cols = Math.max(cols, t.input[0]?.length ?? 0);
+  }
+  const side = Math.max(rows, cols);
+  const [answerTokens] = await engine.countTokens(
+    [answerTextFor(filledGrid(side, side), { format, style: o.style })],
+    callOptions,
+  );
+  const maxNewTokens = (answerTokens ?? 0) + 1;
+
+  const terminator = getEncoding(format).terminator;
+  const g = await engine.call<GenerateResult>(
+    'generate',
+    {
+      prompts,
+      max_new_tokens: maxNewTokens,
+      do_sample: o.doSample,
+      temperature: o.temperature,
+      top_p: o.topP,
+      seed: o.seed,
+      batch_size: o.batchSize ?? null,
+      stop: [terminator],
+    },
+    callOptions,
+  );
+
+  const tests: TestPrediction[] = [];
+  let k = 0;
+  for (const [testIndex, testViews] of views.entries()) {
+    const predictions: (Grid | null)[] = [];
+    const failures: GenerationFailure[] = [];
+    const candidates: { grid: Grid; logProb?: number }[] = [];
+    for (const [viewIndex, view] of testViews.entries()) {
+      const out = g.outputs[k++];
+      // Python strips the stop string; put the terminator back so the parser sees a complete grid.
+      const text = out === undefined ? '' : out.finish_reason === 'stop' ? out.text + terminator : out.text;
+      const parsed = parseGrid(text, format);
+      if (!parsed.ok) {
+        predictions.push(null);
+        failures.push({ view: viewIndex, reason: parsed.reason, text: text.slice(0, 200) });
+        continue;
+      }
+      const grid = invertAugmentationGrid(parsed.grid, view.augmentation);
+      predictions.push(grid);
+      candidates.push(
+        out?.mean_logprob !== null && out?.mean_logprob !== undefined
+          ? { grid, logProb: out.mean_logprob }
+          : { grid },
+      );
+    }
+    const vote = voteAttempts(candidates, { minVotes: o.minVotes });
+    tests.push({
+      testIndex,
+      attempt1: vote.attempt1,
+      attempt2: vote.attempt2,
+      candidates: vote.ranked,
+      predictions,
+      failures,
+      status: vote.attempt1 === null ? 'no_valid_output' : 'ok',
+    });
+  }
+  return {
+    taskId: o.taskId,
+    tests,
+    keptTrain: kept,
+    sequences: prompts.length,
+    generatedTokens: g.tokens,
+    generateSeconds: g.seconds,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,221 @@
+/**
+ * The engine end to end on CPU with a tiny random model: learning, in-place reset, typed Python errors,
+ * crash and timeout recovery, clean exit. Needs the project venv (npm test sets ARC_TTFT_PYTHON).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ArcTtftError,
+  BridgeError,
+  createEngine,
+  type Engine,
+  fineTuneTask,
+  type Grid,
+  gridsEqual,
+  makeTinyModel,
+  predictTask,
+  type Task,
+  TaskTooLongError,
+  TimeoutError,
+} from '../src/index.js';
+import { createRng } from '../src/rng.js';
+import { ROOT } from './helpers.js';
+
+const PYTHON = process.env.ARC_TTFT_PYTHON;
+const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
+
+/** A task whose answer is one fixed grid whatever the input: a random base cannot guess it, a LoRA learns it fast. */
+function constantTask(seed: number, answer: Grid, nTrain = 4): Task {
+  const rng = createRng(seed);
+  const grid = (): Grid => Array.from({ length: 3 }, () => Array.from({ length: 3 }, () => rng.int(10)));
+  return {
+    train: Array.from({ length: nTrain }, () => ({ input: grid(), output: answer })),
+    test: [{ input: grid(), output: answer }],
+  };
+}
+
+const ANSWER_A: Grid = [
+  [1, 2, 1],
+  [2, 1, 2],
+];
+const ANSWER_B: Grid = [
+  [3, 4, 3],
+  [4, 3, 4],
+];
+// No geometric or colour augmentation: a random base has no copy skill, so the answer must stay constant.
+const TUNE = {
+  steps: 100,
+  lr: 2e-3,
+  transforms: ['identity' as const],
+  colourPermutation: 'none' as const,
+  seed: 1,
+};
+const PREDICT = { augmentations: 2, transforms: ['identity' as const], colourPermutation: 'none' as const };
+
+let dir: string;
+let engine: Engine;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'arc-ttft-engine-'));
+  await makeTinyModel(join(dir, 'tiny'), { seed: 0, ...py });
+  engine = await createEngine({
+    model: join(dir, 'tiny'),
+    threads: 1,
+    lora: { r: 16, alpha: 32, modulesToSave: ['embed_tokens', 'lm_head'] },
+    ...py,
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await engine?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('engine', () => {
+  it('loads the model once and reports it', () => {
+    expect(engine.model.modelType).toBe('qwen2');
+    expect(engine.model.vocabSize).toBeLessThan(512);
+    expect(engine.format).toBe('compact');
+    expect(engine.maxSeqLen).toBe(8192);
+  });
+
+  it('learns: predictTask is wrong before fineTuneTask and right after', async () => {
+    const task = constantTask(7, ANSWER_A);
+    const before = await predictTask(engine, task, { taskId: 'const-a', ...PREDICT });
+    const b = before.tests[0]!;
+    expect(b.attempt1 === null || !gridsEqual(b.attempt1, ANSWER_A)).toBe(true);
+
+    const tuned = await fineTuneTask(engine, task, { taskId: 'const-a', ...TUNE });
+    expect(tuned.steps).toBe(100);
+    expect(tuned.losses).toHaveLength(100);
+    expect(tuned.keptTrain).toEqual([0, 1, 2, 3]);
+    const first = tuned.losses[0]!;
+    const last = tuned.losses.at(-1)!;
+    expect(last).toBeLessThan(first / 4);
+
+    const after = await predictTask(engine, task, { taskId: 'const-a', ...PREDICT });
+    expect(after.tests[0]!.status).toBe('ok');
+    expect(after.tests[0]!.attempt1).toEqual(ANSWER_A);
+  });
+
+  it('resets in place: a task trains and predicts the same whether or not another task came first', async () => {
+    const taskA = constantTask(7, ANSWER_A);
+    const taskB = constantTask(11, ANSWER_B);
+    const pid = engine.pythonPid;
+
+    const b1 = await fineTuneTask(engine, taskB, { taskId: 'const-b', ...TUNE });
+    const p1 = await predictTask(engine, taskB, { taskId: 'const-b', ...PREDICT });
+    await fineTuneTask(engine, taskA, { taskId: 'const-a', ...TUNE });
+    const b2 = await fineTuneTask(engine, taskB, { taskId: 'const-b', ...TUNE });
+    const p2 = await predictTask(engine, taskB, { taskId: 'const-b', ...PREDICT });
+
+    expect(b2.losses).toEqual(b1.losses);
+    expect(p2.tests).toEqual(p1.tests);
+    expect(p1.tests[0]!.attempt1).toEqual(ANSWER_B);
+    // No model reload in between: still the same Python process.
+    expect(engine.pythonPid).toBe(pid);
+  });
+
+  it('surfaces a Python exception as a typed BridgeError with its traceback', async () => {
+    const error = await engine.call('debug_raise', { message: 'boom' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BridgeError);
+    const e = error as BridgeError;
+    expect(e.reason).toBe('exception');
+    expect(e.pythonType).toBe('ValueError');
+    expect(e.pythonMessage).toBe('boom');
+    expect(e.traceback).toContain('Traceback');
+    expect(e.message).toContain('ValueError: boom');
+  });
+
+  it('rejects a bad payload with the Python error type and the field', async () => {
+    const error = await engine.call('train', { steps: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BridgeError);
+    expect((error as BridgeError).pythonType).toBe('PayloadError');
+    expect((error as BridgeError).message).toContain('samples');
+  });
+
+  it('raises TaskTooLongError when one train pair does not fit maxSeqLen', async () => {
+    const task = constantTask(3, ANSWER_A);
+    await expect(
+      fineTuneTask(engine, task, { taskId: 'short', maxSeqLen: 20, steps: 1 }),
+    ).rejects.toBeInstanceOf(TaskTooLongError);
+  });
+
+  it('notices a killed Python within 5 s, and the next call works after a restart', async () => {
+    const task = constantTask(5, ANSWER_A);
+    const pid = engine.pythonPid!;
+    const starts = engine.startCount;
+    const running = fineTuneTask(engine, task, { taskId: 'killed', ...TUNE, steps: 100_000 }).catch(
+      (e: unknown) => e,
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    const killedAt = Date.now();
+    process.kill(pid, 'SIGKILL');
+    const error = await running;
+    expect(Date.now() - killedAt).toBeLessThan(5000);
+    expect(error).toBeInstanceOf(BridgeError);
+    expect((error as BridgeError).reason).toBe('crashed');
+
+    const next = await predictTask(engine, task, { taskId: 'killed', ...PREDICT });
+    expect(next.tests).toHaveLength(1);
+    expect(engine.startCount).toBe(starts + 1);
+    expect(engine.pythonPid).not.toBe(pid);
+  }, 120_000);
+
+  it('times out a call that runs too long, then recovers', async () => {
+    const task = constantTask(5, ANSWER_A);
+    const error = await fineTuneTask(engine, task, {
+      taskId: 'slow',
+      ...TUNE,
+      steps: 100_000,
+      timeoutMs: 2000,
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(ArcTtftError);
+    const next = await predictTask(engine, task, { taskId: 'slow', ...PREDICT });
+    expect(next.tests[0]!.predictions).toHaveLength(2);
+  }, 120_000);
+
+  it('fails up front with a clear error when the model folder does not exist', async () => {
+    const missing = join(dir, 'no-such-model');
+    const error = await createEngine({ model: missing, ...py }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ArcTtftError);
+    expect(String((error as Error).message)).toContain('no-such-model');
+  }, 120_000);
+});
+
+describe('process lifetime', () => {
+  it('Node exits by itself after engine.close()', async () => {
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    const child = spawn(
+      process.execPath,
+      ['--import', tsx, join(ROOT, 'test/fixtures/node/engine-child.ts'), join(dir, 'tiny')],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += String(d);
+    });
+    child.stderr.on('data', (d) => {
+      err += String(d);
+    });
+    const code = await new Promise<number | null>((resolveExit) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolveExit(c);
+      });
+    });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(out).toContain('closed');
+    const { pythonPid } = JSON.parse(out.split('\n')[0]!) as { pythonPid: number };
+    expect(() => process.kill(pythonPid, 0)).toThrow();
+  }, 120_000);
+});
