@@ -76,9 +76,11 @@ export class ValidationError extends ArcTtftError {
 /** A task's prompt does not fit `maxSeqLen` even with a single train pair. */
 export class TaskTooLongError extends ArcTtftError {
   override readonly code = 'task_too_long' as const;
+  /** The task that does not fit. */
   readonly taskId: string;
   /** Tokens needed by the smallest prompt (one train pair) plus the longest possible answer. */
   readonly minTokens: number;
+  /** The token limit it was fitted to. */
   readonly maxSeqLen: number;
 
   constructor(params: { taskId: string; minTokens: number; maxSeqLen: number }) {
@@ -100,6 +102,7 @@ export type BridgeFailure = 'exception' | 'crashed' | 'closed' | 'start_failed';
  */
 export class BridgeError extends ArcTtftError {
   override readonly code = 'bridge_error' as const;
+  /** What went wrong: Python raised, crashed, was closed, or could not start. */
   readonly reason: BridgeFailure;
   /** Python exception class, e.g. `ValueError` (reason `exception`). */
   readonly pythonType: string | undefined;
@@ -129,6 +132,7 @@ export class TimeoutError extends ArcTtftError {
   override readonly code = 'timeout' as const;
   /** What timed out, e.g. `train` or `task 00576224`. */
   readonly operation: string;
+  /** The limit that was exceeded, in milliseconds. */
   readonly timeoutMs: number;
 
   constructor(params: { operation: string; timeoutMs: number; message?: string }) {
@@ -141,6 +145,7 @@ export class TimeoutError extends ArcTtftError {
 /** A file or folder could not be read or written (missing, unreadable, not valid JSON, unsafe path). */
 export class FileError extends ArcTtftError {
   override readonly code = 'file_error' as const;
+  /** The file or folder concerned. */
   readonly path: string;
 
   constructor(params: { path: string; message: string; cause?: unknown }) {
@@ -169,6 +174,7 @@ export type SetupFailure =
  */
 export class SetupError extends ArcTtftError {
   override readonly code = 'setup_error' as const;
+  /** Which step failed. */
   readonly reason: SetupFailure;
   /** Tail of the failing command's output, when a command failed. */
   readonly output: string | undefined;

@@ -41,20 +41,32 @@ export const GridSchema = z
 export type Grid = number[][];
 
 /** A train pair. */
-export const ExampleSchema = z.object({ input: GridSchema, output: GridSchema });
+export const ExampleSchema = z.object({
+  /** The input grid. */
+  input: GridSchema,
+  /** The output grid the rule makes of it. */
+  output: GridSchema,
+});
 /** A train pair: an input grid and its output grid. */
 export type Example = z.infer<typeof ExampleSchema>;
 
 /** A test pair; its output is known only when solutions are. */
-export const TestExampleSchema = z.object({ input: GridSchema, output: GridSchema.optional() });
+export const TestExampleSchema = z.object({
+  /** The test input grid. */
+  input: GridSchema,
+  /** The expected output, when known (from a solutions file); absent in challenges. */
+  output: GridSchema.optional(),
+});
 /** A test pair: the input, and the output when known. */
 export type TestExample = z.infer<typeof TestExampleSchema>;
 
 /** One ARC task. */
 export const TaskSchema = z.object({
+  /** Demonstration pairs (at least 1). */
   train: z.array(ExampleSchema, { error: 'train must be an array' }).min(1, {
     error: 'a task needs at least 1 train pair',
   }),
+  /** Test inputs to solve (at least 1), with outputs when known. */
   test: z.array(TestExampleSchema, { error: 'test must be an array' }).min(1, {
     error: 'a task needs at least 1 test input',
   }),
@@ -80,7 +92,12 @@ export const TaskSetSchema = z.record(TaskIdSchema, TaskSchema);
 export type TaskSet = Record<string, Task>;
 
 /** The two attempts for one test input. */
-export const AttemptsSchema = z.object({ attempt_1: GridSchema, attempt_2: GridSchema });
+export const AttemptsSchema = z.object({
+  /** First guess. */
+  attempt_1: GridSchema,
+  /** Second guess (may repeat the first). */
+  attempt_2: GridSchema,
+});
 /** The two attempts for one test input, Kaggle's shape. */
 export type Attempts = z.infer<typeof AttemptsSchema>;
 

@@ -112,7 +112,9 @@ export interface TaskScore {
 
 /** A test output the scored input had no entry for (only with `allowMissing`). */
 export interface UnansweredTest {
+  /** The task it belongs to. */
   readonly taskId: string;
+  /** Index of the test output within the task. */
   readonly testIndex: number;
 }
 

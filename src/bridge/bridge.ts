@@ -112,9 +112,11 @@ export type BridgeExitCause = 'crashed' | 'timeout' | 'aborted' | 'restart' | 'c
 
 /** Reported to `onExit` each time a Python process (with its host) goes away. */
 export interface BridgeExitEvent {
+  /** Why it went away. */
   readonly cause: BridgeExitCause;
   /** Host process id. */
   readonly pid: number | undefined;
+  /** Python's process id, when it had started. */
   readonly pythonPid: number | undefined;
   /** Python's exit code, when it exited by itself. */
   readonly code: number | null;

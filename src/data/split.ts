@@ -101,7 +101,9 @@ export type JoinOptions = z.input<typeof JoinOptionsSchema>;
 
 /** One submission entry that was filled by the fallback. */
 export interface FilledEntry {
+  /** The task the entry belongs to. */
   readonly taskId: string;
+  /** Index of its test input. */
   readonly testIndex: number;
 }
 

@@ -39,6 +39,7 @@ export type ParseFailureReason =
 /** Outcome of {@link parseGrid}. */
 export type ParseResult =
   | {
+      /** Discriminant: the text parsed. */
       readonly ok: true;
       /** The parsed grid. */
       readonly grid: Grid;
@@ -46,6 +47,7 @@ export type ParseResult =
       readonly consumed: number;
     }
   | {
+      /** Discriminant: the text did not parse. */
       readonly ok: false;
       /** Machine-readable cause. */
       readonly reason: ParseFailureReason;

@@ -64,6 +64,7 @@ export type ResolvePythonOptions = z.input<typeof ResolvePythonOptionsSchema>;
 export interface PythonEnv {
   /** The venv's interpreter: pass it as `pythonBin` (or `PYTHON_BIN`) to the bridge. */
   readonly python: string;
+  /** The venv's folder. */
   readonly venvDir: string;
   /** The venv was created by this call. */
   readonly created: boolean;

@@ -21,7 +21,9 @@ export interface PythonInfo {
   readonly executable: string;
   /** `major.minor.micro`, e.g. `3.11.7`. */
   readonly version: string;
+  /** Major version, e.g. `3`. */
   readonly major: number;
+  /** Minor version, e.g. `11`. */
   readonly minor: number;
   /** Whether the standard `venv` module imports. */
   readonly hasVenv: boolean;
