@@ -85,11 +85,7 @@ console.log(`a cut-off answer: ${JSON.stringify(parseGrid('334\n70', 'compact'))
 
 // 4. Training samples: leave-one-out over the kept pairs, each under several augmentations.
 section('training samples');
-const samples = buildTrainingSamples(
-  task,
-  { keptTrain: fit.kept, augmentationsPerPair: 8, seed: 0 },
-  id,
-);
+const samples = buildTrainingSamples(task, { keptTrain: fit.kept, augmentationsPerPair: 8, seed: 0 }, id);
 const sample = samples[2]!;
 const text = buildTrainingText(sample.train, sample.target, 'compact');
 console.log(
@@ -99,7 +95,7 @@ console.log(
 
 // 5. Augment and invert: predictions made on an augmented task are mapped back before voting.
 section('augment, predict, invert, vote');
-const augmentations = sampleAugmentations(1, 8, { trainIndices: [...fit.kept] });
+const augmentations = sampleAugmentations(1, 8, { trainIndices: fit.kept });
 const views = buildInferenceInputs(task, 0, augmentations, { keptTrain: fit.kept, taskId: id });
 const shown = views[3]!;
 console.log(

@@ -2,7 +2,7 @@
 // when missing, lints, type-checks, builds, runs vitest and pytest, and ends with one summary line.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, build, ensureNodeModules, ensurePython, readJson, run } from './lib.mjs';
+import { build, ensureNodeModules, ensurePython, ROOT, readJson, run } from './lib.mjs';
 
 const started = Date.now();
 ensureNodeModules();
@@ -18,7 +18,13 @@ const env = { PYTHON_BIN: python, ARC_TTFT_PYTHON: python };
 
 const vitestStatus = run(
   'npx',
-  ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${join(reports, 'vitest.json')}`],
+  [
+    'vitest',
+    'run',
+    '--reporter=default',
+    '--reporter=json',
+    `--outputFile.json=${join(reports, 'vitest.json')}`,
+  ],
   { env, allowFail: true },
 );
 const pytestStatus = run(
