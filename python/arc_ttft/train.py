@@ -7,7 +7,9 @@ trained before in the same process (after :func:`arc_ttft.lora.reset_adapter`).
 
 from __future__ import annotations
 
+import json
 import random
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +36,15 @@ class TrainConfig:
     max_seq_len: int = 8192
     max_grad_norm: float | None = 1.0
     seed: int = 0
+    progress_every: int = 0  # > 0: report every N steps on stderr (see report_progress)
+
+
+# Progress lines go to stderr, which the bridge forwards line by line; calls stay one request/one reply.
+PROGRESS_PREFIX = "@@arc-ttft-progress "
+
+
+def report_progress(step: int, steps: int, loss: float) -> None:
+    print(PROGRESS_PREFIX + json.dumps({"step": step, "steps": steps, "loss": loss}), file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
             schedule.step()
             losses.append(loss_sum / n_step)
             answer_tokens += n_step
+            if cfg.progress_every and (len(losses) % cfg.progress_every == 0 or len(losses) == cfg.steps):
+                report_progress(len(losses), cfg.steps, losses[-1])
     finally:
         model.eval()
         optimizer.zero_grad(set_to_none=True)  # free gradient memory between tasks

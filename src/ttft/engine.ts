@@ -134,6 +134,19 @@ export interface ModelInfo {
   readonly loadSeconds: number;
 }
 
+/** Marks the training progress lines Python writes to stderr (python/arc_ttft/train.py). */
+const PROGRESS_PREFIX = '@@arc-ttft-progress ';
+
+/** One training progress report. */
+export interface TrainProgress {
+  /** Steps done. */
+  readonly step: number;
+  /** Steps in this training call. */
+  readonly steps: number;
+  /** Loss of the last step. */
+  readonly loss: number | null;
+}
+
 /** Callbacks of an engine (all optional). */
 export interface EngineHooks {
   /** Each time the Python process goes away (crash, timeout, restart, close). */
@@ -189,6 +202,7 @@ export class Engine {
   readonly options: ResolvedEngineOptions;
   readonly #bridge: Bridge;
   #model: ModelInfo | undefined;
+  #progressListener: ((progress: TrainProgress) => void) | undefined;
 
   /** Use {@link createEngine}: it also loads the model, so a bad model fails there. */
   constructor(options: EngineOptions = {}, hooks: EngineHooks = {}) {
@@ -210,7 +224,13 @@ export class Engine {
         // Every (re)start loads the model, so a crash loses only the call in flight.
         onStart: (session) => this.#load(session),
         ...(hooks.onExit ? { onExit: hooks.onExit } : {}),
-        ...(hooks.onLog ? { onLog: hooks.onLog } : {}),
+        onLog: (line, stream) => {
+          if (stream === 'stderr' && line.startsWith(PROGRESS_PREFIX)) {
+            this.#onProgress(line.slice(PROGRESS_PREFIX.length));
+          } else {
+            hooks.onLog?.(line, stream);
+          }
+        },
       },
     );
   }
@@ -247,6 +267,30 @@ export class Engine {
       maxPositionEmbeddings: r.max_position_embeddings,
       loadSeconds: r.seconds,
     };
+  }
+
+  #onProgress(json: string): void {
+    try {
+      this.#progressListener?.(JSON.parse(json) as TrainProgress);
+    } catch {
+      // A progress line is informative only; a malformed one is ignored.
+    }
+  }
+
+  /**
+   * Runs `fn` with `listener` receiving the training progress Python reports meanwhile (calls are
+   * one at a time, so the progress belongs to the call `fn` makes).
+   */
+  async withTrainProgress<T>(
+    listener: ((progress: TrainProgress) => void) | undefined,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    this.#progressListener = listener;
+    try {
+      return await fn();
+    } finally {
+      this.#progressListener = undefined;
+    }
   }
 
   /** Starts Python and loads the model (done by {@link createEngine}). */

@@ -13,7 +13,7 @@ import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { buildTrainingSamples } from '../samples.js';
 import { type Task, TaskIdSchema } from '../schemas.js';
-import type { Engine } from './engine.js';
+import type { Engine, TrainProgress } from './engine.js';
 
 /** Options both {@link fineTuneTask} and {@link predictTask} share: how the task is laid out as text. */
 export const TaskTextOptionsSchema = z.strictObject({
@@ -106,6 +106,11 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
   reset: z.boolean().default(true),
   /** Save the trained adapter here in PEFT's format (loadable by PEFT or vLLM elsewhere). */
   saveAdapter: z.string().min(1).optional(),
+  /**
+   * Report progress to `hooks.onStep` every N steps (0 = never).
+   * @default 10
+   */
+  progressEvery: z.number().int().nonnegative().default(10),
 });
 /** Options of {@link fineTuneTask}. */
 export type FineTuneOptions = z.input<typeof FineTuneOptionsSchema>;
@@ -135,13 +140,58 @@ export interface FineTuneResult {
   readonly adapterPath: string | undefined;
 }
 
-interface TrainResult {
+/** Callbacks of {@link fineTuneTask}. */
+export interface FineTuneHooks {
+  /** Training progress, every `progressEvery` steps. */
+  onStep?: (progress: TrainProgress) => void;
+}
+
+/** The training settings {@link trainSamples} takes (a subset of the fine-tune options). */
+export type TrainSettings = Pick<
+  z.output<typeof FineTuneOptionsSchema>,
+  | 'steps'
+  | 'batchSize'
+  | 'gradAccum'
+  | 'lr'
+  | 'warmupRatio'
+  | 'weightDecay'
+  | 'seed'
+  | 'progressEvery'
+  | 'timeoutMs'
+>;
+
+/** What one training call returned. */
+export interface TrainResult {
   steps: number;
   losses: (number | null)[];
   tokens: number;
   samples: number;
   skipped: number;
   seconds: number;
+}
+
+/** Trains the current adapter on prompt/answer texts (one Python call, no reset). */
+export async function trainSamples(
+  engine: Engine,
+  samples: readonly { prompt: string; answer: string }[],
+  s: TrainSettings,
+  maxSeqLen: number,
+  onStep?: (progress: TrainProgress) => void,
+): Promise<TrainResult> {
+  const payload = {
+    samples,
+    steps: s.steps,
+    batch_size: s.batchSize,
+    grad_accum: s.gradAccum,
+    lr: s.lr,
+    warmup_ratio: s.warmupRatio,
+    weight_decay: s.weightDecay,
+    max_seq_len: maxSeqLen,
+    seed: s.seed,
+    progress_every: onStep ? s.progressEvery : 0,
+  };
+  const callOptions = s.timeoutMs !== undefined ? { timeoutMs: s.timeoutMs } : undefined;
+  return engine.withTrainProgress(onStep, () => engine.call<TrainResult>('train', payload, callOptions));
 }
 
 /**
@@ -182,6 +232,7 @@ export async function fineTuneTask(
   engine: Engine,
   task: Task,
   options?: FineTuneOptions,
+  hooks: FineTuneHooks = {},
 ): Promise<FineTuneResult> {
   const started = performance.now();
   const o = parseOptions(FineTuneOptionsSchema, options, 'fineTuneTask');
@@ -208,21 +259,7 @@ export async function fineTuneTask(
   });
 
   if (o.reset) await engine.call('reset_adapter', { seed: null }, callOptions);
-  const r = await engine.call<TrainResult>(
-    'train',
-    {
-      samples: texts,
-      steps: o.steps,
-      batch_size: o.batchSize,
-      grad_accum: o.gradAccum,
-      lr: o.lr,
-      warmup_ratio: o.warmupRatio,
-      weight_decay: o.weightDecay,
-      max_seq_len: fit.maxSeqLen,
-      seed: o.seed,
-    },
-    callOptions,
-  );
+  const r = await trainSamples(engine, texts, o, fit.maxSeqLen, hooks.onStep);
   let adapterPath: string | undefined;
   if (o.saveAdapter !== undefined) {
     const saved = await engine.call<{ path: string }>(

@@ -17,13 +17,18 @@ export {
   resolveModelPath,
   type TinyModelOptions,
   TinyModelOptionsSchema,
+  type TrainProgress,
 } from './engine.js';
 export {
+  type FineTuneHooks,
   type FineTuneOptions,
   FineTuneOptionsSchema,
   type FineTuneResult,
   fineTuneTask,
   TaskTextOptionsSchema,
+  type TrainResult,
+  type TrainSettings,
+  trainSamples,
 } from './fine-tune.js';
 export {
   type GenerationFailure,
@@ -34,3 +39,22 @@ export {
   type TestPrediction,
   type TestPredictionStatus,
 } from './predict.js';
+export type {
+  CandidateRecord,
+  ErrorRecord,
+  RunMode,
+  TaskRecord,
+  TaskStatus,
+  TestRecord,
+} from './records.js';
+export {
+  type RunContext,
+  type RunEvent,
+  type RunFiles,
+  type RunOptions,
+  RunOptionsSchema,
+  RunPredictOptionsSchema,
+  type RunResult,
+  RunTrainOptionsSchema,
+  runSingleTaskTTFT,
+} from './run.js';

@@ -1,0 +1,764 @@
+/**
+ * `runSingleTaskTTFT`: the main job. Every task gets its own adapter (or, for comparison, one adapter
+ * for the whole set, or none), predictions are voted to two attempts and joined into one Kaggle
+ * submission. A journal makes runs resumable; the submission on disk is complete at every moment.
+ *
+ * @module
+ */
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { writeJsonAtomic } from '../data/fs.js';
+import { type LoadError, loadTasks } from '../data/load.js';
+import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
+import { parseOptions } from '../data/validate.js';
+import {
+  ArcTtftError,
+  BridgeError,
+  FileError,
+  TaskTooLongError,
+  TimeoutError,
+  ValidationError,
+} from '../errors.js';
+import { GridFormatNameSchema } from '../format/encodings.js';
+import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
+import { hashString } from '../rng.js';
+import { buildTrainingSamples } from '../samples.js';
+import type { Attempts, Grid, Solutions, Submission, TaskSet } from '../schemas.js';
+import { type ScoreReport, scorePredictions, type TaskPredictions } from '../score.js';
+import { VERSION } from '../version.js';
+import { createEngine, type Engine, EngineOptionsSchema, type TrainProgress } from './engine.js';
+import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
+import { PredictOptionsSchema, predictTask } from './predict.js';
+import type { ErrorRecord, RunMode, TaskRecord, TaskStatus, TestRecord } from './records.js';
+
+/** Training settings of a run (see {@link FineTuneOptions}). */
+export const RunTrainOptionsSchema = FineTuneOptionsSchema.pick({
+  steps: true,
+  batchSize: true,
+  gradAccum: true,
+  lr: true,
+  warmupRatio: true,
+  weightDecay: true,
+  augmentationsPerPair: true,
+  maxSamples: true,
+  transforms: true,
+  colourPermutation: true,
+  shuffleTrain: true,
+  progressEvery: true,
+});
+
+/** Prediction settings of a run (see {@link PredictOptions}). */
+export const RunPredictOptionsSchema = PredictOptionsSchema.pick({
+  augmentations: true,
+  transforms: true,
+  colourPermutation: true,
+  shuffleTrain: true,
+  doSample: true,
+  temperature: true,
+  topP: true,
+  batchSize: true,
+  minVotes: true,
+});
+
+/** Options of {@link runSingleTaskTTFT}. */
+export const RunOptionsSchema = z.strictObject({
+  /**
+   * `single-task`: a fresh adapter per task (the method); `whole-set`: one adapter trained on all tasks
+   * first; `none`: the base model, no fine-tuning. Same code path otherwise, for fair comparisons.
+   * @default 'single-task'
+   */
+  mode: z.enum(['single-task', 'whole-set', 'none']).default('single-task'),
+  /** Output folder for submission.json, results.jsonl (the journal), metrics.json and report.html; default: nothing written. */
+  out: z.string().min(1).optional(),
+  /** Kaggle solutions file merged into the tasks (when `tasks` is a path), for metrics. */
+  solutions: z.string().min(1).optional(),
+  /** Only these task ids. */
+  only: z.array(z.string().min(1)).min(1).optional(),
+  /** At most this many tasks (after `only`). */
+  limit: z.number().int().positive().optional(),
+  /** The engine to create (ignored when an engine is passed in the context). */
+  engine: EngineOptionsSchema.default(EngineOptionsSchema.parse({})),
+  /** Grid format; default: the engine's. */
+  format: GridFormatNameSchema.optional(),
+  /**
+   * Prompt style.
+   * @default 'plain'
+   */
+  style: PromptStyleSchema.default('plain'),
+  /** Longest sequence; default: the engine's. */
+  maxSeqLen: z.number().int().positive().optional(),
+  /**
+   * Seed of everything random (combined with each task id).
+   * @default 0
+   */
+  seed: z.number().int().default(0),
+  /** Training settings. */
+  train: RunTrainOptionsSchema.default(RunTrainOptionsSchema.parse({})),
+  /** Prediction settings. */
+  predict: RunPredictOptionsSchema.default(RunPredictOptionsSchema.parse({})),
+  /**
+   * Total training steps of the whole-set adapter; default: `train.steps` × number of tasks, the same
+   * total as single-task.
+   */
+  wholeSetSteps: z.number().int().positive().optional(),
+  /**
+   * Time limit of one task (fine-tuning plus prediction), ms; past it the task is recorded as
+   * `timed_out`, Python restarts and the run goes on.
+   * @default 1_800_000
+   */
+  taskTimeoutMs: z.number().int().positive().default(1_800_000),
+  /**
+   * Time budget of the whole run, ms (Kaggle allows 12 h): the remaining time is shared over the
+   * remaining tasks, lowering steps and views to finish in time. Default: none.
+   */
+  timeBudgetMs: z.number().int().positive().optional(),
+  /**
+   * Grid used where a task produced nothing: `input` (a copy of the test input) or `zeros` (`[[0]]`).
+   * @default 'input'
+   */
+  fallback: z.enum(['input', 'zeros']).default('input'),
+  /**
+   * Continue from the journal in `out` (finished tasks are skipped); `false` starts over.
+   * @default true
+   */
+  resume: z.boolean().default(true),
+  /**
+   * Save each task's adapter under `out/adapters/<id>` (PEFT format).
+   * @default false
+   */
+  saveAdapters: z.boolean().default(false),
+});
+/** Options of {@link runSingleTaskTTFT}. */
+export type RunOptions = z.input<typeof RunOptionsSchema>;
+type Resolved = z.output<typeof RunOptionsSchema>;
+
+/** What happens during a run, in order. */
+export type RunEvent =
+  | {
+      readonly type: 'run_started';
+      readonly mode: RunMode;
+      /** Tasks in the run (valid ones). */
+      readonly total: number;
+      /** Tasks already finished in the journal (skipped). */
+      readonly resumed: number;
+      readonly invalid: number;
+    }
+  | { readonly type: 'whole_set_started'; readonly samples: number; readonly steps: number }
+  | {
+      readonly type: 'task_started';
+      readonly taskId: string;
+      /** 0-based position among the tasks still to run. */
+      readonly index: number;
+      readonly remaining: number;
+      readonly settings: { readonly steps: number; readonly augmentations: number };
+    }
+  | {
+      readonly type: 'train_step';
+      /** The task, or `*` for the whole-set adapter. */
+      readonly taskId: string;
+      readonly step: number;
+      readonly steps: number;
+      readonly loss: number | null;
+    }
+  | {
+      readonly type: 'task_finished';
+      readonly record: TaskRecord;
+      readonly done: number;
+      readonly total: number;
+    }
+  | { readonly type: 'run_finished'; readonly result: RunResult };
+
+/** What the caller can hand a run besides options. */
+export interface RunContext {
+  /** An engine to use (not closed by the run); default: one created from `options.engine` and closed at the end. */
+  readonly engine?: Engine;
+  /** Receives every {@link RunEvent}. */
+  readonly onEvent?: (event: RunEvent) => void;
+  /** Stops the run after the task in flight (which is not recorded, so a resume redoes it). */
+  readonly signal?: AbortSignal;
+}
+
+/** Paths of what a run wrote. */
+export interface RunFiles {
+  readonly dir: string;
+  readonly submission: string;
+  readonly journal: string;
+  readonly metrics: string;
+}
+
+/** The outcome of {@link runSingleTaskTTFT}. */
+export interface RunResult {
+  readonly mode: RunMode;
+  /** The complete submission: every valid task, every test input, two attempts each. */
+  readonly submission: Submission;
+  /** One record per valid task, in task order (resumed ones included). */
+  readonly records: readonly TaskRecord[];
+  /** Tasks that could not be loaded, with why. */
+  readonly invalid: readonly LoadError[];
+  /** Counts of each status. */
+  readonly statusCounts: Readonly<Record<TaskStatus, number>>;
+  /** Scores, when every task's test outputs are known. */
+  readonly score: ScoreReport | undefined;
+  /** Wall-clock seconds of this invocation. */
+  readonly seconds: number;
+  /** Whether the run stopped early on the abort signal. */
+  readonly aborted: boolean;
+  /** Files written, when `out` was given. */
+  readonly files: RunFiles | undefined;
+}
+
+const JOURNAL = 'results.jsonl';
+
+/** The options that change results: a journal written under other ones cannot be resumed. */
+function fingerprint(o: Resolved, model: string): string {
+  const e = o.engine;
+  return hashString(
+    JSON.stringify({
+      mode: o.mode,
+      model,
+      lora: e.lora,
+      adapterInit: e.adapterInit ?? null,
+      engineSeed: e.seed,
+      format: o.format ?? e.format,
+      style: o.style,
+      maxSeqLen: o.maxSeqLen ?? e.maxSeqLen,
+      seed: o.seed,
+      train: o.train,
+      predict: o.predict,
+      wholeSetSteps: o.wholeSetSteps ?? null,
+      fallback: o.fallback,
+    }),
+  ).toString(16);
+}
+
+function errorRecord(error: unknown): ErrorRecord {
+  if (error instanceof BridgeError) {
+    return {
+      type: error.pythonType ?? `BridgeError(${error.reason})`,
+      message: error.pythonMessage ?? error.message,
+      traceback: error.traceback,
+    };
+  }
+  if (error instanceof Error) return { type: error.name, message: error.message };
+  return { type: 'Error', message: String(error) };
+}
+
+/** Appends JSON lines and fsyncs each, so a kill -9 loses at most the line being written. */
+class Journal {
+  readonly path: string;
+  #fd: number;
+
+  constructor(path: string, truncate: boolean) {
+    this.path = path;
+    this.#fd = openSync(path, truncate ? 'w' : 'a');
+  }
+
+  append(value: unknown): void {
+    writeSync(this.#fd, `${JSON.stringify(value)}\n`);
+    fsyncSync(this.#fd);
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
+
+interface JournalState {
+  readonly fingerprint: string | undefined;
+  readonly records: Map<string, TaskRecord>;
+  readonly wholeSet: { adapterPath: string } | undefined;
+}
+
+/** Reads a journal; a torn last line (killed mid-write) is ignored. */
+function readJournal(path: string): JournalState {
+  const records = new Map<string, TaskRecord>();
+  let fp: string | undefined;
+  let wholeSet: { adapterPath: string } | undefined;
+  if (!existsSync(path)) return { fingerprint: undefined, records, wholeSet };
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (line.trim() === '') continue;
+    let value: { type?: string; fingerprint?: string; taskId?: string; adapterPath?: string };
+    try {
+      value = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (value.type === 'run') fp = value.fingerprint;
+    else if (value.type === 'task' && typeof value.taskId === 'string') {
+      records.set(value.taskId, value as TaskRecord);
+    } else if (value.type === 'whole_set' && typeof value.adapterPath === 'string') {
+      wholeSet = { adapterPath: value.adapterPath };
+    }
+  }
+  return { fingerprint: fp, records, wholeSet };
+}
+
+function checkWritable(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    const probe = join(dir, `.write-test-${process.pid}`);
+    closeSync(openSync(probe, 'w'));
+    rmSync(probe);
+  } catch (error) {
+    throw new FileError({ path: dir, message: 'output folder cannot be written', cause: error });
+  }
+}
+
+/** Shares the remaining time over the remaining tasks, from what finished tasks cost. */
+class Scheduler {
+  readonly #budgetMs: number | undefined;
+  readonly #started = performance.now();
+  #trainSecondsPerStep: number | undefined;
+  #predictSecondsPerView: number | undefined;
+  #overheadSeconds = 0;
+  #measured = 0;
+
+  constructor(budgetMs: number | undefined) {
+    this.#budgetMs = budgetMs;
+  }
+
+  get remainingMs(): number {
+    return this.#budgetMs === undefined
+      ? Number.POSITIVE_INFINITY
+      : this.#budgetMs - (performance.now() - this.#started);
+  }
+
+  /** Settings for the next task, given how many (this one included) remain. */
+  plan(
+    remainingTasks: number,
+    base: { steps: number; augmentations: number },
+  ): { steps: number; augmentations: number; timeMs: number } {
+    if (this.#budgetMs === undefined) return { ...base, timeMs: Number.POSITIVE_INFINITY };
+    const shareMs = Math.max(0, this.remainingMs) / Math.max(1, remainingTasks);
+    if (this.#trainSecondsPerStep === undefined || this.#predictSecondsPerView === undefined) {
+      return { ...base, timeMs: shareMs };
+    }
+    // Aim at 90 % of the share: estimates are averages, and a late task must not eat the next one's time.
+    const share = (0.9 * shareMs) / 1000 - this.#overheadSeconds;
+    let augmentations = base.augmentations;
+    while (augmentations > 1 && augmentations * this.#predictSecondsPerView > share / 3) augmentations--;
+    const trainTime = share - augmentations * this.#predictSecondsPerView;
+    const steps = Math.max(0, Math.min(base.steps, Math.floor(trainTime / this.#trainSecondsPerStep)));
+    return { steps, augmentations, timeMs: shareMs };
+  }
+
+  /** Learns from a finished task (running means). */
+  observe(record: TaskRecord): void {
+    if (record.status !== 'done' || record.predict === undefined) return;
+    const n = ++this.#measured;
+    const mean = (old: number | undefined, x: number) => (old === undefined ? x : old + (x - old) / n);
+    if (record.train && record.train.steps > 0) {
+      this.#trainSecondsPerStep = mean(this.#trainSecondsPerStep, record.train.seconds / record.train.steps);
+    } else {
+      this.#trainSecondsPerStep ??= 0;
+    }
+    const views = record.predict.tests.reduce((a, t) => a + t.views, 0);
+    this.#predictSecondsPerView = mean(
+      this.#predictSecondsPerView,
+      record.predict.seconds / Math.max(1, views),
+    );
+    const accounted = (record.train?.seconds ?? 0) + record.predict.seconds;
+    this.#overheadSeconds = mean(this.#overheadSeconds, Math.max(0, record.seconds - accounted));
+  }
+}
+
+function fallbackGrid(kind: 'input' | 'zeros', input: Grid): Grid {
+  return kind === 'zeros' ? [[0]] : input.map((row) => row.slice());
+}
+
+function solutionsOf(tasks: TaskSet): Solutions | undefined {
+  const solutions: Solutions = {};
+  for (const [id, task] of Object.entries(tasks)) {
+    const outputs: Grid[] = [];
+    for (const t of task.test) {
+      if (t.output === undefined) return undefined;
+      outputs.push(t.output);
+    }
+    solutions[id] = outputs;
+  }
+  return solutions;
+}
+
+/** Every prediction of every view (by votes), unparsable views as `null`: arc24's metrics count them all. */
+function predictionsOf(records: readonly TaskRecord[]): TaskPredictions {
+  const out: Record<string, TaskPredictions[string]> = {};
+  for (const r of records) {
+    out[r.taskId] = r.attempts.map((a, i) => {
+      const test = r.predict?.tests[i];
+      const candidates: (Grid | null)[] = [];
+      if (test !== undefined) {
+        for (const c of test.candidates) for (let k = 0; k < c.votes; k++) candidates.push(c.grid);
+        for (let k = 0; k < test.failures; k++) candidates.push(null);
+      }
+      return candidates.length > 0 ? { attempts: a, candidates } : { attempts: a };
+    });
+  }
+  return out;
+}
+
+/**
+ * Runs test-time fine-tuning over a task set and returns a complete submission.
+ *
+ * For each task: fit it into `maxSeqLen` (dropping train pairs), build leave-one-out augmented samples,
+ * reset the adapter and fine-tune it (mode `single-task`), predict every test input under
+ * `predict.augmentations` views, vote to two attempts. A task that does not fit even with one pair, or
+ * fails, or times out, gets a fallback answer and a status saying so; Python restarts and the run goes
+ * on. With `out`, each finished task is appended to `results.jsonl` and `submission.json` is rewritten
+ * (complete, with fallbacks for tasks still to run); running the same command again resumes.
+ *
+ * @param tasks A task set, or a path: a Kaggle challenges file, a folder of `<id>.json`, or one task file.
+ * @throws {@link FileError} when `out` cannot be written or the model does not exist (before any work);
+ * {@link ValidationError} for bad options or a journal written with other options.
+ */
+export async function runSingleTaskTTFT(
+  tasks: string | TaskSet,
+  options?: RunOptions,
+  context: RunContext = {},
+): Promise<RunResult> {
+  const started = performance.now();
+  const o = parseOptions(RunOptionsSchema, options, 'runSingleTaskTTFT');
+  const emit = (event: RunEvent) => context.onEvent?.(event);
+
+  // Load: invalid tasks are reported, valid ones run.
+  let taskSet: TaskSet;
+  let invalid: LoadError[] = [];
+  if (typeof tasks === 'string') {
+    const loaded = await loadTasks(tasks, {
+      mode: 'lenient',
+      ...(o.solutions !== undefined ? { solutions: o.solutions } : {}),
+      ...(o.only !== undefined ? { only: o.only } : {}),
+      ...(o.limit !== undefined ? { limit: o.limit } : {}),
+    });
+    taskSet = loaded.tasks;
+    invalid = [...loaded.errors];
+  } else {
+    taskSet = {};
+    let ids = Object.keys(tasks);
+    if (o.only !== undefined) ids = ids.filter((id) => o.only?.includes(id));
+    if (o.limit !== undefined) ids = ids.slice(0, o.limit);
+    for (const id of ids) taskSet[id] = tasks[id]!;
+  }
+  const ids = Object.keys(taskSet);
+
+  // Fail before any work: output folder, then the engine (model path, Python).
+  let files: RunFiles | undefined;
+  if (o.out !== undefined) {
+    const dir = resolve(o.out);
+    checkWritable(dir);
+    files = {
+      dir,
+      submission: join(dir, 'submission.json'),
+      journal: join(dir, JOURNAL),
+      metrics: join(dir, 'metrics.json'),
+    };
+  }
+  const ownEngine = context.engine === undefined;
+  const engine = context.engine ?? (await createEngine(o.engine));
+  const temp: string[] = [];
+  let journal: Journal | undefined;
+  try {
+    const format = o.format ?? engine.format;
+    const maxSeqLen = o.maxSeqLen ?? engine.maxSeqLen;
+    const fp = fingerprint(o, engine.model.model);
+
+    // Resume.
+    let state: JournalState = { fingerprint: undefined, records: new Map(), wholeSet: undefined };
+    if (files !== undefined && o.resume) {
+      state = readJournal(files.journal);
+      if (state.fingerprint !== undefined && state.fingerprint !== fp) {
+        throw new ValidationError({
+          source: files.journal,
+          issues: [
+            {
+              path: 'options',
+              message:
+                'this journal was written by a run with different options; use another output folder, or resume: false to start over',
+            },
+          ],
+        });
+      }
+    }
+    if (files !== undefined) {
+      const fresh = !o.resume || state.fingerprint === undefined;
+      journal = new Journal(files.journal, fresh);
+      if (fresh) journal.append({ type: 'run', version: VERSION, fingerprint: fp, mode: o.mode, ids });
+    }
+    const done = new Map<string, TaskRecord>();
+    for (const id of ids) {
+      const r = state.records.get(id);
+      if (r !== undefined) done.set(id, r);
+    }
+
+    const predictions: Predictions = {};
+    const writeSubmissionNow = async () => {
+      for (const [id, r] of done) predictions[id] = r.attempts;
+      const { submission } = joinPredictions(taskSet, predictions, { fallback: o.fallback });
+      if (files !== undefined) await writeSubmission(files.submission, submission);
+      return submission;
+    };
+    // Complete from the start: every task has a (fallback) answer before the first one runs.
+    await writeSubmissionNow();
+
+    const todo = ids.filter((id) => !done.has(id));
+    emit({
+      type: 'run_started',
+      mode: o.mode,
+      total: ids.length,
+      resumed: ids.length - todo.length,
+      invalid: invalid.length,
+    });
+
+    const text = { format, style: o.style, maxSeqLen, dropStrategy: 'random' as const, seed: o.seed };
+
+    // Whole-set mode: one adapter on every task's samples, saved so a restart or a resume can reload it.
+    let wholeSetAdapter: string | undefined;
+    if (o.mode === 'whole-set' && todo.length > 0) {
+      if (state.wholeSet !== undefined && existsSync(state.wholeSet.adapterPath)) {
+        wholeSetAdapter = state.wholeSet.adapterPath;
+      } else {
+        const samples: { prompt: string; answer: string }[] = [];
+        for (const id of ids) {
+          const task = taskSet[id]!;
+          try {
+            const fit = await fitTaskForEngine(engine, task, { ...text, taskId: id });
+            for (const s of buildTrainingSamples(
+              task,
+              { ...o.train, keptTrain: fit.kept, seed: o.seed },
+              id,
+            )) {
+              const t = buildTrainingText(s.train, s.target, { format, style: o.style });
+              samples.push({ prompt: t.prompt, answer: t.answer });
+            }
+          } catch (error) {
+            if (!(error instanceof TaskTooLongError)) throw error;
+          }
+        }
+        const steps = o.wholeSetSteps ?? o.train.steps * ids.length;
+        emit({ type: 'whole_set_started', samples: samples.length, steps });
+        await engine.call('reset_adapter', { seed: null });
+        const trained = await trainSamples(
+          engine,
+          samples,
+          { ...o.train, steps, seed: o.seed, timeoutMs: 0 },
+          maxSeqLen,
+          (p) => emit({ type: 'train_step', taskId: '*', ...p }),
+        );
+        const dir =
+          files !== undefined
+            ? join(files.dir, 'whole-set-adapter')
+            : await mkdtemp(join(tmpdir(), 'arc-ttft-'));
+        if (files === undefined) temp.push(dir);
+        wholeSetAdapter = (await engine.call<{ path: string }>('save_adapter', { path: dir })).path;
+        journal?.append({
+          type: 'whole_set',
+          adapterPath: wholeSetAdapter,
+          steps: trained.steps,
+          samples: trained.samples,
+          seconds: trained.seconds,
+          losses: trained.losses,
+        });
+      }
+      await engine.call('load_adapter', { path: wholeSetAdapter });
+    }
+
+    const scheduler = new Scheduler(o.timeBudgetMs);
+    let aborted = false;
+    let needAdapterReload = false;
+    for (const [index, id] of todo.entries()) {
+      if (context.signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      const task = taskSet[id]!;
+      const taskStarted = performance.now();
+      const plan = scheduler.plan(todo.length - index, {
+        steps: o.mode === 'single-task' ? o.train.steps : 0,
+        augmentations: o.predict.augmentations,
+      });
+      emit({
+        type: 'task_started',
+        taskId: id,
+        index,
+        remaining: todo.length - index,
+        settings: { steps: plan.steps, augmentations: plan.augmentations },
+      });
+      const deadline = performance.now() + Math.min(o.taskTimeoutMs, plan.timeMs);
+      const timeLeft = () => Math.max(1, Math.round(deadline - performance.now()));
+
+      let status: TaskStatus = 'done';
+      let error: ErrorRecord | undefined;
+      let train: TaskRecord['train'];
+      let predict: TaskRecord['predict'];
+      let keptTrain: number[] = [];
+      let droppedTrain: number[] = [];
+      const byTest: (Attempts | null)[] = task.test.map(() => null);
+      try {
+        if (plan.timeMs <= 0) {
+          throw new TimeoutError({
+            operation: `task ${id}`,
+            timeoutMs: 0,
+            message: 'the time budget is spent',
+          });
+        }
+        if (needAdapterReload && wholeSetAdapter !== undefined) {
+          await engine.call('load_adapter', { path: wholeSetAdapter }, { timeoutMs: timeLeft() });
+        }
+        needAdapterReload = false;
+        if (o.mode === 'single-task' && plan.steps > 0) {
+          const tuned = await fineTuneTask(
+            engine,
+            task,
+            {
+              ...text,
+              ...o.train,
+              steps: plan.steps,
+              taskId: id,
+              timeoutMs: timeLeft(),
+              ...(o.saveAdapters && files !== undefined
+                ? { saveAdapter: join(files.dir, 'adapters', id) }
+                : {}),
+            },
+            { onStep: (p: TrainProgress) => emit({ type: 'train_step', taskId: id, ...p }) },
+          );
+          train = {
+            steps: tuned.steps,
+            losses: tuned.losses,
+            tokens: tuned.tokens,
+            samples: tuned.samples,
+            seconds: tuned.trainSeconds,
+          };
+          keptTrain = tuned.keptTrain;
+          droppedTrain = tuned.droppedTrain;
+        } else {
+          // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
+          if (o.mode !== 'whole-set')
+            await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft() });
+          const fit = await fitTaskForEngine(engine, task, { ...text, taskId: id, timeoutMs: timeLeft() });
+          keptTrain = fit.kept;
+          droppedTrain = fit.dropped;
+        }
+        const predicted = await predictTask(engine, task, {
+          ...text,
+          ...o.predict,
+          augmentations: plan.augmentations,
+          taskId: id,
+          keptTrain,
+          timeoutMs: timeLeft(),
+        });
+        const tests: TestRecord[] = predicted.tests.map((t) => ({
+          testIndex: t.testIndex,
+          candidates: t.candidates.map((c) => ({
+            grid: c.grid,
+            votes: c.votes,
+            meanLogProb: c.meanLogProb ?? null,
+          })),
+          failures: t.failures.length,
+          views: t.predictions.length,
+        }));
+        predict = { tests, generatedTokens: predicted.generatedTokens, seconds: predicted.generateSeconds };
+        for (const t of predicted.tests) {
+          if (t.attempt1 !== null && t.attempt2 !== null)
+            byTest[t.testIndex] = { attempt_1: t.attempt1, attempt_2: t.attempt2 };
+        }
+      } catch (caught) {
+        if (context.signal?.aborted) {
+          aborted = true;
+          break;
+        }
+        if (caught instanceof TaskTooLongError) status = 'too_long';
+        else if (caught instanceof TimeoutError) status = 'timed_out';
+        else if (caught instanceof ArcTtftError) status = 'failed';
+        else throw caught;
+        error = errorRecord(caught);
+        // Python restarted (crash or timeout): the whole-set adapter must be loaded again.
+        if (caught instanceof BridgeError || caught instanceof TimeoutError) needAdapterReload = true;
+      }
+
+      const fallback: number[] = [];
+      const attempts: Attempts[] = task.test.map((t, i) => {
+        const a = byTest[i];
+        if (a) return a;
+        fallback.push(i);
+        const g = fallbackGrid(o.fallback, t.input);
+        return { attempt_1: g, attempt_2: fallbackGrid(o.fallback, t.input) };
+      });
+      const record: TaskRecord = {
+        type: 'task',
+        taskId: id,
+        status,
+        attempts,
+        fallback,
+        keptTrain,
+        droppedTrain,
+        train,
+        predict,
+        settings: { steps: train?.steps ?? 0, augmentations: plan.augmentations },
+        error,
+        seconds: (performance.now() - taskStarted) / 1000,
+        finishedAt: new Date().toISOString(),
+      };
+      journal?.append(record);
+      done.set(id, record);
+      scheduler.observe(record);
+      await writeSubmissionNow();
+      emit({ type: 'task_finished', record, done: done.size, total: ids.length });
+    }
+
+    const submission = await writeSubmissionNow();
+    const records = ids.flatMap((id) => {
+      const r = done.get(id);
+      return r === undefined ? [] : [r];
+    });
+    const statusCounts: Record<TaskStatus, number> = {
+      done: 0,
+      too_long: 0,
+      failed: 0,
+      timed_out: 0,
+      invalid: invalid.length,
+    };
+    for (const r of records) statusCounts[r.status]++;
+
+    const solutions = solutionsOf(taskSet);
+    let score: ScoreReport | undefined;
+    if (solutions !== undefined && !aborted && records.length === ids.length) {
+      score = scorePredictions(predictionsOf(records), solutions);
+    }
+    if (files !== undefined && score !== undefined) {
+      await writeJsonAtomic(files.metrics, {
+        score: score.score,
+        metrics: score.metrics,
+        statusCounts,
+        tasks: score.tasks,
+      });
+    }
+    const result: RunResult = {
+      mode: o.mode,
+      submission,
+      records,
+      invalid,
+      statusCounts,
+      score,
+      seconds: (performance.now() - started) / 1000,
+      aborted,
+      files,
+    };
+    emit({ type: 'run_finished', result });
+    return result;
+  } finally {
+    journal?.close();
+    if (ownEngine) await engine.close();
+    for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * runSingleTaskTTFT end to end on CPU with a tiny random model: complete submissions, resume after
+ * kill -9, invalid and over-long tasks, timeouts, the three modes, and failing up front.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  checkSubmission,
+  FileError,
+  type Grid,
+  makeTinyModel,
+  type RunOptions,
+  runSingleTaskTTFT,
+  type Task,
+  type TaskRecord,
+  type TaskSet,
+} from '../src/index.js';
+import { createRng } from '../src/rng.js';
+import { ROOT } from './helpers.js';
+
+const PYTHON = process.env.ARC_TTFT_PYTHON;
+const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
+
+let dir: string;
+let model: string;
+
+/** Synthetic tasks whose answer is one fixed grid: the tiny model learns them, so predictions are real grids. */
+function constantTasks(n: number): TaskSet {
+  const set: TaskSet = {};
+  for (let k = 0; k < n; k++) {
+    const rng = createRng(100 + k);
+    const grid = (): Grid => Array.from({ length: 3 }, () => Array.from({ length: 3 }, () => rng.int(10)));
+    const answer: Grid = [
+      [k % 10, (k + 1) % 10],
+      [(k + 2) % 10, k % 10],
+    ];
+    const task: Task = {
+      train: Array.from({ length: 3 }, () => ({ input: grid(), output: answer })),
+      test: [{ input: grid(), output: answer }],
+    };
+    set[`const${k}`] = task;
+  }
+  return set;
+}
+
+function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
+  return {
+    out,
+    engine: { model, threads: 1, lora: { modulesToSave: ['embed_tokens', 'lm_head'] }, ...py },
+    train: { steps: 40, lr: 2e-3, transforms: ['identity'], colourPermutation: 'none' },
+    predict: { augmentations: 2, transforms: ['identity'], colourPermutation: 'none' },
+    ...extra,
+  };
+}
+
+/** A record without its timings, for comparing runs. */
+function stable(r: TaskRecord): unknown {
+  const { seconds: _s, finishedAt: _f, ...rest } = r;
+  return {
+    ...rest,
+    train: r.train && { ...r.train, seconds: 0 },
+    predict: r.predict && { ...r.predict, seconds: 0 },
+  };
+}
+
+function journal(out: string): TaskRecord[] {
+  return readFileSync(join(out, 'results.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l))
+    .filter((v) => v.type === 'task');
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'arc-ttft-run-'));
+  model = (await makeTinyModel(join(dir, 'tiny'), py)).path;
+  writeFileSync(join(dir, 'const.json'), JSON.stringify(constantTasks(4)));
+}, 180_000);
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('runSingleTaskTTFT', () => {
+  let reference: Awaited<ReturnType<typeof runSingleTaskTTFT>>;
+
+  it('runs every task, writes a complete submission, the journal and metrics', async () => {
+    const out = join(dir, 'ref');
+    const events: string[] = [];
+    reference = await runSingleTaskTTFT(join(dir, 'const.json'), options(out), {
+      onEvent: (e) => events.push(e.type),
+    });
+    const tasks = constantTasks(4);
+    checkSubmission(reference.submission, tasks);
+    expect(reference.records.map((r) => r.status)).toEqual(['done', 'done', 'done', 'done']);
+    expect(reference.records.every((r) => r.train?.steps === 40)).toBe(true);
+    // Fine-tuning each task alone learns constant answers (a random tiny base cannot guess them); not
+    // all of them, since inference shows one more context pair than leave-one-out training did.
+    expect(reference.score?.score).toBeGreaterThan(0);
+    expect(JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8'))).toEqual(reference.submission);
+    expect(journal(out)).toHaveLength(4);
+    expect(JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')).score).toBe(reference.score?.score);
+    expect(events[0]).toBe('run_started');
+    expect(events).toContain('train_step');
+    expect(events.filter((t) => t === 'task_finished')).toHaveLength(4);
+    expect(events.at(-1)).toBe('run_finished');
+  }, 180_000);
+
+  it('resumes after kill -9 and ends with the same submission as an uninterrupted run', async () => {
+    const out = join(dir, 'killed');
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        tsx,
+        join(ROOT, 'test/fixtures/node/run-child.ts'),
+        join(dir, 'const.json'),
+        JSON.stringify(options(out)),
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let finished = 0;
+    await new Promise<void>((resolveKill, reject) => {
+      child.stdout.on('data', (d) => {
+        finished += String(d)
+          .split('\n')
+          .filter((l) => l.startsWith('finished')).length;
+        if (finished >= 2) {
+          child.kill('SIGKILL');
+          resolveKill();
+        }
+      });
+      child.on('exit', () => reject(new Error('the child finished before it was killed')));
+    });
+    await new Promise((r) => child.on('exit', r));
+    const partial = journal(out).length;
+    expect(partial).toBeGreaterThanOrEqual(2);
+    expect(partial).toBeLessThan(4);
+    // The submission on disk is complete even now.
+    checkSubmission(JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8')), constantTasks(4));
+
+    const events: { type: string; resumed?: number }[] = [];
+    const resumed = await runSingleTaskTTFT(join(dir, 'const.json'), options(out), {
+      onEvent: (e) => events.push(e),
+    });
+    expect(events[0]).toMatchObject({ type: 'run_started', resumed: partial });
+    expect(resumed.submission).toEqual(reference.submission);
+    expect(resumed.records.map(stable)).toEqual(reference.records.map(stable));
+  }, 240_000);
+
+  it('refuses to resume a journal written with other options', async () => {
+    const out = join(dir, 'ref');
+    await expect(runSingleTaskTTFT(join(dir, 'const.json'), options(out, { seed: 99 }))).rejects.toThrow(
+      /different options/,
+    );
+  }, 120_000);
+
+  it('runs the valid tasks of a set with invalid ones and reports those', async () => {
+    const set = constantTasks(2) as Record<string, unknown>;
+    set.bad = { train: [], test: [{ input: [[1]] }] };
+    writeFileSync(join(dir, 'mixed.json'), JSON.stringify(set));
+    const r = await runSingleTaskTTFT(
+      join(dir, 'mixed.json'),
+      options(join(dir, 'mixed'), { train: { steps: 2 } }),
+    );
+    expect(r.records.map((x) => x.taskId)).toEqual(['const0', 'const1']);
+    expect(r.invalid).toHaveLength(1);
+    expect(r.invalid[0]!.message).toContain('bad');
+    expect(r.statusCounts.invalid).toBe(1);
+    expect(Object.keys(r.submission)).toEqual(['const0', 'const1']);
+  }, 120_000);
+
+  it('answers a task that does not fit even with one pair with a fallback, and records why', async () => {
+    const tasks = constantTasks(2);
+    const big: Grid = Array.from({ length: 12 }, () => new Array<number>(12).fill(3));
+    tasks.big = { train: [{ input: big, output: big }], test: [{ input: big, output: big }] };
+    const r = await runSingleTaskTTFT(
+      tasks,
+      options(join(dir, 'long'), { maxSeqLen: 200, train: { steps: 2 } }),
+    );
+    const rec = r.records.find((x) => x.taskId === 'big')!;
+    expect(rec.status).toBe('too_long');
+    expect(rec.error?.type).toBe('TaskTooLongError');
+    expect(rec.fallback).toEqual([0]);
+    expect(r.submission.big).toEqual([{ attempt_1: big, attempt_2: big }]);
+    expect(r.records.filter((x) => x.status === 'done')).toHaveLength(2);
+  }, 120_000);
+
+  it('records a task that runs past its time limit, restarts Python and goes on', async () => {
+    const r = await runSingleTaskTTFT(
+      constantTasks(2),
+      options(join(dir, 'slow'), { taskTimeoutMs: 1500, train: { steps: 100_000 }, only: ['const0'] }),
+    );
+    expect(r.records[0]!.status).toBe('timed_out');
+    expect(r.records[0]!.error?.type).toBe('TimeoutError');
+    const next = await runSingleTaskTTFT(
+      constantTasks(2),
+      options(join(dir, 'slow2'), { train: { steps: 2 } }),
+    );
+    expect(next.statusCounts.done).toBe(2);
+  }, 120_000);
+
+  it('runs the whole-set and none modes through the same path', async () => {
+    const whole = await runSingleTaskTTFT(
+      join(dir, 'const.json'),
+      options(join(dir, 'whole'), { mode: 'whole-set', wholeSetSteps: 160 }),
+    );
+    expect(whole.records.every((r) => r.status === 'done' && r.train === undefined)).toBe(true);
+    expect(readFileSync(join(dir, 'whole', 'results.jsonl'), 'utf8')).toContain('"type":"whole_set"');
+    const none = await runSingleTaskTTFT(
+      join(dir, 'const.json'),
+      options(join(dir, 'none'), { mode: 'none' }),
+    );
+    expect(none.records.every((r) => r.status === 'done' && r.train === undefined)).toBe(true);
+    checkSubmission(none.submission, constantTasks(4));
+    // The base model has not seen these tasks.
+    expect(none.score!.score).toBeLessThan(reference.score!.score);
+  }, 240_000);
+
+  it('fails before any work when the output folder cannot be written or the model does not exist', async () => {
+    writeFileSync(join(dir, 'a-file'), 'x');
+    await expect(
+      runSingleTaskTTFT(constantTasks(1), options(join(dir, 'a-file', 'out'))),
+    ).rejects.toBeInstanceOf(FileError);
+    await expect(
+      runSingleTaskTTFT(constantTasks(1), {
+        ...options(join(dir, 'nomodel')),
+        engine: { model: join(dir, 'missing') },
+      }),
+    ).rejects.toThrow(/model folder not found/);
+  }, 60_000);
+});
