@@ -10,6 +10,8 @@ run('npx', ['biome', 'check', '.']);
 run('npx', ['tsc', '--noEmit']);
 build();
 const python = await ensurePython();
+// The report test drives Debian's headless Chromium; install it when missing (root on Debian).
+run('node', ['scripts/ensure-chromium.mjs']);
 
 const reports = join(ROOT, '.cache/test-reports');
 rmSync(reports, { recursive: true, force: true });

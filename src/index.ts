@@ -169,6 +169,16 @@ export {
 } from './format/prompt.js';
 export { cloneGrid, filledGrid, gridFromKey, gridKey, gridShape, gridsEqual } from './grid.js';
 export { packageRoot, pythonPackageDir, requirementsFile, sampleDataDir } from './paths.js';
+// The HTML report of a run.
+export {
+  ARC_PALETTE,
+  type ReportInput,
+  type ReportOptions,
+  ReportOptionsSchema,
+  type ReportRunInfo,
+  renderReport,
+  writeReport,
+} from './report/html.js';
 export { createRng, deriveSeed, hashString, type Rng } from './rng.js';
 export {
   buildInferenceInputs,

@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { VERSION } from '../version.js';
 import { inspectCommand } from './commands/inspect.js';
 import { joinCommand } from './commands/join.js';
+import { runCommand } from './commands/run.js';
 import { scoreCommand } from './commands/score.js';
 import { setupCommand } from './commands/setup.js';
 import { splitCommand } from './commands/split.js';
@@ -21,7 +22,14 @@ export function createProgram(): Command {
       // Usage errors exit 2, as the README promises; --help/--version exit 0.
       process.exit(err.exitCode === 0 ? 0 : 2);
     });
-  for (const command of [setupCommand(), inspectCommand(), splitCommand(), joinCommand(), scoreCommand()]) {
+  for (const command of [
+    setupCommand(),
+    runCommand(),
+    inspectCommand(),
+    splitCommand(),
+    joinCommand(),
+    scoreCommand(),
+  ]) {
     // addCommand does not pass exitOverride down; copy it so subcommand usage errors exit 2 too.
     program.addCommand(command.copyInheritedSettings(program));
   }

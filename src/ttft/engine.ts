@@ -13,6 +13,7 @@ import { parseOptions } from '../data/validate.js';
 import { ArcTtftError, BridgeError, FileError } from '../errors.js';
 import { type GridFormatName, GridFormatNameSchema } from '../format/encodings.js';
 import { packageRoot } from '../paths.js';
+import { venvCacheDir } from '../setup/env.js';
 
 /** Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
 const SMALL_VOCAB = 512;
@@ -132,6 +133,11 @@ export interface ModelInfo {
   readonly maxPositionEmbeddings: number | null;
   /** Seconds the load took. */
   readonly loadSeconds: number;
+  /**
+   * True when `'embedded'` was asked for but this package ships no pretrained model yet, so a tiny
+   * random stand-in was used: the pipeline runs, the predictions are noise.
+   */
+  readonly embeddedStandIn: boolean;
 }
 
 /** Marks the training progress lines Python writes to stderr (python/arc_ttft/train.py). */
@@ -166,29 +172,41 @@ interface LoadModelResult {
   seconds: number;
 }
 
-/** Resolves `'embedded'` to the packaged model folder, and local paths to absolute ones. */
+/** Folder of the pretrained model shipped in the package (when this version ships one). */
+export function embeddedModelDir(): string {
+  return join(packageRoot(), 'models', 'embedded');
+}
+
+/**
+ * Where `'embedded'` points while the package ships no pretrained model: a tiny random model made on
+ * first use in the per-user cache. It exercises the whole pipeline but predicts noise.
+ */
+export function embeddedStandInDir(): string {
+  return join(venvCacheDir(), 'models', 'tiny-random-v1');
+}
+
+/**
+ * Resolves `'embedded'` to the packaged model folder (or, while none is shipped, the stand-in's
+ * folder), and local paths to absolute ones; a path that is not a model folder is a {@link FileError}.
+ */
 export function resolveModelPath(model: string): string {
   if (model === 'embedded') {
-    const dir = join(packageRoot(), 'models', 'embedded');
-    if (!existsSync(join(dir, 'config.json'))) {
-      throw new FileError({
-        path: dir,
-        message:
-          'the embedded model is not in this package; pass a model folder or Hugging Face id as `model` ' +
-          '(or make a tiny random one with makeTinyModel)',
-      });
-    }
-    return dir;
+    const dir = embeddedModelDir();
+    return existsSync(join(dir, 'config.json')) ? dir : embeddedStandInDir();
   }
   // Something that looks like a path must be a model folder; anything else may be a Hub id.
   const pathLike = isAbsolute(model) || model.startsWith('.') || model.startsWith('~') || existsSync(model);
   if (!pathLike) return model;
-  const dir = resolve(model);
+  // Absolute, so the Python side's working directory does not matter.
+  return checkModelDir(resolve(model));
+}
+
+function checkModelDir(dir: string): string {
+  if (!isAbsolute(dir)) return dir; // a Hub id
   if (!existsSync(dir)) throw new FileError({ path: dir, message: 'model folder not found' });
   if (!existsSync(join(dir, 'config.json'))) {
     throw new FileError({ path: dir, message: 'not a model folder (no config.json)' });
   }
-  // Absolute, so the Python side's working directory does not matter.
   return dir;
 }
 
@@ -238,6 +256,10 @@ export class Engine {
   async #load(session: BridgeSession): Promise<void> {
     const o = this.options;
     const model = resolveModelPath(o.model);
+    const standIn = model === embeddedStandInDir();
+    if (standIn && !existsSync(join(model, 'config.json'))) {
+      await session.call('make_tiny_model', { path: model, seed: 0 }, { timeoutMs: 0 });
+    }
     const r = await session.call<LoadModelResult>(
       'load_model',
       {
@@ -266,6 +288,7 @@ export class Engine {
       dtype: r.dtype,
       maxPositionEmbeddings: r.max_position_embeddings,
       loadSeconds: r.seconds,
+      embeddedStandIn: standIn,
     };
   }
 
@@ -376,7 +399,8 @@ export class Engine {
 export async function createEngine(options: EngineOptions = {}, hooks: EngineHooks = {}): Promise<Engine> {
   const engine = new Engine(options, hooks);
   // Check the model before paying for a Python start.
-  resolveModelPath(engine.options.model);
+  const model = resolveModelPath(engine.options.model);
+  if (model !== embeddedStandInDir()) checkModelDir(model);
   try {
     return await engine.start();
   } catch (error) {

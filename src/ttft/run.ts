@@ -33,12 +33,19 @@ import {
 } from '../errors.js';
 import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
+import { writeReport } from '../report/html.js';
 import { hashString } from '../rng.js';
 import { buildTrainingSamples } from '../samples.js';
 import type { Attempts, Grid, Solutions, Submission, TaskSet } from '../schemas.js';
 import { type ScoreReport, scorePredictions, type TaskPredictions } from '../score.js';
 import { VERSION } from '../version.js';
-import { createEngine, type Engine, EngineOptionsSchema, type TrainProgress } from './engine.js';
+import {
+  createEngine,
+  type Engine,
+  EngineOptionsSchema,
+  type ModelInfo,
+  type TrainProgress,
+} from './engine.js';
 import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
 import { PredictOptionsSchema, predictTask } from './predict.js';
 import type { ErrorRecord, RunMode, TaskRecord, TaskStatus, TestRecord } from './records.js';
@@ -149,6 +156,8 @@ export type RunEvent =
   | {
       readonly type: 'run_started';
       readonly mode: RunMode;
+      /** The loaded base model. */
+      readonly model: ModelInfo;
       /** Tasks in the run (valid ones). */
       readonly total: number;
       /** Tasks already finished in the journal (skipped). */
@@ -188,6 +197,8 @@ export interface RunContext {
   readonly onEvent?: (event: RunEvent) => void;
   /** Stops the run after the task in flight (which is not recorded, so a resume redoes it). */
   readonly signal?: AbortSignal;
+  /** Each line Python writes (for a verbose mode); default: kept only for error messages. */
+  readonly onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
 
 /** Paths of what a run wrote. */
@@ -196,11 +207,15 @@ export interface RunFiles {
   readonly submission: string;
   readonly journal: string;
   readonly metrics: string;
+  /** The HTML report (written at the end of the run, also when it stopped early). */
+  readonly report: string;
 }
 
 /** The outcome of {@link runSingleTaskTTFT}. */
 export interface RunResult {
   readonly mode: RunMode;
+  /** The base model used. */
+  readonly model: ModelInfo;
   /** The complete submission: every valid task, every test input, two attempts each. */
   readonly submission: Submission;
   /** One record per valid task, in task order (resumed ones included). */
@@ -462,10 +477,13 @@ export async function runSingleTaskTTFT(
       submission: join(dir, 'submission.json'),
       journal: join(dir, JOURNAL),
       metrics: join(dir, 'metrics.json'),
+      report: join(dir, 'report.html'),
     };
   }
   const ownEngine = context.engine === undefined;
-  const engine = context.engine ?? (await createEngine(o.engine));
+  const engine =
+    context.engine ?? (await createEngine(o.engine, context.onLog ? { onLog: context.onLog } : {}));
+  const runStartedAt = new Date().toISOString();
   const temp: string[] = [];
   let journal: Journal | undefined;
   try {
@@ -514,6 +532,7 @@ export async function runSingleTaskTTFT(
     const todo = ids.filter((id) => !done.has(id));
     emit({
       type: 'run_started',
+      model: engine.model,
       mode: o.mode,
       total: ids.length,
       resumed: ids.length - todo.length,
@@ -743,8 +762,32 @@ export async function runSingleTaskTTFT(
         tasks: score.tasks,
       });
     }
+    if (files !== undefined) {
+      await writeReport(files.report, {
+        tasks: taskSet,
+        records,
+        score,
+        run: {
+          mode: o.mode,
+          model: engine.model.model,
+          startedAt: runStartedAt,
+          seconds: (performance.now() - started) / 1000,
+          options: {
+            format,
+            maxSeqLen,
+            seed: o.seed,
+            lora: o.engine.lora,
+            train: o.train,
+            predict: o.predict,
+            taskTimeoutMs: o.taskTimeoutMs,
+            timeBudgetMs: o.timeBudgetMs ?? null,
+          },
+        },
+      });
+    }
     const result: RunResult = {
       mode: o.mode,
+      model: engine.model,
       submission,
       records,
       invalid,

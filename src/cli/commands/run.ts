@@ -1,0 +1,216 @@
+/**
+ * `arc-ttft run`: test-time fine-tuning over a task set, with progress, a resumable journal, the
+ * submission, metrics and the HTML report in the output folder.
+ *
+ * @module
+ */
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ArcTtftError } from '../../errors.js';
+import { sampleDataDir } from '../../paths.js';
+import { formatScoreTable } from '../../score.js';
+import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
+import { RunProgress } from '../progress.js';
+
+interface RunFlags {
+  tasks?: string;
+  solutions?: string;
+  model: string;
+  out: string;
+  mode: 'single-task' | 'whole-set' | 'none';
+  steps?: number;
+  lr?: number;
+  loraRank?: number;
+  loraAlpha?: number;
+  trainEmbeddings?: boolean;
+  maxSeqLen?: number;
+  format?: 'arc24' | 'compact';
+  augmentations?: number;
+  trainAugmentations?: number;
+  taskTimeout?: number;
+  timeBudget?: number;
+  limit?: number;
+  only?: string[];
+  seed?: number;
+  device?: string;
+  dtype?: 'auto' | 'float32' | 'bfloat16' | 'float16';
+  threads?: number;
+  python?: string;
+  resume: boolean;
+  fallback?: 'input' | 'zeros';
+  saveAdapters?: boolean;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function integer(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected an integer');
+  return n;
+}
+
+/** `90`, `90s`, `15m`, `12h` → seconds. */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h)?$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration like 90s, 15m or 12h');
+  const scale = m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1;
+  const seconds = Number(m[1]) * scale;
+  if (seconds <= 0) throw new InvalidArgumentError('expected a positive duration');
+  return seconds;
+}
+
+/** Maps CLI flags to {@link RunOptions} (only the flags given; the library's defaults do the rest). */
+export function runOptionsFromFlags(flags: RunFlags): RunOptions {
+  const train: NonNullable<RunOptions['train']> = {};
+  if (flags.steps !== undefined) train.steps = flags.steps;
+  if (flags.lr !== undefined) train.lr = flags.lr;
+  if (flags.trainAugmentations !== undefined) train.augmentationsPerPair = flags.trainAugmentations;
+  const predict: NonNullable<RunOptions['predict']> = {};
+  if (flags.augmentations !== undefined) predict.augmentations = flags.augmentations;
+  const lora: NonNullable<NonNullable<RunOptions['engine']>['lora']> = {};
+  if (flags.loraRank !== undefined) lora.r = flags.loraRank;
+  if (flags.loraAlpha !== undefined) lora.alpha = flags.loraAlpha;
+  if (flags.trainEmbeddings) lora.modulesToSave = ['embed_tokens', 'lm_head'];
+  const engine: NonNullable<RunOptions['engine']> = { model: flags.model, lora };
+  if (flags.device !== undefined) engine.device = flags.device;
+  if (flags.dtype !== undefined) engine.dtype = flags.dtype;
+  if (flags.threads !== undefined) engine.threads = flags.threads;
+  if (flags.python !== undefined) engine.pythonBin = flags.python;
+  return {
+    mode: flags.mode,
+    out: flags.out,
+    engine,
+    train,
+    predict,
+    resume: flags.resume,
+    ...(flags.solutions !== undefined ? { solutions: flags.solutions } : {}),
+    ...(flags.maxSeqLen !== undefined ? { maxSeqLen: flags.maxSeqLen } : {}),
+    ...(flags.format !== undefined ? { format: flags.format } : {}),
+    ...(flags.taskTimeout !== undefined ? { taskTimeoutMs: Math.round(flags.taskTimeout * 1000) } : {}),
+    ...(flags.timeBudget !== undefined ? { timeBudgetMs: Math.round(flags.timeBudget * 1000) } : {}),
+    ...(flags.limit !== undefined ? { limit: flags.limit } : {}),
+    ...(flags.only !== undefined ? { only: flags.only } : {}),
+    ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+    ...(flags.fallback !== undefined ? { fallback: flags.fallback } : {}),
+    ...(flags.saveAdapters ? { saveAdapters: true } : {}),
+  };
+}
+
+/** Builds the `run` subcommand. */
+export function runCommand(): Command {
+  return new Command('run')
+    .description(
+      'fine-tune on each task and predict it; write submission.json, results.jsonl, metrics.json, report.html',
+    )
+    .option(
+      '-t, --tasks <path>',
+      'Kaggle challenges file, folder of <id>.json, or one task file (default: the bundled sample tasks)',
+    )
+    .option('-s, --solutions <file>', 'Kaggle solutions file, for metrics')
+    .option('-m, --model <model>', 'model folder, Hugging Face id, or "embedded"', 'embedded')
+    .option('-o, --out <dir>', 'output folder (a run there resumes)', 'arc-ttft-run')
+    .addOption(
+      new Option('--mode <mode>', 'single-task, whole-set, or none (base model)')
+        .choices(['single-task', 'whole-set', 'none'])
+        .default('single-task'),
+    )
+    .option('--steps <n>', 'training steps per task (default 300)', positiveInt)
+    .option('--lr <lr>', 'peak learning rate (default 1e-4)', positiveNumber)
+    .option('--lora-rank <r>', 'LoRA rank (default 16)', positiveInt)
+    .option('--lora-alpha <alpha>', 'LoRA alpha (default 32)', positiveNumber)
+    .option('--train-embeddings', 'also train the embeddings and output layer (helps small models)')
+    .option(
+      '--max-seq-len <n>',
+      'longest prompt + answer in tokens (default: the model’s, ≤ 8192)',
+      positiveInt,
+    )
+    .addOption(
+      new Option('--format <format>', 'grid format (default: by vocabulary)').choices(['arc24', 'compact']),
+    )
+    .option('--augmentations <n>', 'inference views per test input (default 8)', positiveInt)
+    .option(
+      '--train-augmentations <n>',
+      'augmented samples per leave-one-out target (default 32)',
+      positiveInt,
+    )
+    .option('--task-timeout <duration>', 'time limit per task, e.g. 30m (default 30m)', parseDuration)
+    .option(
+      '--time-budget <duration>',
+      'total time budget, e.g. 12h: steps and views shrink to fit',
+      parseDuration,
+    )
+    .option('--limit <n>', 'run at most n tasks', positiveInt)
+    .option('--only <ids...>', 'run only these task ids')
+    .option('--seed <n>', 'seed (default 0)', integer)
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N (default auto)')
+    .addOption(
+      new Option('--dtype <dtype>', 'weights dtype').choices(['auto', 'float32', 'bfloat16', 'float16']),
+    )
+    .option('--threads <n>', 'CPU threads for torch', positiveInt)
+    .option('--python <bin>', 'Python interpreter (default: the arc-ttft venv)')
+    .option('--no-resume', 'start over instead of resuming from the journal in --out')
+    .addOption(
+      new Option('--fallback <kind>', 'answer where nothing was predicted').choices(['input', 'zeros']),
+    )
+    .option('--save-adapters', 'save each task’s adapter under <out>/adapters/<id>')
+    .option('--json', 'print the result summary as JSON on stdout')
+    .option('-v, --verbose', 'show Python’s output')
+    .action(async (flags: RunFlags) => {
+      let tasks = flags.tasks;
+      if (tasks === undefined) {
+        tasks = join(sampleDataDir(), 'challenges.json');
+        flags.solutions ??= join(sampleDataDir(), 'solutions.json');
+      }
+      const options = runOptionsFromFlags(flags);
+      const progress = new RunProgress();
+      const controller = new AbortController();
+      try {
+        const result = await runSingleTaskTTFT(tasks, options, {
+          onEvent: (event) => progress.update(event),
+          signal: controller.signal,
+          ...(flags.verbose ? { onLog: (line: string) => process.stderr.write(`[python] ${line}\n`) } : {}),
+        });
+        for (const error of result.invalid) process.stderr.write(`invalid task: ${error.message}\n`);
+        if (flags.json) {
+          const summary = {
+            mode: result.mode,
+            statusCounts: result.statusCounts,
+            score: result.score?.score ?? null,
+            metrics: result.score?.metrics ?? null,
+            seconds: result.seconds,
+            files: result.files ?? null,
+          };
+          process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+          return;
+        }
+        const counts = Object.entries(result.statusCounts)
+          .filter(([, n]) => n > 0)
+          .map(([s, n]) => `${n} ${s}`)
+          .join(', ');
+        process.stdout.write(`\n${counts} in ${result.seconds.toFixed(1)} s\n`);
+        if (result.score) process.stdout.write(`\n${formatScoreTable(result.score)}\n`);
+        if (result.files) {
+          process.stdout.write(`\nsubmission: ${result.files.submission}\n`);
+          process.stdout.write(`journal:    ${result.files.journal}\n`);
+          if (result.score) process.stdout.write(`metrics:    ${result.files.metrics}\n`);
+          process.stdout.write(`report:     ${result.files.report}\n`);
+        }
+      } catch (error) {
+        if (!(error instanceof ArcTtftError)) throw error;
+        process.stderr.write(`error: ${error.message}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

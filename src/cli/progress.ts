@@ -1,0 +1,129 @@
+/**
+ * Progress display for `arc-ttft run`: two live bars (overall with ETA, current task with its loss) on
+ * a terminal; one plain line per finished task otherwise (logs, CI).
+ *
+ * @module
+ */
+import type { RunEvent } from '../ttft/run.js';
+
+const BAR = 24;
+
+function bar(done: number, total: number): string {
+  const filled = total > 0 ? Math.round((BAR * Math.min(done, total)) / total) : 0;
+  return `[${'#'.repeat(filled)}${'.'.repeat(BAR - filled)}]`;
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
+}
+
+/** Turns run events into progress output on `stream` (stderr by default, so stdout stays clean). */
+export class RunProgress {
+  readonly #stream: NodeJS.WriteStream;
+  readonly #live: boolean;
+  readonly #started = performance.now();
+  #total = 0;
+  #done = 0;
+  #ranThisTime = 0;
+  #task = '';
+  #step = 0;
+  #steps = 0;
+  #loss: number | null = null;
+  #drawn = 0;
+
+  constructor(stream: NodeJS.WriteStream = process.stderr) {
+    this.#stream = stream;
+    this.#live = stream.isTTY === true && process.env.CI === undefined;
+  }
+
+  /** Feed every event of the run here. */
+  update(event: RunEvent): void {
+    switch (event.type) {
+      case 'run_started':
+        this.#total = event.total;
+        this.#done = event.resumed;
+        this.#print(
+          `model: ${event.model.model} (${event.model.modelType}, ${(event.model.nParams / 1e6).toFixed(2)}M params, ${event.model.device}, ${event.model.dtype})`,
+        );
+        if (event.model.embeddedStandIn) {
+          this.#print(
+            'note: this version ships no pretrained embedded model yet; "embedded" is a tiny random stand-in, so predictions are noise',
+          );
+        }
+        this.#print(
+          `${event.mode}: ${event.total} tasks` +
+            (event.resumed > 0 ? `, ${event.resumed} already done (resumed)` : '') +
+            (event.invalid > 0 ? `, ${event.invalid} invalid (skipped)` : ''),
+        );
+        break;
+      case 'whole_set_started':
+        this.#task = 'whole set';
+        this.#steps = event.steps;
+        this.#step = 0;
+        this.#print(`training one adapter on all tasks: ${event.samples} samples, ${event.steps} steps`);
+        break;
+      case 'task_started':
+        this.#task = event.taskId;
+        this.#step = 0;
+        this.#steps = event.settings.steps;
+        this.#loss = null;
+        break;
+      case 'train_step':
+        this.#step = event.step;
+        this.#steps = event.steps;
+        this.#loss = event.loss;
+        break;
+      case 'task_finished': {
+        this.#done = event.done;
+        this.#ranThisTime++;
+        const r = event.record;
+        const loss = r.train?.losses.at(-1);
+        this.#print(
+          `${String(event.done).padStart(String(event.total).length)}/${event.total} ${r.taskId} ${r.status}` +
+            ` ${r.seconds.toFixed(1)}s` +
+            (loss !== undefined && loss !== null ? ` loss ${loss.toFixed(3)}` : '') +
+            (r.error ? ` (${r.error.type}: ${r.error.message.split('\n')[0]?.slice(0, 120)})` : ''),
+        );
+        break;
+      }
+      case 'run_finished':
+        this.#clear();
+        break;
+    }
+    if (this.#live && event.type !== 'run_finished') this.#draw();
+  }
+
+  #eta(): number {
+    const elapsed = (performance.now() - this.#started) / 1000;
+    if (this.#ranThisTime === 0) return Number.NaN;
+    return (elapsed / this.#ranThisTime) * (this.#total - this.#done);
+  }
+
+  #clear(): void {
+    if (!this.#live || this.#drawn === 0) return;
+    this.#stream.write(`\x1b[${this.#drawn}A\x1b[0J`);
+    this.#drawn = 0;
+  }
+
+  #print(line: string): void {
+    this.#clear();
+    this.#stream.write(`${line}\n`);
+  }
+
+  #draw(): void {
+    this.#clear();
+    const elapsed = (performance.now() - this.#started) / 1000;
+    const overall = `tasks ${bar(this.#done, this.#total)} ${this.#done}/${this.#total}  elapsed ${duration(elapsed)}  eta ${duration(this.#eta())}`;
+    const loss = this.#loss === null ? '' : `  loss ${this.#loss.toFixed(3)}`;
+    const task = this.#task
+      ? `${this.#task.padEnd(10)} ${bar(this.#step, this.#steps)} step ${this.#step}/${this.#steps}${loss}`
+      : '';
+    this.#stream.write(`${overall}\n${task}\n`);
+    this.#drawn = 2;
+  }
+}
