@@ -206,6 +206,22 @@ describe('runSingleTaskTTFT', () => {
     expect(next.statusCounts.done).toBe(2);
   }, 120_000);
 
+  it('shares a time budget over the tasks, lowering steps so the run finishes in time', async () => {
+    const budgetMs = 16_000;
+    const r = await runSingleTaskTTFT(
+      join(dir, 'const.json'),
+      options(join(dir, 'budget'), { timeBudgetMs: budgetMs, train: { steps: 1_000_000 } }),
+    );
+    expect(r.records.map((x) => x.status)).toEqual(['done', 'done', 'done', 'done']);
+    for (const x of r.records) {
+      expect(x.train!.steps).toBeGreaterThan(0);
+      expect(x.train!.steps).toBeLessThan(1_000_000);
+    }
+    checkSubmission(r.submission, constantTasks(4));
+    // The budget covers the tasks (the engine's start comes before it); allow for the machine's noise.
+    expect(r.seconds * 1000).toBeLessThan(budgetMs * 1.5 + 20_000);
+  }, 120_000);
+
   it('runs the whole-set and none modes through the same path', async () => {
     const whole = await runSingleTaskTTFT(
       join(dir, 'const.json'),

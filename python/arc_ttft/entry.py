@@ -26,7 +26,9 @@ reset_adapter   seed (null = the load seed)                                     
 train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
                 lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
                 (8192), max_grad_norm (1.0; 0 = off), seed (0), progress_every      seconds
-                (0 = off; else a stderr line every N steps, see train.py)
+                (0 = off; else a stderr line every N steps, see train.py),
+                max_seconds (null; stop early after this long, ``steps`` says how
+                many ran)
 generate        prompts [str], max_new_tokens, do_sample (false), temperature (1),  outputs [{text, n_tokens,
                 top_p (1), seed (0), batch_size (null = all), stop ([str])          mean_logprob, finish_reason}],
                                                                                     tokens, seconds
@@ -264,6 +266,7 @@ def _train(f: Fields) -> dict[str, Any]:
         max_grad_norm=max_grad_norm or None,  # 0 turns clipping off
         seed=f.int("seed", 0),
         progress_every=f.int("progress_every", 0, min=0),
+        max_seconds=f.float("max_seconds", None, min=0.0),
     )
     f.finish()
     e = _loaded()

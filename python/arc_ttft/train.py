@@ -37,6 +37,7 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     seed: int = 0
     progress_every: int = 0  # > 0: report every N steps on stderr (see report_progress)
+    max_seconds: float | None = None  # stop after this long (at least one step): a run's time budget
 
 
 # Progress lines go to stderr, which the bridge forwards line by line; calls stay one request/one reply.
@@ -153,6 +154,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     model.train()
     try:
         for _ in range(cfg.steps):
+            if cfg.max_seconds is not None and losses and time.perf_counter() - start > cfg.max_seconds:
+                break
             micro = [[examples[next(order)] for _ in range(cfg.batch_size)] for _ in range(cfg.grad_accum)]
             n_step = sum(len(e.ids) - e.n_prompt for mb in micro for e in mb)
             optimizer.zero_grad(set_to_none=True)
@@ -186,7 +189,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
         model.eval()
         optimizer.zero_grad(set_to_none=True)  # free gradient memory between tasks
     return {
-        "steps": cfg.steps,
+        "steps": len(losses),
         "losses": losses,
         "tokens": tokens,
         "answer_tokens": answer_tokens,

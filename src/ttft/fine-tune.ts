@@ -111,6 +111,8 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
    * @default 10
    */
   progressEvery: z.number().int().nonnegative().default(10),
+  /** Stop training after this many seconds (at least one step runs; `steps` in the result says how many did). */
+  maxTrainSeconds: z.number().positive().optional(),
 });
 /** Options of {@link fineTuneTask}. */
 export type FineTuneOptions = z.input<typeof FineTuneOptionsSchema>;
@@ -158,6 +160,7 @@ export type TrainSettings = Pick<
   | 'seed'
   | 'progressEvery'
   | 'timeoutMs'
+  | 'maxTrainSeconds'
 >;
 
 /** What one training call returned. */
@@ -189,6 +192,7 @@ export async function trainSamples(
     max_seq_len: maxSeqLen,
     seed: s.seed,
     progress_every: onStep ? s.progressEvery : 0,
+    max_seconds: s.maxTrainSeconds ?? null,
   };
   const callOptions = s.timeoutMs !== undefined ? { timeoutMs: s.timeoutMs } : undefined;
   return engine.withTrainProgress(onStep, () => engine.call<TrainResult>('train', payload, callOptions));

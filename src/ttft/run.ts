@@ -354,19 +354,25 @@ class Scheduler {
   plan(
     remainingTasks: number,
     base: { steps: number; augmentations: number },
-  ): { steps: number; augmentations: number; timeMs: number } {
-    if (this.#budgetMs === undefined) return { ...base, timeMs: Number.POSITIVE_INFINITY };
+  ): { steps: number; augmentations: number; timeMs: number; trainSeconds: number | undefined } {
+    if (this.#budgetMs === undefined) {
+      return { ...base, timeMs: Number.POSITIVE_INFINITY, trainSeconds: undefined };
+    }
     const shareMs = Math.max(0, this.remainingMs) / Math.max(1, remainingTasks);
     if (this.#trainSecondsPerStep === undefined || this.#predictSecondsPerView === undefined) {
-      return { ...base, timeMs: shareMs };
+      // Nothing measured yet: let training use most of the share and stop it there; this task calibrates.
+      return { ...base, timeMs: shareMs, trainSeconds: (0.6 * shareMs) / 1000 };
     }
     // Aim at 90 % of the share: estimates are averages, and a late task must not eat the next one's time.
     const share = (0.9 * shareMs) / 1000 - this.#overheadSeconds;
     let augmentations = base.augmentations;
     while (augmentations > 1 && augmentations * this.#predictSecondsPerView > share / 3) augmentations--;
     const trainTime = share - augmentations * this.#predictSecondsPerView;
-    const steps = Math.max(0, Math.min(base.steps, Math.floor(trainTime / this.#trainSecondsPerStep)));
-    return { steps, augmentations, timeMs: shareMs };
+    const steps =
+      this.#trainSecondsPerStep > 0
+        ? Math.max(0, Math.min(base.steps, Math.floor(trainTime / this.#trainSecondsPerStep)))
+        : base.steps;
+    return { steps, augmentations, timeMs: shareMs, trainSeconds: Math.max(trainTime, 0.001) };
   }
 
   /** Learns from a finished task (running means). */
@@ -645,6 +651,7 @@ export async function runSingleTaskTTFT(
               steps: plan.steps,
               taskId: id,
               timeoutMs: timeLeft(),
+              ...(plan.trainSeconds !== undefined ? { maxTrainSeconds: plan.trainSeconds } : {}),
               ...(o.saveAdapters && files !== undefined
                 ? { saveAdapter: join(files.dir, 'adapters', id) }
                 : {}),
