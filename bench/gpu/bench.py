@@ -1,0 +1,377 @@
+"""GPU benchmark of the engine (run it through ``bash bench/gpu/run.sh``; see bench/README.md).
+
+Measures, on one model with random weights built here (default: the Qwen2-0.5B body, see SHAPES):
+
+1. train throughput: tokens/s of the engine's ``train`` (batch 1, 4096-token sequences, LoRA r32 on every linear
+   layer, loss on the 100 answer tokens as in ARC training);
+2. generation throughput: tokens/s of the engine's ``generate`` (8 sequences, greedy, KV cache);
+3. per-task overhead, engine vs naive: the engine is ``arc_ttft.entry.dispatch`` in a long-lived worker process
+   (bench/gpu/worker.py, JSON over pipes, the model loaded once) replaying the exact calls ``fineTuneTask`` (1 step)
+   and ``predictTask`` made for real ARC tasks (bench/gpu/payloads.json.gz, recorded by bench/overhead.ts); its
+   overhead is the round trips' wall time minus the compute seconds Python reports for train and generate. The
+   naive cost is spawn-to-exit of ``python bench/naive_task.py`` (imports, model load, LoRA attach, one step).
+
+Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on
+a GPU machine): the bridge's Node hops are measured on CPU by bench/overhead.ts.
+
+Settings (environment): ARC_TTFT_BENCH_SHAPE (``0.5b`` | ``tiny``), ARC_TTFT_BENCH_DEVICE (``auto``),
+ARC_TTFT_BENCH_NAIVE (naive runs, 3), ARC_TTFT_BENCH_TASKS (recorded tasks replayed, 6; tiny 2),
+ARC_TTFT_BENCH_TRAIN_STEPS (20; tiny 3), ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16), ARC_TTFT_BENCH_DEADLINE_S (300:
+naive runs that would end past it are skipped), OUT (a folder: gpu-bench.json is written there after every stage).
+Prints progress on stderr and one JSON object on the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+T0 = time.perf_counter()
+
+# The Qwen2-0.5B body (config of Qwen/Qwen2-0.5B) with the engine's character tokenizer: the embedding and the
+# output layer keep the full 151936-row vocabulary, so their cost is the real model's; the tokenizer maps each
+# character to one token (the ids above 258 are never produced by it, only by the random model's argmax).
+SHAPES: dict[str, dict[str, Any]] = {
+    "0.5b": {
+        "hidden_size": 896,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "intermediate_size": 4864,
+        "vocab_size": 151936,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": True,
+    },
+    # Same code path on a CPU in seconds: a small body, the same full-size vocabulary.
+    "tiny": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 256,
+        "vocab_size": 151936,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
+}
+LORA = {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear", "modules_to_save": None}
+TRAIN_SEQ_LEN = 4096
+ANSWER_CHARS = 100  # answer tokens per training sequence (the loss is on these only)
+GEN_SEQUENCES = 8
+GEN_PROMPT_TOKENS = 1024
+PAYLOADS = os.path.join(HERE, "payloads.json.gz")
+
+SHAPE = os.environ.get("ARC_TTFT_BENCH_SHAPE", "0.5b")
+DEVICE = os.environ.get("ARC_TTFT_BENCH_DEVICE", "auto")
+TINY = SHAPE == "tiny"
+N_NAIVE = int(os.environ.get("ARC_TTFT_BENCH_NAIVE", "3"))
+N_TASKS = int(os.environ.get("ARC_TTFT_BENCH_TASKS", "2" if TINY else "6"))
+TRAIN_STEPS = int(os.environ.get("ARC_TTFT_BENCH_TRAIN_STEPS", "3" if TINY else "20"))
+GEN_TOKENS = int(os.environ.get("ARC_TTFT_BENCH_GEN_TOKENS", "16" if TINY else "256"))
+DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "300"))
+
+RESULT: dict[str, Any] = {"benchmark": "engine-gpu", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def left() -> float:
+    return DEADLINE_S - (time.perf_counter() - T0)
+
+
+def save() -> None:
+    """Write what is known so far, so a run cut short still leaves its numbers."""
+    out = os.environ.get("OUT")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "gpu-bench.json"), "w", encoding="utf-8") as f:
+            json.dump(RESULT, f, indent=2)
+            f.write("\n")
+
+
+class Worker:
+    """Client of bench/gpu/worker.py: one dispatch call per line, timed from encoding to decoding."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "worker.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+        ready = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not ready:
+            raise RuntimeError("the worker exited before it was ready (see stderr)")
+
+    def call(self, method: str, payload: Any = None) -> tuple[dict[str, Any], float]:
+        start = time.perf_counter()
+        self.proc.stdin.write(f"{method}\t{json.dumps(payload or {})}\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        ms = (time.perf_counter() - start) * 1000
+        if not line:
+            raise RuntimeError(f"the worker died during {method} (see stderr)")
+        envelope = json.loads(line)
+        if not envelope["ok"]:
+            e = envelope["error"]
+            raise RuntimeError(f"{method}: {e['type']}: {e['message']}\n{e['traceback']}")
+        return envelope["result"], ms
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def environment() -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        env["gpu"] = p.name
+        env["gpu_memory_gib"] = round(p.total_memory / 2**30, 1)
+        env["bf16_supported"] = torch.cuda.is_bf16_supported()
+    return env
+
+
+def build_model(path: str, shape: dict[str, Any]) -> dict[str, Any]:
+    """Random-weight Qwen2 of ``shape`` + the engine's char tokenizer, saved as a normal HF folder."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from arc_ttft.model import quiet_progress
+    from arc_ttft.tiny import make_char_tokenizer
+
+    quiet_progress()
+    start = time.perf_counter()
+    tokenizer = make_char_tokenizer()
+    config = Qwen2Config(
+        **shape,
+        initializer_range=0.02,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    device = "cuda" if torch.cuda.is_available() and DEVICE != "cpu" else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(config).to(dtype)  # initialised on the GPU: seconds, not minutes
+    model.generation_config = GenerationConfig(
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    seconds = time.perf_counter() - start
+    return {"n_params": n_params, "saved_dtype": str(dtype).removeprefix("torch."), "seconds": seconds}
+
+
+def grid_text(rng: random.Random, n_chars: int) -> str:
+    """Compact-format-like text (rows of digits) of exactly ``n_chars`` characters = tokens."""
+    rows = []
+    total = 0
+    while total < n_chars:
+        row = "".join(str(rng.randrange(10)) for _ in range(29)) + "\n"
+        rows.append(row)
+        total += len(row)
+    return "".join(rows)[:n_chars]
+
+
+def bench_train(w: Worker) -> dict[str, Any]:
+    rng = random.Random(0)
+    sample = {"prompt": grid_text(rng, TRAIN_SEQ_LEN - ANSWER_CHARS - 1), "answer": grid_text(rng, ANSWER_CHARS)}
+    payload = {"samples": [sample], "batch_size": 1, "max_seq_len": TRAIN_SEQ_LEN, "lr": 1e-4, "seed": 0}
+    w.call("train", {**payload, "steps": 2})  # warm-up: kernels, allocator, optimizer state
+    r, ms = w.call("train", {**payload, "steps": TRAIN_STEPS})
+    return {
+        "seq_len": TRAIN_SEQ_LEN,
+        "batch_size": 1,
+        "answer_tokens_per_seq": ANSWER_CHARS + 1,
+        "steps": r["steps"],
+        "tokens": r["tokens"],
+        "seconds": r["seconds"],
+        "tokens_per_s": r["tokens"] / r["seconds"],
+        "ms_per_step": 1000 * r["seconds"] / r["steps"],
+        "round_trip_ms": ms,
+        "loss_first": r["losses"][0],
+        "loss_last": r["losses"][-1],
+    }
+
+
+def bench_generate(w: Worker) -> dict[str, Any]:
+    rng = random.Random(1)
+    prompts = [grid_text(rng, GEN_PROMPT_TOKENS) for _ in range(GEN_SEQUENCES)]
+    w.call("generate", {"prompts": prompts, "max_new_tokens": 4})  # warm-up
+    r, ms = w.call("generate", {"prompts": prompts, "max_new_tokens": GEN_TOKENS})
+    reasons: dict[str, int] = {}
+    for o in r["outputs"]:
+        reasons[o["finish_reason"]] = reasons.get(o["finish_reason"], 0) + 1
+    return {
+        "sequences": GEN_SEQUENCES,
+        "prompt_tokens_per_seq": GEN_PROMPT_TOKENS,
+        "max_new_tokens": GEN_TOKENS,
+        "greedy": True,
+        "tokens": r["tokens"],
+        "seconds": r["seconds"],
+        "tokens_per_s": r["tokens"] / r["seconds"],
+        "finish_reasons": reasons,
+        "round_trip_ms": ms,
+    }
+
+
+def replay_task(w: Worker, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calls fineTuneTask + predictTask made for one task; overhead = wall − train/generate compute."""
+    wall = compute = reset = 0.0
+    sizes: dict[str, int] = {}
+    for c in calls:
+        r, ms = w.call(c["method"], c["payload"])
+        wall += ms
+        if c["method"] in ("train", "generate"):
+            compute += 1000 * r["seconds"]
+            sizes[c["method"]] = len(json.dumps(c["payload"]))
+        if c["method"] == "reset_adapter":
+            reset += ms
+    return {
+        "overhead_ms": wall - compute,
+        "reset_ms": reset,
+        "round_trips_ms": wall,
+        "compute_ms": compute,
+        "calls": len(calls),
+        "train_payload_bytes": sizes.get("train", 0),
+        "generate_payload_bytes": sizes.get("generate", 0),
+    }
+
+
+def run_naive(model: str, samples: list[dict[str, str]], max_seq_len: int, tmp: str) -> dict[str, Any]:
+    path = os.path.join(tmp, "naive-samples.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(samples, f)
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "bench", "naive_task.py"),
+        model,
+        "--samples",
+        path,
+        "--device",
+        DEVICE,
+        "--lora-r",
+        str(LORA["r"]),
+        "--lora-alpha",
+        str(LORA["alpha"]),
+        "--max-seq-len",
+        str(max_seq_len),
+    ]
+    start = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if p.returncode != 0:
+        raise RuntimeError(f"naive_task.py exited with {p.returncode}:\n{p.stderr[-3000:]}")
+    inner = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"seconds": seconds, **{k: inner[k] for k in ("imports_s", "load_s", "attach_s", "train_s", "device")}}
+
+
+def main() -> None:
+    RESULT["environment"] = environment()
+    RESULT["shape"] = {"name": SHAPE, **SHAPES[SHAPE], "tokenizer": "arc_ttft char tokenizer (1 token per char)"}
+    RESULT["lora"] = LORA
+    log(f"environment: {json.dumps(RESULT['environment'])}")
+    with tempfile.TemporaryDirectory(prefix="arc-ttft-gpu-bench-") as tmp:
+        model = os.path.join(tmp, "model")
+        log(f"building the {SHAPE} model")
+        RESULT["model"] = build_model(model, SHAPES[SHAPE])
+        log(f"model: {RESULT['model']}")
+        save()
+
+        start = time.perf_counter()
+        w = Worker()
+        info, _ = w.call("load_model", {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0})
+        RESULT["engine_start_s"] = time.perf_counter() - start
+        RESULT["model"].update({k: info[k] for k in ("device", "dtype", "n_trainable", "vocab_size")})
+        log(f"engine started in {RESULT['engine_start_s']:.2f} s on {info['device']} ({info['dtype']})")
+        try:
+            log("train throughput")
+            RESULT["train"] = bench_train(w)
+            log(f"train: {RESULT['train']['tokens_per_s']:.0f} tokens/s")
+            save()
+            log("generation throughput")
+            RESULT["generate"] = bench_generate(w)
+            log(f"generate: {RESULT['generate']['tokens_per_s']:.1f} tokens/s")
+            save()
+
+            with gzip.open(PAYLOADS, "rt", encoding="utf-8") as f:
+                recorded = json.load(f)
+            pings = [w.call("ping")[1] for _ in range(20)]
+            w.call("reset_adapter", {"seed": None})
+            tasks: list[dict[str, Any]] = []
+            naive: list[dict[str, Any]] = []
+            for t in recorded["tasks"][:N_TASKS]:
+                row = {"task_id": t["task_id"], **replay_task(w, t["calls"])}
+                tasks.append(row)
+                log(f"engine {t['task_id']}: overhead {row['overhead_ms']:.1f} ms (reset {row['reset_ms']:.1f} ms)")
+                last = naive[-1]["seconds"] if naive else 30.0
+                if len(naive) < N_NAIVE and left() > 1.5 * last + 10:
+                    train = next(c["payload"] for c in t["calls"] if c["method"] == "train")
+                    run = run_naive(model, train["samples"], train["max_seq_len"], tmp)
+                    naive.append({"task_id": t["task_id"], **run})
+                    log(f"naive  {t['task_id']}: {run['seconds']:.2f} s from spawn to exit")
+            engine_ms = statistics.median(r["overhead_ms"] for r in tasks)
+            RESULT["overhead"] = {
+                "payloads": recorded["source"],
+                "engine_overhead_ms_median": engine_ms,
+                "ping_ms_median": statistics.median(pings),
+                "reset_ms_median": statistics.median(r["reset_ms"] for r in tasks),
+                "tasks": tasks,
+                "naive_s_median": statistics.median(r["seconds"] for r in naive) if naive else None,
+                "naive_runs": naive,
+                "ratio": (1000 * statistics.median(r["seconds"] for r in naive) / engine_ms) if naive else None,
+                "note": "engine = arc_ttft.entry.dispatch in a long-lived process over pipes (no Node hop)",
+            }
+            save()
+            status, _ = w.call("status")
+            RESULT["memory"] = status["memory"]
+        finally:
+            w.close()
+    RESULT["total_s"] = time.perf_counter() - T0
+    save()
+    print(json.dumps(RESULT), flush=True)
+
+
+if __name__ == "__main__":
+    main()
