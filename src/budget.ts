@@ -16,6 +16,7 @@ import { GridFormatNameSchema } from './format/encodings.js';
 import {
   answerTextFor,
   buildInferencePrompt,
+  checkStyle,
   largestAnswerShape,
   type PromptOptions,
   PromptStyleSchema,
@@ -84,15 +85,7 @@ export const FitOptionsSchema = z
     /** Task id, for results and error messages. */
     taskId: TaskIdSchema.optional(),
   })
-  .superRefine((o, ctx) => {
-    if (o.format === 'compact' && o.style !== 'plain') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['style'],
-        message: 'the compact format supports only style "plain"',
-      });
-    }
-  });
+  .superRefine(checkStyle);
 /** Options of {@link fitTask}. */
 export type FitOptions = z.input<typeof FitOptionsSchema>;
 

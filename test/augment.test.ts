@@ -25,18 +25,9 @@ import { ValidationError } from '../src/errors.js';
 import { gridKey, gridShape } from '../src/grid.js';
 import { createRng } from '../src/rng.js';
 import type { Grid, Task } from '../src/schemas.js';
-import { ARC1_TRAINING, HAS_SHARED_DATA } from './helpers.js';
+import { ARC1_TRAINING, HAS_SHARED_DATA, loadArc1Training } from './helpers.js';
 
 /** Every ARC-AGI-1 training task, by id. */
-function loadTraining(): Map<string, Task> {
-  const tasks = new Map<string, Task>();
-  for (const file of readdirSync(ARC1_TRAINING)
-    .filter((f) => f.endsWith('.json'))
-    .sort()) {
-    tasks.set(file.slice(0, -5), JSON.parse(readFileSync(join(ARC1_TRAINING, file), 'utf8')) as Task);
-  }
-  return tasks;
-}
 
 function allGrids(task: Task): Grid[] {
   const grids: Grid[] = [];
@@ -126,7 +117,7 @@ describe('transforms', () => {
   });
 
   it.runIf(HAS_SHARED_DATA)('invert exactly on every grid of the ARC-AGI-1 training set', () => {
-    const tasks = loadTraining();
+    const tasks = loadArc1Training();
     expect(tasks.size).toBe(400);
     let checked = 0;
     for (const task of tasks.values()) {
@@ -282,7 +273,7 @@ describe('augmentations', () => {
     'invert every test output of the training set under sampled augmentations',
     () => {
       let i = 0;
-      for (const [id, t] of loadTraining()) {
+      for (const [id, t] of loadArc1Training()) {
         const augs = sampleAugmentations(i++, 2, { includeIdentity: false, keepBackgroundProbability: 0.5 });
         for (const aug of augs) {
           const out = applyAugmentation(t, aug, id);

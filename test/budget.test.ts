@@ -9,7 +9,7 @@ import { answerTextFor, buildInferencePrompt, largestAnswerShape } from '../src/
 import { filledGrid } from '../src/grid.js';
 import type { Task } from '../src/schemas.js';
 import { loadQwenTokenizer } from '../src/tokenizers/qwen.js';
-import { ARC1_EVALUATION, ARC1_TRAINING } from './helpers.js';
+import { ARC1_EVALUATION, ARC1_TRAINING, runCommandInProcess } from './helpers.js';
 
 function load(dir: string, id: string): Task {
   return JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Task;
@@ -202,37 +202,7 @@ describe('fitTask', () => {
 });
 
 describe('arc-ttft inspect', () => {
-  interface Run {
-    stdout: string;
-    stderr: string;
-    exitCode: number;
-  }
-  async function runInspect(args: string[]): Promise<Run> {
-    let stdout = '';
-    let stderr = '';
-    const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      stdout += String(chunk);
-      return true;
-    });
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      stderr += String(chunk);
-      return true;
-    });
-    const previous = process.exitCode;
-    process.exitCode = undefined;
-    let exitCode = 0;
-    try {
-      await inspectCommand().exitOverride().parseAsync(args, { from: 'user' });
-      exitCode = Number(process.exitCode ?? 0);
-    } catch (error) {
-      exitCode = (error as { exitCode?: number }).exitCode ?? 1;
-    } finally {
-      out.mockRestore();
-      err.mockRestore();
-      process.exitCode = previous;
-    }
-    return { stdout, stderr, exitCode };
-  }
+  const runInspect = (args: string[]) => runCommandInProcess(inspectCommand, args);
 
   const dir = mkdtempSync(join(tmpdir(), 'arc-ttft-inspect-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

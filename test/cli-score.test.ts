@@ -5,41 +5,11 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { scoreCommand } from '../src/cli/commands/score.js';
 import type { Solutions, Submission } from '../src/schemas.js';
 import type { ScoreReport } from '../src/score.js';
-import { HAS_SHARED_DATA, KAGGLE } from './helpers.js';
-
-interface Run {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
+import { type CommandRun, HAS_SHARED_DATA, KAGGLE, runCommandInProcess } from './helpers.js';
 
 /** Runs `arc-ttft score <args>` in-process, capturing what it writes and its exit code. */
-async function runScore(args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  const previous = process.exitCode;
-  process.exitCode = undefined;
-  let exitCode = 0;
-  try {
-    await scoreCommand().exitOverride().parseAsync(args, { from: 'user' });
-    exitCode = Number(process.exitCode ?? 0);
-  } catch (error) {
-    // exitOverride: commander throws its usage errors instead of exiting.
-    exitCode = (error as { exitCode?: number }).exitCode ?? 1;
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-    process.exitCode = previous;
-  }
-  return { stdout, stderr, exitCode };
+function runScore(args: string[]): Promise<CommandRun> {
+  return runCommandInProcess(scoreCommand, args);
 }
 
 describe.skipIf(!HAS_SHARED_DATA)('arc-ttft score', () => {

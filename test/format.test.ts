@@ -21,20 +21,11 @@ import {
 } from '../src/format/prompt.js';
 import { gridsEqual } from '../src/grid.js';
 import type { Example, Grid, Task } from '../src/schemas.js';
-import { ARC1_TRAINING } from './helpers.js';
+import { ARC1_TRAINING, loadArc1Training } from './helpers.js';
 
 const FORMATS: readonly GridFormatName[] = ['arc24', 'compact'];
 
-function loadTraining(): Map<string, Task> {
-  const tasks = new Map<string, Task>();
-  for (const file of readdirSync(ARC1_TRAINING)
-    .filter((f) => f.endsWith('.json'))
-    .sort()) {
-    tasks.set(file.slice(0, -5), JSON.parse(readFileSync(join(ARC1_TRAINING, file), 'utf8')) as Task);
-  }
-  return tasks;
-}
-const TRAINING = loadTraining();
+const TRAINING = loadArc1Training();
 
 function allGrids(task: Task): Grid[] {
   return [

@@ -1,6 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { vi } from 'vitest';
+import type { Task } from '../src/schemas.js';
 
 /** Repository root. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -10,3 +13,50 @@ export const ARC1_TRAINING = join(SHARED_DATA, 'arc-agi-1/training');
 export const ARC1_EVALUATION = join(SHARED_DATA, 'arc-agi-1/evaluation');
 export const KAGGLE = join(SHARED_DATA, 'kaggle-2024');
 export const HAS_SHARED_DATA = existsSync(SHARED_DATA);
+
+/** Every task of the ARC-AGI-1 training set, by id, in id order (read-only, from ../shared). */
+export function loadArc1Training(): Map<string, Task> {
+  const tasks = new Map<string, Task>();
+  for (const file of readdirSync(ARC1_TRAINING)
+    .filter((f) => f.endsWith('.json'))
+    .sort()) {
+    tasks.set(file.slice(0, -5), JSON.parse(readFileSync(join(ARC1_TRAINING, file), 'utf8')) as Task);
+  }
+  return tasks;
+}
+
+/** What a CLI command wrote, and its exit code. */
+export interface CommandRun {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Runs a commander subcommand in-process (`make()` builds it), capturing its output and exit code. */
+export async function runCommandInProcess(make: () => Command, args: string[]): Promise<CommandRun> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  const previous = process.exitCode;
+  process.exitCode = undefined;
+  let exitCode = 0;
+  try {
+    await make().exitOverride().parseAsync(args, { from: 'user' });
+    exitCode = Number(process.exitCode ?? 0);
+  } catch (error) {
+    // exitOverride: commander throws its usage errors instead of exiting.
+    exitCode = (error as { exitCode?: number }).exitCode ?? 1;
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+    process.exitCode = previous;
+  }
+  return { stdout, stderr, exitCode };
+}

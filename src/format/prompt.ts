@@ -56,6 +56,21 @@ export const PromptStyleSchema = z.enum(['plain', 'chatml'], { error: 'style mus
 /** How the prompt text is wrapped. */
 export type PromptStyle = z.infer<typeof PromptStyleSchema>;
 
+/**
+ * zod refinement shared by every options schema with `format` and `style`: chat markup is outside the
+ * compact alphabet, so `compact` takes only `plain`.
+ * @internal
+ */
+export function checkStyle(o: { format: GridFormatName; style: PromptStyle }, ctx: z.RefinementCtx): void {
+  if (o.format === 'compact' && o.style !== 'plain') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['style'],
+      message: 'the compact format supports only style "plain"',
+    });
+  }
+}
+
 /** Options of the prompt builders. */
 export const PromptOptionsSchema = z
   .object({
@@ -71,15 +86,7 @@ export const PromptOptionsSchema = z
      */
     style: PromptStyleSchema.default('plain'),
   })
-  .superRefine((o, ctx) => {
-    if (o.format === 'compact' && o.style !== 'plain') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['style'],
-        message: 'the compact format supports only style "plain"',
-      });
-    }
-  });
+  .superRefine(checkStyle);
 /** Options of the prompt builders; a bare format name is short for `{ format }`. */
 export type PromptOptions = z.input<typeof PromptOptionsSchema>;
 /** What the prompt builders accept as their format argument. */
