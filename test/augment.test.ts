@@ -1,5 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -25,7 +23,7 @@ import { ValidationError } from '../src/errors.js';
 import { gridKey, gridShape } from '../src/grid.js';
 import { createRng } from '../src/rng.js';
 import type { Grid, Task } from '../src/schemas.js';
-import { ARC1_TRAINING, HAS_SHARED_DATA, loadArc1Training } from './helpers.js';
+import { HAS_SHARED_DATA, loadArc1Training } from './helpers.js';
 
 /** Every ARC-AGI-1 training task, by id. */
 

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type CountTokens, charCount, type FitOptions, type FitSuccess, fitTask } from '../src/budget.js';
 import { inspectCommand } from '../src/cli/commands/inspect.js';
 import { TaskTooLongError, ValidationError } from '../src/errors.js';

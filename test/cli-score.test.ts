@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { scoreCommand } from '../src/cli/commands/score.js';
 import type { Solutions, Submission } from '../src/schemas.js';
 import type { ScoreReport } from '../src/score.js';

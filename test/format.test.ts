@@ -1,5 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../src/errors.js';
@@ -21,7 +19,7 @@ import {
 } from '../src/format/prompt.js';
 import { gridsEqual } from '../src/grid.js';
 import type { Example, Grid, Task } from '../src/schemas.js';
-import { ARC1_TRAINING, loadArc1Training } from './helpers.js';
+import { loadArc1Training } from './helpers.js';
 
 const FORMATS: readonly GridFormatName[] = ['arc24', 'compact'];
 

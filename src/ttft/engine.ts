@@ -82,7 +82,11 @@ export const EngineOptionsSchema = z.strictObject({
     .string()
     .regex(/^(auto|cpu|cuda(:\d+)?)$/, { error: 'device must be auto, cpu, cuda or cuda:N' })
     .default('auto'),
-  /** LoRA settings (ignored when `adapterInit` is given: the adapter brings its own). */
+  /**
+   * LoRA settings (ignored when `adapterInit` is given: the adapter brings its own); each field
+   * left out takes its own default.
+   * @default {}
+   */
   lora: LoraOptionsSchema.default(LoraOptionsSchema.parse({})),
   /**
    * A PEFT adapter folder every task starts from (arc24 found continuing a pretrained LoRA beats a
@@ -122,14 +126,17 @@ export interface ModelInfo {
   readonly model: string;
   /** e.g. `qwen2`. */
   readonly modelType: string;
+  /** Parameters of the base model (adapter excluded). */
   readonly nParams: number;
   /** Trainable (adapter) parameters. */
   readonly nTrainable: number;
+  /** Tokenizer vocabulary size, added tokens included. */
   readonly vocabSize: number;
   /** e.g. `cpu` or `cuda:0`. */
   readonly device: string;
   /** e.g. `float32`. */
   readonly dtype: string;
+  /** Longest sequence the model config allows; `null` when the config does not say. */
   readonly maxPositionEmbeddings: number | null;
   /** Seconds the load took. */
   readonly loadSeconds: number;
@@ -376,6 +383,7 @@ export class Engine {
     return this.#bridge.close();
   }
 
+  /** Same as {@link Engine.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
@@ -463,7 +471,12 @@ export type TinyModelOptions = z.input<typeof TinyModelOptionsSchema>;
 export async function makeTinyModel(
   path: string,
   options?: TinyModelOptions,
-): Promise<{ path: string; nParams: number }> {
+): Promise<{
+  /** Absolute path of the written model folder. */
+  path: string;
+  /** Parameters of the written model. */
+  nParams: number;
+}> {
   const o = parseOptions(TinyModelOptionsSchema, options, 'makeTinyModel');
   const bridge = new Bridge(o.pythonBin !== undefined ? { pythonBin: o.pythonBin } : {});
   try {

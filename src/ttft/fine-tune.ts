@@ -119,6 +119,7 @@ export type FineTuneOptions = z.input<typeof FineTuneOptionsSchema>;
 
 /** What {@link fineTuneTask} did. */
 export interface FineTuneResult {
+  /** The task's id (`options.taskId`). */
   readonly taskId: string;
   /** Optimizer steps run. */
   readonly steps: number;
@@ -165,11 +166,17 @@ export type TrainSettings = Pick<
 
 /** What one training call returned. */
 export interface TrainResult {
+  /** Optimizer steps run (fewer than asked when `maxTrainSeconds` stopped it). */
   steps: number;
+  /** Loss of each step (`null` where it was not finite). */
   losses: (number | null)[];
+  /** Tokens trained on (prompt and answer, padding excluded). */
   tokens: number;
+  /** Samples that fit `maxSeqLen` and were trained on. */
   samples: number;
+  /** Samples skipped for being longer than `maxSeqLen`. */
   skipped: number;
+  /** Seconds the call took in Python (tokenising included). */
   seconds: number;
 }
 

@@ -86,6 +86,7 @@ export interface GenerationFailure {
 
 /** Prediction for one test input. */
 export interface TestPrediction {
+  /** Index of the test input in `task.test`. */
   readonly testIndex: number;
   /** Most voted grid; `null` when no view gave a valid grid. */
   readonly attempt1: Grid | null;
@@ -97,11 +98,13 @@ export interface TestPrediction {
   readonly predictions: readonly (Grid | null)[];
   /** Texts that did not parse. */
   readonly failures: readonly GenerationFailure[];
+  /** `ok`, or `no_valid_output` when no view gave a valid grid. */
   readonly status: TestPredictionStatus;
 }
 
 /** What {@link predictTask} produced. */
 export interface PredictResult {
+  /** The task's id (`options.taskId`). */
   readonly taskId: string;
   /** One entry per test input, in order. */
   readonly tests: readonly TestPrediction[];

@@ -26,6 +26,7 @@ export type RunMode = 'single-task' | 'whole-set' | 'none';
 export interface ErrorRecord {
   /** Error class, e.g. `TimeoutError`, or the Python exception type. */
   readonly type: string;
+  /** The error message (for a Python error, the exception's message). */
   readonly message: string;
   /** Python traceback, when the error came from Python. */
   readonly traceback?: string | undefined;
@@ -33,13 +34,17 @@ export interface ErrorRecord {
 
 /** One distinct predicted grid of a test input, with its votes. */
 export interface CandidateRecord {
+  /** The grid, mapped back to the original (un-augmented) orientation and colours. */
   readonly grid: number[][];
+  /** How many views produced this grid. */
   readonly votes: number;
+  /** Mean per-token log-probability of the views that produced it; `null` when unknown. */
   readonly meanLogProb: number | null;
 }
 
 /** Predictions for one test input. */
 export interface TestRecord {
+  /** Index of the test input in `task.test`. */
   readonly testIndex: number;
   /** Distinct grids, best first. */
   readonly candidates: readonly CandidateRecord[];
@@ -51,36 +56,54 @@ export interface TestRecord {
 
 /** One line of the journal: everything known about one finished task. */
 export interface TaskRecord {
+  /** Journal line kind (the journal also holds `run` and `whole_set` lines). */
   readonly type: 'task';
+  /** The task's id. */
   readonly taskId: string;
+  /** How the task ended. */
   readonly status: TaskStatus;
   /** One `{attempt_1, attempt_2}` per test input (a fallback grid where nothing was predicted). */
   readonly attempts: readonly Attempts[];
   /** Which attempts came from the fallback, by test index. */
   readonly fallback: readonly number[];
-  /** Train pairs used and dropped to fit `maxSeqLen`. */
+  /** Train pairs used, by original index. */
   readonly keptTrain: readonly number[];
+  /** Train pairs dropped to fit `maxSeqLen`, by original index. */
   readonly droppedTrain: readonly number[];
   /** Training (absent in mode `none`, or when it did not run). */
   readonly train?:
     | {
+        /** Optimizer steps run. */
         readonly steps: number;
+        /** Loss of each step (`null` where it was not finite). */
         readonly losses: readonly (number | null)[];
+        /** Tokens trained on (prompt and answer). */
         readonly tokens: number;
+        /** Training samples built (after de-duplication and the cap). */
         readonly samples: number;
+        /** Seconds in Python training. */
         readonly seconds: number;
       }
     | undefined;
   /** Prediction details (absent when it did not run). */
   readonly predict?:
     | {
+        /** One entry per test input, in order. */
         readonly tests: readonly TestRecord[];
+        /** Tokens generated over all views. */
         readonly generatedTokens: number;
+        /** Seconds in Python generating. */
         readonly seconds: number;
       }
     | undefined;
   /** Steps and views actually used (the time budget may lower them). */
-  readonly settings: { readonly steps: number; readonly augmentations: number };
+  readonly settings: {
+    /** Training steps run (0 when there was no training). */
+    readonly steps: number;
+    /** Augmented views per test input. */
+    readonly augmentations: number;
+  };
+  /** Why the task did not finish as `done`. */
   readonly error?: ErrorRecord | undefined;
   /** Wall-clock seconds for the whole task. */
   readonly seconds: number;

@@ -95,7 +95,10 @@ export const RunOptionsSchema = z.strictObject({
   only: z.array(z.string().min(1)).min(1).optional(),
   /** At most this many tasks (after `only`). */
   limit: z.number().int().positive().optional(),
-  /** The engine to create (ignored when an engine is passed in the context). */
+  /**
+   * The engine to create (ignored when an engine is passed in the context).
+   * @default {}
+   */
   engine: EngineOptionsSchema.default(EngineOptionsSchema.parse({})),
   /** Grid format; default: the engine's. */
   format: GridFormatNameSchema.optional(),
@@ -111,9 +114,15 @@ export const RunOptionsSchema = z.strictObject({
    * @default 0
    */
   seed: z.number().int().default(0),
-  /** Training settings. */
+  /**
+   * Training settings; each field left out takes its {@link FineTuneOptions} default.
+   * @default {}
+   */
   train: RunTrainOptionsSchema.default(RunTrainOptionsSchema.parse({})),
-  /** Prediction settings. */
+  /**
+   * Prediction settings; each field left out takes its {@link PredictOptions} default.
+   * @default {}
+   */
   predict: RunPredictOptionsSchema.default(RunPredictOptionsSchema.parse({})),
   /**
    * Total training steps of the whole-set adapter; default: `train.steps` × number of tasks, the same
@@ -154,7 +163,9 @@ type Resolved = z.output<typeof RunOptionsSchema>;
 /** What happens during a run, in order. */
 export type RunEvent =
   | {
+      /** The engine is ready and the journal read; tasks are about to run. */
       readonly type: 'run_started';
+      /** The run's mode. */
       readonly mode: RunMode;
       /** The loaded base model. */
       readonly model: ModelInfo;
@@ -162,32 +173,62 @@ export type RunEvent =
       readonly total: number;
       /** Tasks already finished in the journal (skipped). */
       readonly resumed: number;
+      /** Tasks that could not be loaded (not run). */
       readonly invalid: number;
     }
-  | { readonly type: 'whole_set_started'; readonly samples: number; readonly steps: number }
   | {
+      /** Mode `whole-set`: the shared adapter starts training. */
+      readonly type: 'whole_set_started';
+      /** Training samples pooled over all tasks. */
+      readonly samples: number;
+      /** Optimizer steps it will train for. */
+      readonly steps: number;
+    }
+  | {
+      /** A task starts. */
       readonly type: 'task_started';
+      /** The task's id. */
       readonly taskId: string;
       /** 0-based position among the tasks still to run. */
       readonly index: number;
+      /** Tasks still to run, this one included. */
       readonly remaining: number;
-      readonly settings: { readonly steps: number; readonly augmentations: number };
+      /** Steps and views planned for this task (the time budget may lower them). */
+      readonly settings: {
+        /** Training steps planned (0 in modes `none` and `whole-set`). */
+        readonly steps: number;
+        /** Augmented views per test input. */
+        readonly augmentations: number;
+      };
     }
   | {
+      /** Training progress (every `train.progressEvery` steps). */
       readonly type: 'train_step';
       /** The task, or `*` for the whole-set adapter. */
       readonly taskId: string;
+      /** Steps done. */
       readonly step: number;
+      /** Steps in this training call. */
       readonly steps: number;
+      /** Loss of the last step. */
       readonly loss: number | null;
     }
   | {
+      /** A task finished, in any status (with `out`, already in the journal and the submission). */
       readonly type: 'task_finished';
+      /** What the task recorded. */
       readonly record: TaskRecord;
+      /** Tasks finished so far, resumed ones included. */
       readonly done: number;
+      /** Tasks in the run (valid ones). */
       readonly total: number;
     }
-  | { readonly type: 'run_finished'; readonly result: RunResult };
+  | {
+      /** The run ended (also when aborted). */
+      readonly type: 'run_finished';
+      /** Its outcome, as returned by {@link runSingleTaskTTFT}. */
+      readonly result: RunResult;
+    };
 
 /** What the caller can hand a run besides options. */
 export interface RunContext {
@@ -203,9 +244,13 @@ export interface RunContext {
 
 /** Paths of what a run wrote. */
 export interface RunFiles {
+  /** The output folder (`out`, absolute). */
   readonly dir: string;
+  /** The Kaggle submission, complete at every moment. */
   readonly submission: string;
+  /** The journal (`results.jsonl`), one line per finished task; what a resume reads. */
   readonly journal: string;
+  /** The scores (`metrics.json`), written only when the run completes and every task's test outputs are known. */
   readonly metrics: string;
   /** The HTML report (written at the end of the run, also when it stopped early). */
   readonly report: string;
@@ -213,6 +258,7 @@ export interface RunFiles {
 
 /** The outcome of {@link runSingleTaskTTFT}. */
 export interface RunResult {
+  /** The run's mode. */
   readonly mode: RunMode;
   /** The base model used. */
   readonly model: ModelInfo;
