@@ -43,7 +43,20 @@ export const TaskTextOptionsSchema = z.strictObject({
   seed: z.number().int().default(0),
   /** Time limit of each engine call for this task (ms); default: the engine's `callTimeoutMs`. */
   timeoutMs: z.number().int().nonnegative().optional(),
+  /** Cancels the task: a running engine call stops Python (it restarts for the next call). */
+  signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal').optional(),
 });
+
+/** The bridge call options (time limit, cancellation) of a task's options. */
+export function callOptionsOf(o: { timeoutMs?: number | undefined; signal?: AbortSignal | undefined }): {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+} {
+  return {
+    ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    ...(o.signal !== undefined ? { signal: o.signal } : {}),
+  };
+}
 
 /** Options of {@link fineTuneTask}. */
 export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
@@ -161,6 +174,7 @@ export type TrainSettings = Pick<
   | 'seed'
   | 'progressEvery'
   | 'timeoutMs'
+  | 'signal'
   | 'maxTrainSeconds'
 >;
 
@@ -201,7 +215,7 @@ export async function trainSamples(
     progress_every: onStep ? s.progressEvery : 0,
     max_seconds: s.maxTrainSeconds ?? null,
   };
-  const callOptions = s.timeoutMs !== undefined ? { timeoutMs: s.timeoutMs } : undefined;
+  const callOptions = callOptionsOf(s);
   return engine.withTrainProgress(onStep, () => engine.call<TrainResult>('train', payload, callOptions));
 }
 
@@ -216,7 +230,7 @@ export async function fitTaskForEngine(
 ): Promise<FitSuccess & { format: z.output<typeof GridFormatNameSchema>; maxSeqLen: number }> {
   const format = o.format ?? engine.format;
   const maxSeqLen = o.maxSeqLen ?? engine.maxSeqLen;
-  const callOptions = o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : undefined;
+  const callOptions = callOptionsOf(o);
   const fit = await fitTask(task, (texts) => engine.countTokens(texts, callOptions), {
     taskId: o.taskId,
     format,
@@ -248,7 +262,7 @@ export async function fineTuneTask(
   const started = performance.now();
   const o = parseOptions(FineTuneOptionsSchema, options, 'fineTuneTask');
   validateTask(task, { taskId: o.taskId });
-  const callOptions = o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : undefined;
+  const callOptions = callOptionsOf(o);
   const fit = await fitTaskForEngine(engine, task, o);
 
   const samples = buildTrainingSamples(

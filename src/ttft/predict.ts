@@ -21,7 +21,7 @@ import { buildInferenceInputs, type InferenceInput } from '../samples.js';
 import type { Grid, Task } from '../schemas.js';
 import { type RankedCandidate, voteAttempts } from '../vote.js';
 import type { Engine } from './engine.js';
-import { fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
+import { callOptionsOf, fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
 
 /** Options of {@link predictTask}. */
 export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
@@ -143,7 +143,7 @@ export async function predictTask(
   const started = performance.now();
   const o = parseOptions(PredictOptionsSchema, options, 'predictTask');
   validateTask(task, { taskId: o.taskId });
-  const callOptions = o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : undefined;
+  const callOptions = callOptionsOf(o);
 
   let kept: number[];
   const format = o.format ?? engine.format;

@@ -236,7 +236,10 @@ export interface RunContext {
   readonly engine?: Engine;
   /** Receives every {@link RunEvent}. */
   readonly onEvent?: (event: RunEvent) => void;
-  /** Stops the run after the task in flight (which is not recorded, so a resume redoes it). */
+  /**
+   * Stops the run: the engine call in flight is cancelled, that task is not recorded (a resume redoes
+   * it), and the run returns with `aborted: true` after writing the submission and the report.
+   */
   readonly signal?: AbortSignal;
   /** Each line Python writes (for a verbose mode); default: kept only for error messages. */
   readonly onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
@@ -377,7 +380,11 @@ function checkWritable(dir: string): void {
   }
 }
 
-/** Shares the remaining time over the remaining tasks, from what finished tasks cost. */
+/**
+ * Shares the remaining time over the remaining tasks, from what finished tasks cost. Training stops at
+ * its allowance by itself (Python's `max_seconds`); prediction is sized from the measured time per
+ * view. Until something is measured, each timed-out task halves the settings of the next.
+ */
 class Scheduler {
   readonly #budgetMs: number | undefined;
   readonly #started = performance.now();
@@ -385,7 +392,10 @@ class Scheduler {
   #predictSecondsPerView: number | undefined;
   #overheadSeconds = 0;
   #measured = 0;
+  /** Shrinks the un-calibrated settings after each timeout. */
+  #scale = 1;
 
+  /** The clock starts here, so model loading and whole-set training count against the budget. */
   constructor(budgetMs: number | undefined) {
     this.#budgetMs = budgetMs;
   }
@@ -396,33 +406,44 @@ class Scheduler {
       : this.#budgetMs - (performance.now() - this.#started);
   }
 
-  /** Settings for the next task, given how many (this one included) remain. */
+  /** Settings for the next task, given how many (this one included) remain and its test inputs. */
   plan(
     remainingTasks: number,
+    tests: number,
     base: { steps: number; augmentations: number },
   ): { steps: number; augmentations: number; timeMs: number; trainSeconds: number | undefined } {
     if (this.#budgetMs === undefined) {
       return { ...base, timeMs: Number.POSITIVE_INFINITY, trainSeconds: undefined };
     }
-    const shareMs = Math.max(0, this.remainingMs) / Math.max(1, remainingTasks);
+    const remaining = Math.max(0, this.remainingMs);
+    const shareMs = remaining / Math.max(1, remainingTasks);
+    // A task may overrun its share a little before it is killed: a kill costs a Python restart.
+    const timeMs = Math.min(remaining, 2 * shareMs);
     if (this.#trainSecondsPerStep === undefined || this.#predictSecondsPerView === undefined) {
-      // Nothing measured yet: let training use most of the share and stop it there; this task calibrates.
-      return { ...base, timeMs: shareMs, trainSeconds: (0.6 * shareMs) / 1000 };
+      // Nothing measured yet: train for part of the share (Python stops there); this task calibrates.
+      return {
+        steps: Math.max(1, Math.round(base.steps * this.#scale)),
+        augmentations: Math.max(1, Math.round(base.augmentations * this.#scale)),
+        timeMs,
+        trainSeconds: (0.5 * this.#scale * shareMs) / 1000,
+      };
     }
     // Aim at 90 % of the share: estimates are averages, and a late task must not eat the next one's time.
     const share = (0.9 * shareMs) / 1000 - this.#overheadSeconds;
+    const perView = this.#predictSecondsPerView * Math.max(1, tests);
     let augmentations = base.augmentations;
-    while (augmentations > 1 && augmentations * this.#predictSecondsPerView > share / 3) augmentations--;
-    const trainTime = share - augmentations * this.#predictSecondsPerView;
+    while (augmentations > 1 && augmentations * perView > share / 3) augmentations--;
+    const trainTime = share - augmentations * perView;
     const steps =
       this.#trainSecondsPerStep > 0
         ? Math.max(0, Math.min(base.steps, Math.floor(trainTime / this.#trainSecondsPerStep)))
         : base.steps;
-    return { steps, augmentations, timeMs: shareMs, trainSeconds: Math.max(trainTime, 0.001) };
+    return { steps, augmentations, timeMs, trainSeconds: Math.max(trainTime, 0.001) };
   }
 
-  /** Learns from a finished task (running means). */
+  /** Learns from a finished task (running means); a timeout before any measurement shrinks the next plan. */
   observe(record: TaskRecord): void {
+    if (record.status === 'timed_out' && this.#measured === 0) this.#scale /= 2;
     if (record.status !== 'done' || record.predict === undefined) return;
     const n = ++this.#measured;
     const mean = (old: number | undefined, x: number) => (old === undefined ? x : old + (x - old) / n);
@@ -496,7 +517,10 @@ export async function runSingleTaskTTFT(
 ): Promise<RunResult> {
   const started = performance.now();
   const o = parseOptions(RunOptionsSchema, options, 'runSingleTaskTTFT');
+  const scheduler = new Scheduler(o.timeBudgetMs);
   const emit = (event: RunEvent) => context.onEvent?.(event);
+  // Aborting stops the engine call in flight too (Python restarts if anything runs after).
+  const signal = context.signal !== undefined ? { signal: context.signal } : {};
 
   // Load: invalid tasks are reported, valid ones run.
   let taskSet: TaskSet;
@@ -554,7 +578,7 @@ export async function runSingleTaskTTFT(
             {
               path: 'options',
               message:
-                'this journal was written by a run with different options; use another output folder, or resume: false to start over',
+                'this journal was written by a run with different options; use another output folder, or start over (resume: false, --no-resume on the CLI)',
             },
           ],
         });
@@ -622,7 +646,7 @@ export async function runSingleTaskTTFT(
         const trained = await trainSamples(
           engine,
           samples,
-          { ...o.train, steps, seed: o.seed, timeoutMs: 0 },
+          { ...o.train, steps, seed: o.seed, timeoutMs: 0, ...signal },
           maxSeqLen,
           (p) => emit({ type: 'train_step', taskId: '*', ...p }),
         );
@@ -644,7 +668,6 @@ export async function runSingleTaskTTFT(
       await engine.call('load_adapter', { path: wholeSetAdapter });
     }
 
-    const scheduler = new Scheduler(o.timeBudgetMs);
     let aborted = false;
     let needAdapterReload = false;
     for (const [index, id] of todo.entries()) {
@@ -654,7 +677,7 @@ export async function runSingleTaskTTFT(
       }
       const task = taskSet[id]!;
       const taskStarted = performance.now();
-      const plan = scheduler.plan(todo.length - index, {
+      const plan = scheduler.plan(todo.length - index, task.test.length, {
         steps: o.mode === 'single-task' ? o.train.steps : 0,
         augmentations: o.predict.augmentations,
       });
@@ -684,7 +707,7 @@ export async function runSingleTaskTTFT(
           });
         }
         if (needAdapterReload && wholeSetAdapter !== undefined) {
-          await engine.call('load_adapter', { path: wholeSetAdapter }, { timeoutMs: timeLeft() });
+          await engine.call('load_adapter', { path: wholeSetAdapter }, { timeoutMs: timeLeft(), ...signal });
         }
         needAdapterReload = false;
         if (o.mode === 'single-task' && plan.steps > 0) {
@@ -697,6 +720,7 @@ export async function runSingleTaskTTFT(
               steps: plan.steps,
               taskId: id,
               timeoutMs: timeLeft(),
+              ...signal,
               ...(plan.trainSeconds !== undefined ? { maxTrainSeconds: plan.trainSeconds } : {}),
               ...(o.saveAdapters && files !== undefined
                 ? { saveAdapter: join(files.dir, 'adapters', id) }
@@ -716,8 +740,13 @@ export async function runSingleTaskTTFT(
         } else {
           // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
           if (o.mode !== 'whole-set')
-            await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft() });
-          const fit = await fitTaskForEngine(engine, task, { ...text, taskId: id, timeoutMs: timeLeft() });
+            await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft(), ...signal });
+          const fit = await fitTaskForEngine(engine, task, {
+            ...text,
+            taskId: id,
+            timeoutMs: timeLeft(),
+            ...signal,
+          });
           keptTrain = fit.kept;
           droppedTrain = fit.dropped;
         }
@@ -728,6 +757,7 @@ export async function runSingleTaskTTFT(
           taskId: id,
           keptTrain,
           timeoutMs: timeLeft(),
+          ...signal,
         });
         const tests: TestRecord[] = predicted.tests.map((t) => ({
           testIndex: t.testIndex,

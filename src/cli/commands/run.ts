@@ -176,6 +176,16 @@ export function runCommand(): Command {
       const options = runOptionsFromFlags(flags);
       const progress = new RunProgress();
       const controller = new AbortController();
+      // First Ctrl-C: stop Python, keep the journal, write the submission and report, exit 130.
+      // A second Ctrl-C exits at once.
+      const onSigint = () => {
+        if (controller.signal.aborted) process.exit(130);
+        process.stderr.write(
+          '\ninterrupted: stopping (finished tasks are kept; run the same command to resume)\n',
+        );
+        controller.abort();
+      };
+      process.on('SIGINT', onSigint);
       try {
         const result = await runSingleTaskTTFT(tasks, options, {
           onEvent: (event) => progress.update(event),
@@ -183,6 +193,7 @@ export function runCommand(): Command {
           ...(flags.verbose ? { onLog: (line: string) => process.stderr.write(`[python] ${line}\n`) } : {}),
         });
         for (const error of result.invalid) process.stderr.write(`invalid task: ${error.message}\n`);
+        if (result.aborted) process.exitCode = 130;
         if (flags.json) {
           const summary = {
             mode: result.mode,
@@ -211,6 +222,8 @@ export function runCommand(): Command {
         if (!(error instanceof ArcTtftError)) throw error;
         process.stderr.write(`error: ${error.message}\n`);
         process.exitCode = 1;
+      } finally {
+        process.off('SIGINT', onSigint);
       }
     });
 }
