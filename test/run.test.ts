@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkSubmission,
+  createEngine,
   FileError,
   type Grid,
   makeTinyModel,
@@ -205,6 +206,32 @@ describe('runSingleTaskTTFT', () => {
     );
     expect(next.statusCounts.done).toBe(2);
   }, 120_000);
+
+  it('records a task whose Python crashed as failed, restarts it and goes on: only that task is lost', async () => {
+    const engine = await createEngine(options('').engine);
+    try {
+      let killed = false;
+      const r = await runSingleTaskTTFT(join(dir, 'const.json'), options(join(dir, 'crash')), {
+        engine,
+        onEvent: (e) => {
+          if (e.type === 'train_step' && e.taskId === 'const1' && !killed) {
+            killed = true;
+            process.kill(engine.pythonPid!, 'SIGKILL');
+          }
+        },
+      });
+      expect(r.records.map((x) => x.status)).toEqual(['done', 'failed', 'done', 'done']);
+      expect(r.records[1]!.error?.type).toBe('BridgeError(crashed)');
+      expect(r.records[1]!.fallback).toEqual([0]);
+      // The tasks after the crash match the uninterrupted run exactly.
+      expect(r.records.filter((x) => x.taskId !== 'const1').map(stable)).toEqual(
+        reference.records.filter((x) => x.taskId !== 'const1').map(stable),
+      );
+      expect(engine.startCount).toBe(2);
+    } finally {
+      await engine.close();
+    }
+  }, 180_000);
 
   it('shares a time budget over the tasks, lowering steps so the run finishes in time', async () => {
     const budgetMs = 16_000;
