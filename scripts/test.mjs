@@ -10,8 +10,9 @@ run('npx', ['biome', 'check', '.']);
 run('npx', ['tsc', '--noEmit']);
 build();
 const python = await ensurePython();
-// The report test drives Debian's headless Chromium; install it when missing (root on Debian).
-run('node', ['scripts/ensure-chromium.mjs']);
+// The report test drives Debian's headless Chromium; install it when missing (root on Debian). Without
+// it the browser checks are skipped with a message, the rest still runs.
+run('node', ['scripts/ensure-chromium.mjs'], { allowFail: true });
 
 const reports = join(ROOT, '.cache/test-reports');
 rmSync(reports, { recursive: true, force: true });
