@@ -291,6 +291,8 @@ export {
   type TrainResult,
   type TrainSettings,
   trainSamples,
+  type VocabKeepSet,
+  vocabKeepSet,
 } from './ttft/index.js';
 
 export { VERSION } from './version.js';

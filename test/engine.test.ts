@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ArcTtftError,
   BridgeError,
+  buildInferencePrompt,
+  buildTrainingText,
   createEngine,
   type Engine,
   fineTuneTask,
@@ -22,6 +24,7 @@ import {
   type Task,
   TaskTooLongError,
   TimeoutError,
+  vocabKeepSet,
 } from '../src/index.js';
 import { createRng } from '../src/rng.js';
 import { ROOT } from './helpers.js';
@@ -187,6 +190,41 @@ describe('engine', () => {
     expect(error).toBeInstanceOf(ArcTtftError);
     expect(String((error as Error).message)).toContain('no-such-model');
   }, 120_000);
+});
+
+describe('reduced vocabulary', () => {
+  it('keeps every character any format can produce, and the engine trains and predicts with it', async () => {
+    const keep = vocabKeepSet();
+    const allowed = new Set([...keep.keepChars, ...keep.keepTexts.join('')]);
+    const task = constantTask(7, ANSWER_A);
+    for (const format of ['arc24', 'compact'] as const) {
+      const t = buildTrainingText(task.train.slice(1), task.train[0]!, format);
+      for (const ch of t.text) expect(allowed.has(ch), `${format}: ${JSON.stringify(ch)}`).toBe(true);
+    }
+
+    const reduced = await createEngine({
+      model: join(dir, 'tiny'),
+      threads: 1,
+      reduceVocab: true,
+      lora: { modulesToSave: ['embed_tokens', 'lm_head'] },
+      ...py,
+    });
+    try {
+      expect(reduced.model.reducedVocab).toBe(true);
+      expect(reduced.model.vocabSize).toBeLessThan(reduced.model.fullVocabSize);
+      // Same tokens as the full tokenizer: the budget does not change.
+      const prompt = buildInferencePrompt(task.train, task.test[0]!.input, 'compact');
+      expect(await reduced.countTokens([prompt])).toEqual(await engine.countTokens([prompt]));
+      const tuned = await fineTuneTask(reduced, task, { taskId: 'const-a', ...TUNE });
+      expect(tuned.losses.at(-1)!).toBeLessThan(tuned.losses[0]! / 4);
+      // Generation stays inside the kept tokens: every view parses as a grid.
+      const after = await predictTask(reduced, task, { taskId: 'const-a', ...PREDICT });
+      expect(after.tests[0]!.failures).toEqual([]);
+      expect(after.tests[0]!.status).toBe('ok');
+    } finally {
+      await reduced.close();
+    }
+  }, 180_000);
 });
 
 describe('process lifetime', () => {

@@ -17,11 +17,13 @@ ping            {}                                                              
                                                                                     peft, cuda_available, device_count,
                                                                                     loaded
 load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|         model_type, n_params, n_trainable,
-                'float16'; 'auto'), device ('auto'|'cpu'|'cuda'|'cuda:N';           vocab_size, device, dtype,
-                'auto'), lora {r (16), alpha (32), dropout (0), target_modules      max_position_embeddings, eos_token,
-                ('all-linear' or [names]), modules_to_save ([names]|null)},         pad_token, lora {...}, seconds
-                adapter_init (adapter folder|null), seed (0),
-                gradient_checkpointing (false)
+                'float16'; 'auto'), device ('auto'|'cpu'|'cuda'|'cuda:N';           vocab_size, full_vocab_size,
+                'auto'), lora {r (16), alpha (32), dropout (0), target_modules      reduced_vocab (bool), device, dtype,
+                ('all-linear' or [names]), modules_to_save ([names]|null)},         max_position_embeddings, eos_token,
+                adapter_init (adapter folder|null), seed (0),                       pad_token, lora {...}, seconds
+                gradient_checkpointing (false), reduce_vocab (null | {keep_texts
+                ([str]), keep_chars (str), skip_if_vocab_at_most (0)}; see
+                vocab.py)
 reset_adapter   seed (null = the load seed)                                         seconds
 train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
                 lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
@@ -48,15 +50,19 @@ debug_raise     message                                                         
 debug_crash     code (1)                                                            (the process exits with ``code``)
 =============== =================================================================== ====================================
 
-Notes. ``load_model`` replaces any loaded model. With ``adapter_init`` the adapter and its LoRA settings come from
-that PEFT folder (``lora`` is ignored) and ``reset_adapter`` always restores exactly it. Token counts: prompts and
+Notes. ``load_model`` replaces any loaded model. With ``reduce_vocab`` the embedding and output layer keep only the
+tokens of ``keep_texts`` (and of their characters) and every token made only of ``keep_chars`` characters, before
+LoRA is attached; ids, ``vocab_size`` and every later call use the reduced vocabulary, a text needing another token
+fails with ``VocabularyError``, and saved adapters carry a ``reduced_vocab.json`` (see :mod:`arc_ttft.vocab`).
+With ``adapter_init`` the adapter and its LoRA settings come from that PEFT folder (``lora`` is ignored) and
+``reset_adapter`` always restores exactly it. Token counts: prompts and
 answers are tokenised as raw text without special tokens; a training sample is ``prompt + answer + 1`` (EOS) tokens
 and is skipped (counted in ``skipped``) when longer than ``max_seq_len``. ``mean_logprob`` is taken under the
 model's own distribution (temperature 1, no top-p), over the generated tokens including the final EOS.
 
 Error types: ``UnknownMethodError``, ``PayloadError``, ``ModelNotFoundError``, ``NotLoadedError``, ``AdapterError``,
-``DeviceError``, ``NoTrainableSamplesError`` (see :mod:`arc_ttft.errors`), or whatever Python raised
-(``OutOfMemoryError``, ``ValueError``, ...).
+``DeviceError``, ``NoTrainableSamplesError`` (see :mod:`arc_ttft.errors`), ``VocabularyError`` (:mod:`arc_ttft.vocab`),
+or whatever Python raised (``OutOfMemoryError``, ``ValueError``, ...).
 
 On import a watchdog thread starts: when the parent process (the Node host) dies, this process exits, so no orphan
 keeps holding memory or a GPU. ``ARC_TTFT_WATCHDOG=0`` turns it off, ``ARC_TTFT_WATCHDOG=poll`` keeps only the
@@ -122,6 +128,7 @@ class _Engine:
     model: Any = None  # the PEFT-wrapped model
     tokenizer: Any = None
     adapter: Any = None  # lora.AdapterState
+    vocab: Any = None  # vocab.Reduction, when the vocabulary was reduced
     device: Any = None
     dtype: Any = None
     path: str | None = None
@@ -139,7 +146,7 @@ def _loaded() -> _Engine:
 
 def _free() -> bool:
     had = _engine.model is not None
-    _engine.model = _engine.tokenizer = _engine.adapter = None
+    _engine.model = _engine.tokenizer = _engine.adapter = _engine.vocab = None
     _engine.path = None
     _engine.info = {}
     gc.collect()
@@ -191,9 +198,10 @@ def _load_model(f: Fields) -> dict[str, Any]:
     adapter_init = f.str("adapter_init", None)
     seed = f.int("seed", 0)
     checkpointing = f.bool("gradient_checkpointing", False)
+    vocab_spec = _vocab_spec(f)
     f.finish()
 
-    from . import lora
+    from . import lora, vocab
     from . import model as model_mod
 
     start = time.perf_counter()
@@ -201,6 +209,13 @@ def _load_model(f: Fields) -> dict[str, Any]:
     dtype = model_mod.resolve_dtype(dtype_name, device)
     _free()
     base, tokenizer = model_mod.load_base(path, dtype, device)
+    full_vocab_size = len(tokenizer)
+    reduction = None
+    if vocab_spec is not None:
+        # Before LoRA: adapters and modules_to_save copies must be built on the small matrices.
+        tokenizer, reduction = vocab.reduce_vocab(base, tokenizer, vocab_spec)
+    if adapter_init is not None:
+        vocab.check_adapter(adapter_init, reduction)
     n_params = sum(p.numel() for p in base.parameters())
     if checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -221,6 +236,8 @@ def _load_model(f: Fields) -> dict[str, Any]:
         "n_params": n_params,
         "n_trainable": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         "vocab_size": len(tokenizer),
+        "full_vocab_size": full_vocab_size,
+        "reduced_vocab": reduction is not None,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "max_position_embeddings": getattr(config, "max_position_embeddings", None),
@@ -229,9 +246,27 @@ def _load_model(f: Fields) -> dict[str, Any]:
         "lora": state.config,
     }
     _engine.model, _engine.tokenizer, _engine.adapter = peft_model, tokenizer, state
+    _engine.vocab = reduction
     _engine.device, _engine.dtype, _engine.path = device, dtype, path
     _engine.info = {**info, "adapter_init": adapter_init}
     return {**info, "seconds": time.perf_counter() - start}
+
+
+def _vocab_spec(f: Fields) -> Any:
+    """``load_model.reduce_vocab``: ``null`` (keep the vocabulary) or ``{keep_texts, keep_chars, ...}``."""
+    raw = f.raw("reduce_vocab", None)
+    if raw is None:
+        return None
+    from .vocab import VocabSpec
+
+    rv = Fields(raw, f.path("reduce_vocab"))
+    keep_texts = rv.str_list("keep_texts", [])
+    keep_chars = rv.str("keep_chars", "")
+    skip = rv.int("skip_if_vocab_at_most", 0, min=0)
+    rv.finish()
+    if not keep_chars and not any(keep_texts):
+        raise PayloadError(f.path("reduce_vocab"), "give keep_texts or keep_chars: nothing would be kept")
+    return VocabSpec(keep_texts=tuple(keep_texts), keep_chars=keep_chars, skip_if_vocab_at_most=skip)
 
 
 def _reset_adapter(f: Fields) -> dict[str, Any]:
@@ -304,18 +339,21 @@ def _count_tokens(f: Fields) -> dict[str, Any]:
 def _save_adapter(f: Fields) -> dict[str, Any]:
     path = f.str("path")
     f.finish()
-    from . import lora
+    from . import vocab
 
-    out = lora.save_adapter(_loaded().model, path)
+    e = _loaded()
+    out = vocab.save_adapter(e.model, path, e.vocab, e.tokenizer)  # + reduced_vocab.json when reduced
     return {"path": out, "files": sorted(os.listdir(out))}
 
 
 def _load_adapter(f: Fields) -> dict[str, Any]:
     path = f.str("path")
     f.finish()
-    from . import lora
+    from . import lora, vocab
 
-    lora.load_adapter(_loaded().model, path)
+    e = _loaded()
+    vocab.check_adapter(path, e.vocab)
+    lora.load_adapter(e.model, path)
     return {}
 
 

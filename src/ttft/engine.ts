@@ -11,8 +11,17 @@ import { z } from 'zod';
 import { Bridge, type BridgeCallOptions, type BridgeExitEvent, type BridgeSession } from '../bridge/index.js';
 import { parseOptions } from '../data/validate.js';
 import { ArcTtftError, BridgeError, FileError } from '../errors.js';
-import { type GridFormatName, GridFormatNameSchema } from '../format/encodings.js';
+import {
+  ARC24_FENCE,
+  ARC24_HEADER_PREFIX,
+  arc24Encoding,
+  COMPACT_ALPHABET,
+  type GridFormatName,
+  GridFormatNameSchema,
+} from '../format/encodings.js';
+import { buildTrainingText, type PromptOptions } from '../format/prompt.js';
 import { packageRoot } from '../paths.js';
+import { MAX_GRID_SIZE } from '../schemas.js';
 import { venvCacheDir } from '../setup/env.js';
 
 /** Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
@@ -98,6 +107,15 @@ export const EngineOptionsSchema = z.strictObject({
    * @default 0
    */
   seed: z.number().int().default(0),
+  /**
+   * Keep only the tokens ARC prompts use (the ARChitects' reduced vocabulary): the input embedding and
+   * output layer shrink to them before LoRA is attached, so a 151k-token model trains and generates
+   * faster. `true` always, `'auto'` only for a vocabulary of more than 512 tokens, `false` never. The kept
+   * set covers every format and style ({@link vocabKeepSet}); a text needing another token fails with
+   * Python's `VocabularyError`. Adapters saved this way only load on a model reduced the same way.
+   * @default false
+   */
+  reduceVocab: z.union([z.boolean(), z.literal('auto')]).default(false),
   /** CPU threads for torch (sets `OMP_NUM_THREADS`); default: torch's choice. */
   threads: z.number().int().positive().optional(),
   /** Python interpreter; default: env `PYTHON_BIN`, else the arc-ttft venv, else `python3`. */
@@ -130,8 +148,12 @@ export interface ModelInfo {
   readonly nParams: number;
   /** Trainable (adapter) parameters. */
   readonly nTrainable: number;
-  /** Tokenizer vocabulary size, added tokens included. */
+  /** Tokenizer vocabulary size, added tokens included (the kept tokens when the vocabulary is reduced). */
   readonly vocabSize: number;
+  /** The model's own vocabulary size, before any reduction. */
+  readonly fullVocabSize: number;
+  /** Whether the vocabulary was reduced (`reduceVocab`). */
+  readonly reducedVocab: boolean;
   /** e.g. `cpu` or `cuda:0`. */
   readonly device: string;
   /** e.g. `float32`. */
@@ -173,10 +195,65 @@ interface LoadModelResult {
   n_params: number;
   n_trainable: number;
   vocab_size: number;
+  full_vocab_size: number;
+  reduced_vocab: boolean;
   device: string;
   dtype: string;
   max_position_embeddings: number | null;
   seconds: number;
+}
+
+/** What a reduced vocabulary must keep (the `reduce_vocab` payload of the engine's `load_model`). */
+export interface VocabKeepSet {
+  /** Texts whose tokens (and whose characters' tokens) are kept: the fixed text of every format. */
+  readonly keepTexts: readonly string[];
+  /**
+   * Characters of the variable parts (cells, shapes, row and example numbers, compact markers): every
+   * token made only of these is kept, so any grid of any size tokenises within the kept set.
+   */
+  readonly keepChars: string;
+}
+
+// Prompt variants the kept set covers: a reduced engine then serves every format and style per call.
+const KEEP_VARIANTS: readonly PromptOptions[] = [
+  { format: 'arc24', style: 'plain' },
+  { format: 'arc24', style: 'chatml' },
+  { format: 'compact', style: 'plain' },
+];
+
+/**
+ * The texts and characters a reduced vocabulary keeps, derived from the prompt builders: prompts and
+ * answers of a synthetic task (11 train pairs, so two-digit example numbers; a 30×30 grid, so row
+ * numbers and shapes up to 30; every colour) in every format and style, plus the characters that vary
+ * between tasks: the compact alphabet and the characters of an arc24 grid outside its fixed header and
+ * fence (digits, `x`, `\n`).
+ */
+export function vocabKeepSet(): VocabKeepSet {
+  const grid = (rows: number, cols: number): number[][] =>
+    Array.from({ length: rows }, (_, r) => Array.from({ length: cols }, (_, c) => (r * cols + c) % 10));
+  const shapes: [number, number][] = [
+    [1, 1],
+    [2, 3],
+    [3, 2],
+    [5, 5],
+    [MAX_GRID_SIZE, MAX_GRID_SIZE],
+  ];
+  const pairs = Array.from({ length: 12 }, (_, i) => {
+    const [rows, cols] = shapes[i % shapes.length]!;
+    return { input: grid(rows, cols), output: grid(cols, rows) };
+  });
+  const target = pairs.pop()!;
+  const keepTexts: string[] = [];
+  for (const variant of KEEP_VARIANTS) {
+    const t = buildTrainingText(pairs, target, variant);
+    keepTexts.push(t.prompt, t.answer);
+  }
+  const fixed = new Set(ARC24_HEADER_PREFIX + ARC24_FENCE);
+  const arc24Variable = [...arc24Encoding.encode(grid(MAX_GRID_SIZE, MAX_GRID_SIZE))].filter(
+    (c) => !fixed.has(c),
+  );
+  const keepChars = [...new Set(COMPACT_ALPHABET + arc24Variable.join(''))].sort().join('');
+  return { keepTexts, keepChars };
 }
 
 /** Folder of the pretrained model shipped in the package (when this version ships one). */
@@ -206,6 +283,20 @@ export function resolveModelPath(model: string): string {
   if (!pathLike) return model;
   // Absolute, so the Python side's working directory does not matter.
   return checkModelDir(resolve(model));
+}
+
+function reduceVocabPayload(auto: boolean): {
+  keep_texts: readonly string[];
+  keep_chars: string;
+  skip_if_vocab_at_most: number;
+} {
+  const keep = vocabKeepSet();
+  // 'auto': a character-level vocabulary is small already; reducing it would only cost compatibility.
+  return {
+    keep_texts: keep.keepTexts,
+    keep_chars: keep.keepChars,
+    skip_if_vocab_at_most: auto ? SMALL_VOCAB : 0,
+  };
 }
 
 function checkModelDir(dir: string): string {
@@ -282,6 +373,7 @@ export class Engine {
         },
         adapter_init: o.adapterInit !== undefined ? resolve(o.adapterInit) : null,
         seed: o.seed,
+        reduce_vocab: o.reduceVocab === false ? null : reduceVocabPayload(o.reduceVocab === 'auto'),
       },
       { timeoutMs: 0 },
     );
@@ -291,6 +383,8 @@ export class Engine {
       nParams: r.n_params,
       nTrainable: r.n_trainable,
       vocabSize: r.vocab_size,
+      fullVocabSize: r.full_vocab_size,
+      reducedVocab: r.reduced_vocab,
       device: r.device,
       dtype: r.dtype,
       maxPositionEmbeddings: r.max_position_embeddings,
@@ -339,7 +433,8 @@ export class Engine {
   /** The prompt format used when a task call does not name one. */
   get format(): GridFormatName {
     if (this.options.format !== 'auto') return this.options.format;
-    return this.model.vocabSize <= SMALL_VOCAB ? 'compact' : 'arc24';
+    // The model's own vocabulary: a reduced one is small whatever the model is.
+    return this.model.fullVocabSize <= SMALL_VOCAB ? 'compact' : 'arc24';
   }
 
   /** The longest sequence used when a task call does not name one. */

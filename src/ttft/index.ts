@@ -18,6 +18,8 @@ export {
   type TinyModelOptions,
   TinyModelOptionsSchema,
   type TrainProgress,
+  type VocabKeepSet,
+  vocabKeepSet,
 } from './engine.js';
 export {
   type FineTuneHooks,
