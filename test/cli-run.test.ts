@@ -16,10 +16,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTasks } from '../src/data/load.js';
 import { checkSubmission } from '../src/data/split.js';
-import { createRng } from '../src/rng.js';
-import type { Grid, Submission, TaskSet } from '../src/schemas.js';
+import type { Submission, TaskSet } from '../src/schemas.js';
 import { makeTinyModel } from '../src/ttft/engine.js';
-import { ROOT } from './helpers.js';
+import { ROOT, constantTasks as sharedConstantTasks } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'cli.js');
 const SAMPLE = join(ROOT, 'data', 'sample');
@@ -67,23 +66,8 @@ function finish(child: ChildProcess): Promise<CliResult> {
 
 const runCli = (args: readonly string[]): Promise<CliResult> => finish(startCli(args));
 
-/** Synthetic tasks whose answer is one fixed grid (small, so steps are cheap). */
-function constantTasks(n: number): TaskSet {
-  const set: TaskSet = {};
-  for (let k = 0; k < n; k++) {
-    const rng = createRng(100 + k);
-    const grid = (): Grid => Array.from({ length: 3 }, () => Array.from({ length: 3 }, () => rng.int(10)));
-    const answer: Grid = [
-      [k % 10, (k + 1) % 10],
-      [(k + 2) % 10, k % 10],
-    ];
-    set[`const${k}`] = {
-      train: Array.from({ length: 3 }, () => ({ input: grid(), output: answer })),
-      test: [{ input: grid() }],
-    };
-  }
-  return set;
-}
+/** The constant-answer tasks without their solutions, as a user's challenges file would be. */
+const constantTasks = (n: number): TaskSet => sharedConstantTasks(n, { solutions: false });
 
 /** Every line of a journal, parsed (throws on a torn or corrupt line). */
 function journalLines(out: string): { type: string; taskId?: string }[] {

@@ -3,7 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { vi } from 'vitest';
-import type { Task } from '../src/schemas.js';
+import { createRng } from '../src/rng.js';
+import type { Grid, Task, TaskSet } from '../src/schemas.js';
 
 /** Repository root. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -59,4 +60,26 @@ export async function runCommandInProcess(make: () => Command, args: string[]): 
     process.exitCode = previous;
   }
   return { stdout, stderr, exitCode };
+}
+
+/**
+ * Synthetic tasks `const0…` whose answer is one fixed grid per task: a random tiny base cannot guess
+ * it, a LoRA learns it in a few dozen steps, so runs on CPU make real predictions. Test outputs are
+ * included unless `solutions` is false.
+ */
+export function constantTasks(n: number, { solutions = true }: { solutions?: boolean } = {}): TaskSet {
+  const set: TaskSet = {};
+  for (let k = 0; k < n; k++) {
+    const rng = createRng(100 + k);
+    const grid = (): Grid => Array.from({ length: 3 }, () => Array.from({ length: 3 }, () => rng.int(10)));
+    const answer: Grid = [
+      [k % 10, (k + 1) % 10],
+      [(k + 2) % 10, k % 10],
+    ];
+    set[`const${k}`] = {
+      train: Array.from({ length: 3 }, () => ({ input: grid(), output: answer })),
+      test: [solutions ? { input: grid(), output: answer } : { input: grid() }],
+    };
+  }
+  return set;
 }

@@ -17,37 +17,15 @@ import {
   makeTinyModel,
   type RunOptions,
   runSingleTaskTTFT,
-  type Task,
   type TaskRecord,
-  type TaskSet,
 } from '../src/index.js';
-import { createRng } from '../src/rng.js';
-import { ROOT } from './helpers.js';
+import { constantTasks, ROOT } from './helpers.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON;
 const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
 
 let dir: string;
 let model: string;
-
-/** Synthetic tasks whose answer is one fixed grid: the tiny model learns them, so predictions are real grids. */
-function constantTasks(n: number): TaskSet {
-  const set: TaskSet = {};
-  for (let k = 0; k < n; k++) {
-    const rng = createRng(100 + k);
-    const grid = (): Grid => Array.from({ length: 3 }, () => Array.from({ length: 3 }, () => rng.int(10)));
-    const answer: Grid = [
-      [k % 10, (k + 1) % 10],
-      [(k + 2) % 10, k % 10],
-    ];
-    const task: Task = {
-      train: Array.from({ length: 3 }, () => ({ input: grid(), output: answer })),
-      test: [{ input: grid(), output: answer }],
-    };
-    set[`const${k}`] = task;
-  }
-  return set;
-}
 
 function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
   return {
