@@ -44,12 +44,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .model import quiet_progress, resolve_device, supports_logits_to_keep
 from .tiny import make_tiny_model
 from .tokens import count_tokens, encode_batch
-from .train import IGNORE, Example, build_examples, collate, seed_everything
+from .train import IGNORE, Example, answer_logits, build_examples, collate, seed_everything, summed_loss
 
 ARC_KIND = "arc"
 # With --steps 0 the step count is fixed after this many warmup steps have been timed (at most AUTO_PROBE_MAX):
@@ -424,24 +423,11 @@ def forward_loss(model: Any, batch: list[Any], pad_id: int, device: torch.device
                 position_ids=b["position_ids"],
                 use_cache=False,
             )
-        logits = out.logits[:, :-1].float()
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
+        return summed_loss(out.logits[:, :-1].float(), b["labels"][:, 1:])
     b = collate(batch, pad_id, device)
-    extra = {"logits_to_keep": b["keep"]} if supports_logits_to_keep(model) else {}
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = model(
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            position_ids=b["position_ids"],
-            use_cache=False,
-            **extra,
-        )
-    logits = out.logits[:, -b["keep"] : -1].float()
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), b["labels"].reshape(-1), ignore_index=IGNORE, reduction="sum"
-    )
+        logits = answer_logits(model, b, supports_logits_to_keep(model))
+    return summed_loss(logits, b["labels"])
 
 
 def evaluate(
@@ -466,20 +452,10 @@ def evaluate(
     with torch.inference_mode():
         for mb_idx in micro_batches_idx(order, examples, cfg.micro_tokens):
             b = collate([examples[i] for i in mb_idx], tokenizer.pad_token_id, device)
-            extra = {"logits_to_keep": b["keep"]} if supports_logits_to_keep(model) else {}
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast(device)):
-                out = model(
-                    input_ids=b["input_ids"],
-                    attention_mask=b["attention_mask"],
-                    position_ids=b["position_ids"],
-                    use_cache=False,
-                    **extra,
-                )
-            logits = out.logits[:, -b["keep"] : -1].float()
+                logits = answer_logits(model, b, supports_logits_to_keep(model))
             labels = b["labels"]
-            loss_sum += F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
-            ).item()
+            loss_sum += summed_loss(logits, labels).item()
             n_tok += int((labels != IGNORE).sum())
             # Answers are right-aligned by collate, so the last label column is every row's EOS.
             hit = (logits.argmax(-1) == labels)[:, :-1]

@@ -124,6 +124,29 @@ def collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str
     }
 
 
+def answer_logits(model: Any, b: dict[str, Any], use_keep: bool) -> torch.Tensor:
+    """One forward pass over a collated batch; float logits at the positions that predict ``b["labels"]``.
+
+    ``use_keep`` asks the model for the last ``keep`` positions' logits only (much less memory with a large vocabulary).
+    """
+    extra = {"logits_to_keep": b["keep"]} if use_keep else {}
+    out = model(
+        input_ids=b["input_ids"],
+        attention_mask=b["attention_mask"],
+        position_ids=b["position_ids"],
+        use_cache=False,
+        **extra,
+    )
+    return out.logits[:, -b["keep"] : -1].float()
+
+
+def summed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy summed over the labelled (non-``IGNORE``) tokens."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+
+
 def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainConfig) -> dict[str, Any]:
     """Run ``cfg.steps`` optimizer steps of ``batch_size × grad_accum`` samples; return losses and counts.
 
@@ -162,18 +185,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
             loss_sum = 0.0
             for mb in micro:
                 b = collate(mb, pad_id, device)
-                extra = {"logits_to_keep": b["keep"]} if use_keep else {}
-                out = model(
-                    input_ids=b["input_ids"],
-                    attention_mask=b["attention_mask"],
-                    position_ids=b["position_ids"],
-                    use_cache=False,
-                    **extra,
-                )
-                logits = out.logits[:, -b["keep"] : -1].float()
-                loss = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), b["labels"].reshape(-1), ignore_index=IGNORE, reduction="sum"
-                )
+                loss = summed_loss(answer_logits(model, b, use_keep), b["labels"])
                 (loss / n_step).backward()
                 loss_sum += loss.item()
                 tokens += int(b["attention_mask"].sum())
