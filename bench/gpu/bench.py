@@ -1,23 +1,31 @@
 """GPU benchmark of the engine (run it through ``bash bench/gpu/run.sh``; see bench/README.md).
 
-Measures, on one model with random weights built here (default: the Qwen2-0.5B body, see SHAPES):
+Measures, on one model with random weights built here (default: the Qwen2-0.5B body, see SHAPES), every figure
+against the naive path in the same run (the measurements are bench/speed.py's, shared with the CPU benchmark):
 
-1. train throughput: tokens/s of the engine's ``train`` (batch 1, 4096-token sequences, LoRA r32 on every linear
-   layer, loss on the 100 answer tokens as in ARC training);
-2. generation throughput: tokens/s of the engine's ``generate`` (8 sequences, greedy, KV cache);
+1. train throughput, naive vs fast: tokens/s of the engine's ``train`` on the samples of one recorded ARC task
+   (LoRA r32 on every linear layer). Naive: one sample per step, unpacked, plain AdamW loop, no autocast. Fast:
+   ARC_TTFT_BENCH_TRAIN_BATCH samples per step packed into rows, fused AdamW, bfloat16 autocast;
+2. generation throughput, naive vs fast: tokens/s of the engine's ``generate`` on that task's 8 recorded view
+   prompts, greedy. Naive: one prompt per call. Fast: the 8 views in one batch, finished rows leaving the batch,
+   with and without ``merge`` (LoRA merged into the base weights for the call);
 3. per-task overhead, engine vs naive: the engine is ``arc_ttft.entry.dispatch`` in a long-lived worker process
    (bench/gpu/worker.py, JSON over pipes, the model loaded once) replaying the exact calls ``fineTuneTask`` (1 step)
    and ``predictTask`` made for real ARC tasks (bench/gpu/payloads.json.gz, recorded by bench/overhead.ts); its
    overhead is the round trips' wall time minus the compute seconds Python reports for train and generate. The
-   naive cost is spawn-to-exit of ``python bench/naive_task.py`` (imports, model load, LoRA attach, one step).
+   naive cost is spawn-to-exit of ``python bench/naive_task.py`` (imports, model load, LoRA attach, one step);
+4. a projection of a whole 100-task single-task run from the figures above (bench/speed.py ``project``).
 
 Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on
 a GPU machine): the bridge's Node hops are measured on CPU by bench/overhead.ts.
 
 Settings (environment): ARC_TTFT_BENCH_SHAPE (``0.5b`` | ``tiny``), ARC_TTFT_BENCH_DEVICE (``auto``),
-ARC_TTFT_BENCH_NAIVE (naive runs, 3), ARC_TTFT_BENCH_TASKS (recorded tasks replayed, 6; tiny 2),
-ARC_TTFT_BENCH_TRAIN_STEPS (20; tiny 3), ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16), ARC_TTFT_BENCH_DEADLINE_S (300:
-naive runs that would end past it are skipped), OUT (a folder: gpu-bench.json is written there after every stage).
+ARC_TTFT_BENCH_NAIVE (naive processes, 3), ARC_TTFT_BENCH_TASKS (recorded tasks replayed, 6; tiny 2),
+ARC_TTFT_BENCH_TRAIN_STEPS (naive training steps, 10; tiny 4), ARC_TTFT_BENCH_TRAIN_BATCH (fast: samples per step,
+16; tiny 8), ARC_TTFT_BENCH_TRAIN_TASK (00dbd492), ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
+ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
+batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (300: naive processes that
+would end past it are skipped), OUT (a folder: gpu-bench.json is written there after every stage).
 Prints progress on stderr and one JSON object on the last line of stdout.
 """
 
@@ -27,7 +35,6 @@ import gzip
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -38,6 +45,9 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import speed  # noqa: E402 — bench/speed.py: the fast-vs-naive measurements and the projection
 
 T0 = time.perf_counter()
 
@@ -68,10 +78,6 @@ SHAPES: dict[str, dict[str, Any]] = {
     },
 }
 LORA = {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear", "modules_to_save": None}
-TRAIN_SEQ_LEN = 4096
-ANSWER_CHARS = 100  # answer tokens per training sequence (the loss is on these only)
-GEN_SEQUENCES = 8
-GEN_PROMPT_TOKENS = 1024
 PAYLOADS = os.path.join(HERE, "payloads.json.gz")
 
 SHAPE = os.environ.get("ARC_TTFT_BENCH_SHAPE", "0.5b")
@@ -79,8 +85,13 @@ DEVICE = os.environ.get("ARC_TTFT_BENCH_DEVICE", "auto")
 TINY = SHAPE == "tiny"
 N_NAIVE = int(os.environ.get("ARC_TTFT_BENCH_NAIVE", "3"))
 N_TASKS = int(os.environ.get("ARC_TTFT_BENCH_TASKS", "2" if TINY else "6"))
-TRAIN_STEPS = int(os.environ.get("ARC_TTFT_BENCH_TRAIN_STEPS", "3" if TINY else "20"))
+TRAIN_STEPS = int(os.environ.get("ARC_TTFT_BENCH_TRAIN_STEPS", "4" if TINY else "10"))  # naive steps
+TRAIN_BATCH = int(os.environ.get("ARC_TTFT_BENCH_TRAIN_BATCH", "8" if TINY else "16"))  # fast: samples per step
+TRAIN_TASK = os.environ.get("ARC_TTFT_BENCH_TRAIN_TASK", "00dbd492")  # recorded task trained and generated on
 GEN_TOKENS = int(os.environ.get("ARC_TTFT_BENCH_GEN_TOKENS", "16" if TINY else "256"))
+GEN_NAIVE_PROMPTS = int(os.environ.get("ARC_TTFT_BENCH_GEN_NAIVE", "2"))
+# Also the merged fast path on k copies of the views in one batch (what batching several tasks would give).
+GEN_SCALE = tuple(int(k) for k in os.environ.get("ARC_TTFT_BENCH_GEN_SCALE", "4").split(",") if k.strip())
 DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "300"))
 
 RESULT: dict[str, Any] = {"benchmark": "engine-gpu", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -203,59 +214,6 @@ def build_model(path: str, shape: dict[str, Any]) -> dict[str, Any]:
     return {"n_params": n_params, "saved_dtype": str(dtype).removeprefix("torch."), "seconds": seconds}
 
 
-def grid_text(rng: random.Random, n_chars: int) -> str:
-    """Compact-format-like text (rows of digits) of exactly ``n_chars`` characters = tokens."""
-    rows = []
-    total = 0
-    while total < n_chars:
-        row = "".join(str(rng.randrange(10)) for _ in range(29)) + "\n"
-        rows.append(row)
-        total += len(row)
-    return "".join(rows)[:n_chars]
-
-
-def bench_train(w: Worker) -> dict[str, Any]:
-    rng = random.Random(0)
-    sample = {"prompt": grid_text(rng, TRAIN_SEQ_LEN - ANSWER_CHARS - 1), "answer": grid_text(rng, ANSWER_CHARS)}
-    payload = {"samples": [sample], "batch_size": 1, "max_seq_len": TRAIN_SEQ_LEN, "lr": 1e-4, "seed": 0}
-    w.call("train", {**payload, "steps": 2})  # warm-up: kernels, allocator, optimizer state
-    r, ms = w.call("train", {**payload, "steps": TRAIN_STEPS})
-    return {
-        "seq_len": TRAIN_SEQ_LEN,
-        "batch_size": 1,
-        "answer_tokens_per_seq": ANSWER_CHARS + 1,
-        "steps": r["steps"],
-        "tokens": r["tokens"],
-        "seconds": r["seconds"],
-        "tokens_per_s": r["tokens"] / r["seconds"],
-        "ms_per_step": 1000 * r["seconds"] / r["steps"],
-        "round_trip_ms": ms,
-        "loss_first": r["losses"][0],
-        "loss_last": r["losses"][-1],
-    }
-
-
-def bench_generate(w: Worker) -> dict[str, Any]:
-    rng = random.Random(1)
-    prompts = [grid_text(rng, GEN_PROMPT_TOKENS) for _ in range(GEN_SEQUENCES)]
-    w.call("generate", {"prompts": prompts, "max_new_tokens": 4})  # warm-up
-    r, ms = w.call("generate", {"prompts": prompts, "max_new_tokens": GEN_TOKENS})
-    reasons: dict[str, int] = {}
-    for o in r["outputs"]:
-        reasons[o["finish_reason"]] = reasons.get(o["finish_reason"], 0) + 1
-    return {
-        "sequences": GEN_SEQUENCES,
-        "prompt_tokens_per_seq": GEN_PROMPT_TOKENS,
-        "max_new_tokens": GEN_TOKENS,
-        "greedy": True,
-        "tokens": r["tokens"],
-        "seconds": r["seconds"],
-        "tokens_per_s": r["tokens"] / r["seconds"],
-        "finish_reasons": reasons,
-        "round_trip_ms": ms,
-    }
-
-
 def replay_task(w: Worker, calls: list[dict[str, Any]]) -> dict[str, Any]:
     """The calls fineTuneTask + predictTask made for one task; overhead = wall − train/generate compute."""
     wall = compute = reset = 0.0
@@ -279,7 +237,17 @@ def replay_task(w: Worker, calls: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_naive(model: str, samples: list[dict[str, str]], max_seq_len: int, tmp: str) -> dict[str, Any]:
+def run_naive(
+    model: str,
+    samples: list[dict[str, str]],
+    max_seq_len: int,
+    tmp: str,
+    *,
+    device: str | None = None,
+    lora: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    device = device or DEVICE
+    lora = lora or LORA
     path = os.path.join(tmp, "naive-samples.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(samples, f)
@@ -290,11 +258,11 @@ def run_naive(model: str, samples: list[dict[str, str]], max_seq_len: int, tmp: 
         "--samples",
         path,
         "--device",
-        DEVICE,
+        device,
         "--lora-r",
-        str(LORA["r"]),
+        str(lora["r"]),
         "--lora-alpha",
-        str(LORA["alpha"]),
+        str(lora["alpha"]),
         "--max-seq-len",
         str(max_seq_len),
     ]
@@ -326,13 +294,46 @@ def main() -> None:
         RESULT["model"].update({k: info[k] for k in ("device", "dtype", "n_trainable", "vocab_size")})
         log(f"engine started in {RESULT['engine_start_s']:.2f} s on {info['device']} ({info['dtype']})")
         try:
-            log("train throughput")
-            RESULT["train"] = bench_train(w)
-            log(f"train: {RESULT['train']['tokens_per_s']:.0f} tokens/s")
+            recorded_tasks = speed.load_recorded(PAYLOADS)
+            work = speed.workload(recorded_tasks, lambda texts: w.call("count_tokens", {"texts": texts})[0]["counts"])
+            RESULT["workload"] = work
+            train_task = next(t for t in recorded_tasks if t["task_id"] == TRAIN_TASK)
+            log(f"train throughput, naive vs fast (task {TRAIN_TASK})")
+            # One failing stage (e.g. out of memory on the fast path) must not cost the others' numbers.
+            try:
+                RESULT["train"] = speed.measure_train(
+                    w.call,
+                    train_task["samples"],
+                    train_task["max_seq_len"],
+                    batch=TRAIN_BATCH,
+                    naive_steps=TRAIN_STEPS,
+                    fast_steps=max(2, TRAIN_STEPS * 2 // TRAIN_BATCH),
+                )
+                RESULT["train"]["task_id"] = TRAIN_TASK
+                t = RESULT["train"]
+                log(f"train: naive {t['naive']['tokens_per_s']:.0f}, fast {t['fast']['tokens_per_s']:.0f} tokens/s")
+            except Exception as e:  # noqa: BLE001 — recorded in the JSON, the run goes on
+                RESULT["train"] = {"error": f"{type(e).__name__}: {e}"[:4000]}
+                log(f"train stage failed: {RESULT['train']['error'][:500]}")
             save()
-            log("generation throughput")
-            RESULT["generate"] = bench_generate(w)
-            log(f"generate: {RESULT['generate']['tokens_per_s']:.1f} tokens/s")
+            log("generation throughput, naive vs fast")
+            try:
+                RESULT["generate"] = speed.measure_generate(
+                    w.call,
+                    train_task["prompts"],
+                    train_task["stop"],
+                    tokens=GEN_TOKENS,
+                    naive_prompts=GEN_NAIVE_PROMPTS,
+                    scale=GEN_SCALE,
+                )
+                g = RESULT["generate"]
+                log(
+                    f"generate: naive {g['naive']['tokens_per_s']:.1f}, fast {g['fast']['tokens_per_s']:.1f}, "
+                    f"merged {g['fast_merged']['tokens_per_s']:.1f} tokens/s"
+                )
+            except Exception as e:  # noqa: BLE001 — recorded in the JSON, the run goes on
+                RESULT["generate"] = {"error": f"{type(e).__name__}: {e}"[:4000]}
+                log(f"generate stage failed: {RESULT['generate']['error'][:500]}")
             save()
 
             with gzip.open(PAYLOADS, "rt", encoding="utf-8") as f:
@@ -363,6 +364,12 @@ def main() -> None:
                 "ratio": (1000 * statistics.median(r["seconds"] for r in naive) / engine_ms) if naive else None,
                 "note": "engine = arc_ttft.entry.dispatch in a long-lived process over pipes (no Node hop)",
             }
+            if "error" not in RESULT["train"] and "error" not in RESULT["generate"]:
+                RESULT["projection"] = speed.project(
+                    work, RESULT["train"], RESULT["generate"], engine_ms, RESULT["engine_start_s"]
+                )
+                p = RESULT["projection"]
+                log(f"100-task run, projected: naive {p['naive']['minutes']:.1f}, fast {p['fast']['minutes']:.1f} min")
             save()
             status, _ = w.call("status")
             RESULT["memory"] = status["memory"]

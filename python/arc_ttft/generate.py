@@ -3,11 +3,18 @@
 A plain decoding loop rather than ``model.generate``: a model's ``generation_config.json`` (repetition penalty,
 top-k, sampling defaults of instruct checkpoints) must not leak into ARC decoding, and we want the log-probability
 of each chosen token under the model's own distribution (before temperature / top-p).
+
+Fast paths (see docs/performance.md): a row whose sequence ended (EOS or a stop string, i.e. its grid is complete)
+leaves the batch and the KV cache at once, so the remaining steps run on the unfinished rows only; and with
+``merge`` the LoRA update is merged into the base weights for the call (no adapter matmuls per decoding step) and
+the exact base weights are copied back afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +34,7 @@ class GenerateConfig:
     seed: int = 0
     batch_size: int | None = None  # None: all prompts in one batch
     stop: tuple[str, ...] = ()
+    merge: bool = False  # merge LoRA into the base weights for the call (bit-exact restore after)
 
 
 def _pick(logits: torch.Tensor, cfg: GenerateConfig, gen: torch.Generator | None) -> torch.Tensor:
@@ -40,6 +48,48 @@ def _pick(logits: torch.Tensor, cfg: GenerateConfig, gen: torch.Generator | None
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, sorted_idx, sorted_probs)
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@contextlib.contextmanager
+def merged_adapter(model: Any) -> Iterator[int]:
+    """LoRA merged into the base weights for the duration; afterwards the adapter is unmerged and the base weights
+    are overwritten with copies taken before the merge, so not one bit of the base model drifts across tasks (an
+    unmerge alone would leave bfloat16 rounding behind). Yields the number of merged layers."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        yield 0
+        return
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    saved = []
+    for m in layers:
+        base = m.get_base_layer()
+        bias = getattr(base, "bias", None)
+        saved.append((base.weight.detach().clone(), None if bias is None else bias.detach().clone()))
+    merged: list[Any] = []
+    try:
+        with torch.no_grad():
+            for m in layers:
+                m.merge()
+                merged.append(m)
+        yield len(merged)
+    finally:
+        with torch.no_grad():
+            for m, (weight, bias) in zip(layers, saved, strict=True):
+                if m in merged:
+                    m.unmerge()
+                base = m.get_base_layer()
+                base.weight.copy_(weight)
+                if bias is not None:
+                    base.bias.copy_(bias)
+
+
+def _select_rows(past: Any, idx: torch.Tensor) -> None:
+    """Keep only the batch rows ``idx`` of a KV cache, in place."""
+    if hasattr(past, "batch_select_indices"):
+        past.batch_select_indices(idx)
+    else:  # older caches: beam reordering with fewer indices selects rows the same way
+        past.reorder_cache(idx)
 
 
 def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: GenerateConfig, gen: Any) -> list[dict]:
@@ -63,13 +113,12 @@ def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: Generat
     logprobs: list[list[float]] = [[] for _ in range(n)]
     reason: list[str | None] = [None] * n
     window = max((len(s) for s in cfg.stop), default=0) + 4
+    active = list(range(n))  # the rows still decoding, in batch order; finished rows leave the batch
     for step in range(cfg.max_new_tokens):
         logits = logits.float()
         chosen = _pick(logits, cfg, gen)
         chosen_lp = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
-        for row, (tok, lp) in enumerate(zip(chosen.tolist(), chosen_lp.tolist(), strict=True)):
-            if reason[row] is not None:
-                continue
+        for row, tok, lp in zip(active, chosen.tolist(), chosen_lp.tolist(), strict=True):
             new_ids[row].append(tok)
             logprobs[row].append(lp)
             if tok == eos:
@@ -78,14 +127,19 @@ def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: Generat
                 tail = tokenizer.decode(new_ids[row][-window:], skip_special_tokens=True)
                 if any(s in tail for s in cfg.stop):
                     reason[row] = "stop"
-        if all(r is not None for r in reason) or step == cfg.max_new_tokens - 1:
+        keep = [j for j, row in enumerate(active) if reason[row] is None]
+        if not keep or step == cfg.max_new_tokens - 1:
             break
-        done = torch.tensor([r is not None for r in reason], device=device)
-        next_ids = torch.where(done, torch.full_like(chosen, pad), chosen)
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=-1)
+        if len(keep) < len(active):
+            # A finished grid costs nothing more: its row leaves the batch and the KV cache.
+            idx = torch.tensor(keep, dtype=torch.long, device=device)
+            _select_rows(past, idx)
+            chosen, mask, last_pos = chosen[idx], mask[idx], last_pos[idx]
+            active = [active[j] for j in keep]
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
         last_pos = last_pos + 1
         out = model(
-            input_ids=next_ids[:, None],
+            input_ids=chosen[:, None],
             attention_mask=mask,
             position_ids=last_pos,
             past_key_values=past,
@@ -134,7 +188,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerateConfig
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with merged_adapter(model) if cfg.merge else contextlib.nullcontext(), torch.inference_mode():
             for s in range(0, len(order), size):
                 idx = order[s : s + size]
                 for i, res in zip(idx, _chunk(model, tokenizer, [ids[i] for i in idx], cfg, gen), strict=True):

@@ -23,7 +23,10 @@ ADAPTER = "default"  # PEFT's adapter name; one adapter per engine
 
 @dataclass
 class AdapterState:
-    """What reset needs: the initial trainable tensors (on CPU) and how they were made."""
+    """What reset needs: the initial trainable tensors and how they were made.
+
+    The tensors live on the parameters' device: a reset is then a device-local copy, with no host-to-GPU transfer
+    of the adapter per task (they take as much memory as the adapter itself)."""
 
     initial: dict[str, torch.Tensor]
     seed: int
@@ -66,7 +69,7 @@ def attach_lora(
         except ValueError as e:  # e.g. target modules that the model does not have
             raise AdapterError(f"LoRA config does not fit the model: {e}") from e
         _seeded_lora_init(peft_model, seed)
-    trainable = {n: p.detach().to("cpu", copy=True) for n, p in peft_model.named_parameters() if p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
     if not trainable:
         raise AdapterError("the LoRA config matched no module of the model: nothing would be trained")
     state = AdapterState(initial=trainable, seed=seed, init_path=adapter_init, config=describe_config(peft_model))

@@ -3,10 +3,18 @@
 One call = one fresh AdamW optimizer and one linear warmup/decay schedule over the trainable parameters. All RNGs
 are reseeded from ``seed`` at the start of the call, so a task trains identically whether or not another task was
 trained before in the same process (after :func:`arc_ttft.lora.reset_adapter`).
+
+Fast paths (see docs/performance.md): with ``pack`` the samples of a step are packed first-fit into rows (see
+:func:`pack_capacity` for their length), with position ids restarting at each sample. With no attention mask,
+transformers reads those restarts as sample boundaries (a block-diagonal causal mask under SDPA/eager, varlen
+kernels under flash attention), so a packed row computes exactly what its samples would compute one by one, without
+padding. On CUDA the optimizer is fused AdamW and a bfloat16 model runs under bfloat16 autocast (the LoRA weights
+stay float32).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -38,6 +46,10 @@ class TrainConfig:
     seed: int = 0
     progress_every: int = 0  # > 0: report every N steps on stderr (see report_progress)
     max_seconds: float | None = None  # stop after this long (at least one step): a run's time budget
+    pack: bool = False  # pack each step's samples into rows (same loss and gradients, no padding)
+    pack_len: int | None = None  # tokens per packed row; None: see pack_capacity
+    fused_optimizer: bool | None = None  # fused AdamW; None: on CUDA
+    autocast: bool | None = None  # bfloat16 autocast; None: on CUDA when the model's weights are bfloat16
 
 
 # Progress lines go to stderr, which the bridge forwards line by line; calls stay one request/one reply.
@@ -124,6 +136,172 @@ def collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str
     }
 
 
+# Attention implementations that honour sample boundaries given by restarting position ids (no attention mask).
+PACKABLE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+# ... and those among them whose kernels skip the masked-out blocks (varlen / block-sparse): only there do rows
+# longer than the longest sample cost no extra attention.
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
+# Model types whose logits are exactly ``lm_head(model(...).last_hidden_state)`` (no soft-capping or scaling), so
+# the output layer can run on the answer positions alone, gathered across rows.
+PLAIN_HEAD_MODELS = {"qwen2", "qwen3", "llama", "mistral"}
+
+
+def _base(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def attention_kind(model: Any) -> str | None:
+    """The attention implementation transformers runs ``model`` with (``sdpa``, ``eager``, ...)."""
+    return getattr(_base(model).config, "_attn_implementation", None)
+
+
+def can_pack(model: Any) -> bool:
+    """Whether packed rows stay separated per sample in ``model``'s attention (see :data:`PACKABLE_ATTENTION`)."""
+    return attention_kind(model) in PACKABLE_ATTENTION
+
+
+def pack_capacity(model: Any, batch: list[Example], cfg: TrainConfig) -> int:
+    """Tokens per packed row: ``cfg.pack_len`` when set; else ``max_seq_len`` where the attention kernel skips
+    masked blocks, and otherwise the step's longest sample, so that a row never costs more attention than the
+    padded batch it replaces (SDPA and eager compute the whole masked square)."""
+    if cfg.pack_len is not None:
+        return max(cfg.pack_len, *(len(e.ids) for e in batch))
+    if attention_kind(model) in VARLEN_ATTENTION:
+        return cfg.max_seq_len
+    return max(len(e.ids) for e in batch)
+
+
+def pack_rows(examples: list[Example], capacity: int) -> list[list[Example]]:
+    """First-fit decreasing: group ``examples`` into rows of at most ``capacity`` tokens (deterministic)."""
+    rows: list[list[Example]] = []
+    room: list[int] = []
+    for e in sorted(examples, key=lambda e: -len(e.ids)):  # sorted() is stable: ties keep their order
+        n = len(e.ids)
+        for i, r in enumerate(room):
+            if n <= r:
+                rows[i].append(e)
+                room[i] -= n
+                break
+        else:
+            rows.append([e])
+            room.append(capacity - n)
+    return rows
+
+
+def collate_packed(rows: list[list[Example]], pad_id: int, device: torch.device) -> dict[str, Any]:
+    """Packed rows as one batch: each row holds its samples back to back with positions restarting at 0 per sample,
+    right-padded to the longest row (the padding restarts its positions too, so it is a segment of its own that no
+    sample sees). ``row``/``col`` index the positions whose logits predict ``labels`` (each answer token + EOS)."""
+    length = max(sum(len(e.ids) for e in r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    row_idx: list[int] = []
+    col_idx: list[int] = []
+    labels: list[int] = []
+    tokens = 0
+    for i, r in enumerate(rows):
+        offset = 0
+        for e in r:
+            n = len(e.ids)
+            input_ids[i, offset : offset + n] = torch.tensor(e.ids)
+            position_ids[i, offset : offset + n] = torch.arange(n)
+            row_idx.extend([i] * (n - e.n_prompt))
+            col_idx.extend(range(offset + e.n_prompt - 1, offset + n - 1))
+            labels.extend(e.ids[e.n_prompt :])
+            offset += n
+        tokens += offset
+        position_ids[i, offset:] = torch.arange(length - offset)
+    return {
+        "input_ids": input_ids.to(device),
+        "position_ids": position_ids.to(device),
+        "row": torch.tensor(row_idx, dtype=torch.long, device=device),
+        "col": torch.tensor(col_idx, dtype=torch.long, device=device),
+        "labels": torch.tensor(labels, dtype=torch.long, device=device),
+        "tokens": tokens,
+    }
+
+
+def packed_answer_logits(model: Any, b: dict[str, Any], use_keep: bool) -> torch.Tensor:
+    """Forward pass over packed rows with no attention mask (the position ids mark the samples); float logits at
+    the answer positions, one row per label.
+
+    For plain-head models the output layer runs on the gathered answer positions only. Otherwise the model is asked
+    for the logits of every column any row needs (``logits_to_keep`` as an index), or all of them."""
+    base = _base(model)
+    head = base.get_output_embeddings() if base.config.model_type in PLAIN_HEAD_MODELS else None
+    if head is not None and hasattr(base, "model"):
+        hidden = base.model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False)
+        return head(hidden.last_hidden_state[b["row"], b["col"]]).float()
+    if use_keep:
+        cols, inverse = torch.unique(b["col"], return_inverse=True)
+        out = model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False, logits_to_keep=cols)
+        return out.logits[b["row"], inverse].float()
+    out = model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False)
+    return out.logits[b["row"], b["col"]].float()
+
+
+def step_loss(
+    model: Any,
+    batch: list[Example],
+    *,
+    pack: bool,
+    capacity: int,
+    pad_id: int,
+    device: torch.device,
+    use_keep: bool,
+    micro_size: int,
+    scale: float,
+    autocast: bool = False,
+) -> tuple[float, int, int]:
+    """Forward and backward over one step's samples, the gradient of ``summed loss × scale`` accumulating in the
+    parameters. Unpacked: left-padded micro-batches of ``micro_size`` samples. Packed: rows of ≤ ``capacity``
+    tokens, ``micro_size`` rows per forward pass. Returns (summed loss, tokens fed without padding, rows)."""
+    ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    loss_sum = 0.0
+    tokens = 0
+    if pack:
+        rows = pack_rows(batch, capacity)
+        for i in range(0, len(rows), micro_size):
+            b = collate_packed(rows[i : i + micro_size], pad_id, device)
+            with ctx:
+                logits = packed_answer_logits(model, b, use_keep)
+            loss = summed_loss(logits, b["labels"])
+            (loss * scale).backward()
+            loss_sum += loss.item()
+            tokens += b["tokens"]
+        return loss_sum, tokens, len(rows)
+    micros = [batch[i : i + micro_size] for i in range(0, len(batch), micro_size)]
+    for mb in micros:
+        b = collate(mb, pad_id, device)
+        with ctx:
+            logits = answer_logits(model, b, use_keep)
+        loss = summed_loss(logits, b["labels"])
+        (loss * scale).backward()
+        loss_sum += loss.item()
+        tokens += int(b["attention_mask"].sum())
+    return loss_sum, tokens, len(batch)
+
+
+def make_optimizer(params: list[torch.Tensor], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; fused (one kernel for all parameters) when ``cfg.fused_optimizer`` says so, by default on CUDA."""
+    fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else device.type == "cuda"
+    if fused and not all(p.is_floating_point() and p.device.type in ("cuda", "cpu") for p in params):
+        fused = False
+    # fused=False alone would still pick the multi-tensor (foreach) kernels on CUDA: the naive path is a plain loop.
+    kind = {"fused": True} if fused else {"foreach": False}
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kind)
+
+
+def use_autocast(model: Any, cfg: TrainConfig, device: torch.device) -> bool:
+    """bfloat16 autocast: asked for, or by default on CUDA when the base weights are bfloat16 (PEFT keeps the LoRA
+    weights in float32, whose matmuls would otherwise run in float32)."""
+    if cfg.autocast is not None:
+        return cfg.autocast
+    if device.type != "cuda" or not torch.cuda.is_bf16_supported():
+        return False
+    return any(p.dtype == torch.bfloat16 for p in model.parameters())
+
+
 def answer_logits(model: Any, b: dict[str, Any], use_keep: bool) -> torch.Tensor:
     """One forward pass over a collated batch; float logits at the positions that predict ``b["labels"]``.
 
@@ -151,7 +329,10 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     """Run ``cfg.steps`` optimizer steps of ``batch_size × grad_accum`` samples; return losses and counts.
 
     Each step's loss is the mean over all answer tokens of its micro-batches (token-weighted, so grad_accum=2 with
-    batch_size=1 equals batch_size=2 up to float rounding).
+    batch_size=1 equals batch_size=2 up to float rounding). With ``cfg.pack`` the same samples are packed into rows
+    instead (``batch_size`` rows per forward pass), which again gives the same loss and gradients up to float
+    rounding; ``packed`` in the result says whether packing ran (it needs an attention that honours the position
+    ids, see :func:`can_pack`), ``rows`` how many sequences all steps fed (packed rows, or samples).
     """
     start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -164,31 +345,42 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
         )
     device = next(p.device for p in model.parameters() if p.requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg, device)
     warmup = round(cfg.warmup_ratio * cfg.steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, warmup))
     use_keep = supports_logits_to_keep(model)
+    pack = cfg.pack and can_pack(model)
+    autocast = use_autocast(model, cfg, device)
     pad_id = tokenizer.pad_token_id
     order = sample_order(len(examples), cfg.seed)
+    per_step = cfg.batch_size * cfg.grad_accum
 
     losses: list[float] = []
     tokens = 0
     answer_tokens = 0
+    rows = 0
     model.train()
     try:
         for _ in range(cfg.steps):
             if cfg.max_seconds is not None and losses and time.perf_counter() - start > cfg.max_seconds:
                 break
-            micro = [[examples[next(order)] for _ in range(cfg.batch_size)] for _ in range(cfg.grad_accum)]
-            n_step = sum(len(e.ids) - e.n_prompt for mb in micro for e in mb)
+            batch = [examples[next(order)] for _ in range(per_step)]
+            n_step = sum(len(e.ids) - e.n_prompt for e in batch)
             optimizer.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for mb in micro:
-                b = collate(mb, pad_id, device)
-                loss = summed_loss(answer_logits(model, b, use_keep), b["labels"])
-                (loss / n_step).backward()
-                loss_sum += loss.item()
-                tokens += int(b["attention_mask"].sum())
+            loss_sum, n_tokens, n_rows = step_loss(
+                model,
+                batch,
+                pack=pack,
+                capacity=pack_capacity(model, batch, cfg) if pack else cfg.max_seq_len,
+                pad_id=pad_id,
+                device=device,
+                use_keep=use_keep,
+                micro_size=cfg.batch_size,
+                scale=1.0 / n_step,
+                autocast=autocast,
+            )
+            tokens += n_tokens
+            rows += n_rows
             if cfg.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
@@ -208,4 +400,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
         "samples": len(examples),
         "skipped": skipped,
         "seconds": time.perf_counter() - start,
+        "packed": pack,
+        "rows": rows,
+        "fused_optimizer": any(g.get("fused") for g in optimizer.param_groups),
+        "autocast": autocast,
     }

@@ -13,7 +13,7 @@ import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { buildTrainingSamples } from '../samples.js';
 import { type Task, TaskIdSchema } from '../schemas.js';
-import type { Engine, TrainProgress } from './engine.js';
+import type { TaskEngine, TrainProgress } from './engine.js';
 
 /** Options both {@link fineTuneTask} and {@link predictTask} share: how the task is laid out as text. */
 export const TaskTextOptionsSchema = z.strictObject({
@@ -75,6 +75,14 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
    * @default 1
    */
   gradAccum: z.number().int().positive().default(1),
+  /**
+   * Pack each step's `batchSize × gradAccum` samples back to back into rows, `batchSize` rows per
+   * forward pass (position ids restart per sample, so each sample attends only to itself): the same
+   * loss and gradients as unpacked training, without padding. Rows are as long as the step's longest
+   * sample, or `maxSeqLen` under flash attention. No effect with one sample per step.
+   * @default true
+   */
+  pack: z.boolean().default(true),
   /**
    * Peak learning rate (linear warm-up, then linear decay to 0).
    * @default 1e-4
@@ -162,21 +170,22 @@ export interface FineTuneHooks {
   onStep?: (progress: TrainProgress) => void;
 }
 
-/** The training settings {@link trainSamples} takes (a subset of the fine-tune options). */
-export type TrainSettings = Pick<
-  z.output<typeof FineTuneOptionsSchema>,
-  | 'steps'
-  | 'batchSize'
-  | 'gradAccum'
-  | 'lr'
-  | 'warmupRatio'
-  | 'weightDecay'
-  | 'seed'
-  | 'progressEvery'
-  | 'timeoutMs'
-  | 'signal'
-  | 'maxTrainSeconds'
->;
+/** The training settings {@link trainSamples} takes (a subset of the fine-tune options; `pack` defaults to true). */
+export type TrainSettings = Partial<Pick<z.output<typeof FineTuneOptionsSchema>, 'pack'>> &
+  Pick<
+    z.output<typeof FineTuneOptionsSchema>,
+    | 'steps'
+    | 'batchSize'
+    | 'gradAccum'
+    | 'lr'
+    | 'warmupRatio'
+    | 'weightDecay'
+    | 'seed'
+    | 'progressEvery'
+    | 'timeoutMs'
+    | 'signal'
+    | 'maxTrainSeconds'
+  >;
 
 /** What one training call returned. */
 export interface TrainResult {
@@ -192,11 +201,15 @@ export interface TrainResult {
   skipped: number;
   /** Seconds the call took in Python (tokenising included). */
   seconds: number;
+  /** Whether the samples were packed (`pack` asked and the model's attention supports it). */
+  packed?: boolean;
+  /** Forward rows over all steps (packed rows, or micro-batches). */
+  rows?: number;
 }
 
 /** Trains the current adapter on prompt/answer texts (one Python call, no reset). */
 export async function trainSamples(
-  engine: Engine,
+  engine: TaskEngine,
   samples: readonly { prompt: string; answer: string }[],
   s: TrainSettings,
   maxSeqLen: number,
@@ -214,6 +227,7 @@ export async function trainSamples(
     seed: s.seed,
     progress_every: onStep ? s.progressEvery : 0,
     max_seconds: s.maxTrainSeconds ?? null,
+    pack: s.pack ?? true,
   };
   const callOptions = callOptionsOf(s);
   return engine.withTrainProgress(onStep, () => engine.call<TrainResult>('train', payload, callOptions));
@@ -224,7 +238,7 @@ export async function trainSamples(
  * long), shared by fine-tuning and prediction so both see the same kept pairs.
  */
 export async function fitTaskForEngine(
-  engine: Engine,
+  engine: TaskEngine,
   task: Task,
   o: z.output<typeof TaskTextOptionsSchema>,
 ): Promise<FitSuccess & { format: z.output<typeof GridFormatNameSchema>; maxSeqLen: number }> {
@@ -254,7 +268,7 @@ export async function fitTaskForEngine(
  * when Python fails (the engine restarts by itself for the next call).
  */
 export async function fineTuneTask(
-  engine: Engine,
+  engine: TaskEngine,
   task: Task,
   options?: FineTuneOptions,
   hooks: FineTuneHooks = {},

@@ -1,0 +1,426 @@
+"""Fast paths vs the naive path, measured in one run: training tokens/s, generation tokens/s, per-task overhead, and
+a projection of a whole 100-task single-task run (see docs/performance.md).
+
+    python bench/speed.py [--model PATH] [--device cpu] [--threads 1] [--train-batch 8] [--naive-steps 8]
+                          [--fast-steps 2] [--gen-tokens 48] [--naive-prompts 2] [--train-task 00dbd492]
+                          [--gen-task 00dbd492] [--scale K ...] [--repeats 3] [--tasks 2] [--naive-procs 1]
+                          [--json] [--out FILE]
+
+Without ``--model`` it builds the engine's tiny random stand-in (what ``model: 'embedded'`` resolves to until the
+pretrained model ships): a 165k-parameter Qwen2 with the character tokenizer. Everything runs through the engine's
+``dispatch`` in a long-lived worker process (bench/gpu/worker.py), on the real ARC texts recorded in
+bench/gpu/payloads.json.gz (6 ARC-AGI-1 evaluation tasks: their training samples and their 8-view prompts).
+
+- **Train.** Naive: one sample per step, unpacked, plain AdamW loop, no autocast. Fast: ``--train-batch`` samples
+  per step packed into rows (``pack``), fused AdamW and bfloat16 autocast where the device has them (CUDA). Both
+  train on the samples of one recorded task (``--train-task``, 1,160 tokens each, a mid-length task), as single-task
+  fine-tuning does; tokens/s = tokens fed (no padding) / seconds ``train`` reports.
+- **Generate.** Naive: one prompt per call (``batch_size`` 1). Fast: the 8 views of a task in one batch, finished
+  rows leaving the batch; once with the adapter as it is and once with ``merge``. Greedy, at most ``--gen-tokens``
+  new tokens, the recorded stop string; tokens/s = new tokens / seconds ``generate`` reports (prefill included).
+- **Overhead.** The recorded calls of ``--tasks`` tasks replayed: round trips minus the compute Python reports. The
+  naive cost is a fresh process per task (bench/naive_task.py), ``--naive-procs`` times.
+- **Projection.** 100 tasks × (300 training samples of the recorded mean length at the measured training tokens/s,
+  plus 8 views × the recorded mean answer length at the measured generation tokens/s, plus the overhead), plus the
+  engine start, for the naive and for the fast path.
+
+Naive and fast runs alternate ``--repeats`` times and the medians are reported, so both see the same machine load.
+The functions here are shared with bench/gpu/bench.py, which runs them on the 0.5B shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
+PAYLOADS = os.path.join(HERE, "gpu", "payloads.json.gz")
+
+Call = Callable[[str, Any], tuple[dict[str, Any], float]]
+
+# The naive path switches every fast path off explicitly, so it stays naive whatever the defaults become.
+NAIVE_TRAIN = {"batch_size": 1, "grad_accum": 1, "pack": False, "fused_optimizer": False, "autocast": False}
+PROJECTION_TASKS = 100
+PROJECTION_SAMPLES = 300  # training samples per task: ~300 steps of one sample (the fine-tune defaults)
+PROJECTION_VIEWS = 8
+
+
+def load_recorded(path: str = PAYLOADS) -> list[dict[str, Any]]:
+    """The recorded tasks: ``[{task_id, samples, prompts, stop, max_seq_len}]``."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        recorded = json.load(f)
+    tasks = []
+    for t in recorded["tasks"]:
+        train = next(c["payload"] for c in t["calls"] if c["method"] == "train")
+        gen = next(c["payload"] for c in t["calls"] if c["method"] == "generate")
+        tasks.append(
+            {
+                "task_id": t["task_id"],
+                "samples": train["samples"],
+                "max_seq_len": train["max_seq_len"],
+                "prompts": gen["prompts"],
+                "stop": gen["stop"],
+                "calls": t["calls"],
+            }
+        )
+    return tasks
+
+
+def workload(tasks: list[dict[str, Any]], count: Callable[[list[str]], list[int]]) -> dict[str, Any]:
+    """Token statistics of the recorded tasks (with the model's own tokenizer): what one task costs on average."""
+    sample_tokens: list[float] = []
+    answer_tokens: list[float] = []
+    views: list[int] = []
+    for t in tasks:
+        s = t["samples"][:8]  # the samples of a task differ only by augmentation: their lengths barely vary
+        prompts = count([x["prompt"] for x in s])
+        answers = count([x["answer"] for x in s])
+        sample_tokens.append(statistics.mean(p + a + 1 for p, a in zip(prompts, answers, strict=True)))
+        answer_tokens.append(statistics.mean(a + 1 for a in answers))
+        views.append(len(t["prompts"]))
+    return {
+        "tasks": [t["task_id"] for t in tasks],
+        "mean_sample_tokens": statistics.mean(sample_tokens),
+        "mean_answer_tokens": statistics.mean(answer_tokens),
+        "views_per_task": statistics.mean(views),
+    }
+
+
+def _train_run(call: Call, samples: list[dict[str, str]], max_seq_len: int, steps: int, extra: dict) -> dict:
+    payload = {"samples": samples, "max_seq_len": max_seq_len, "lr": 1e-4, "seed": 0, **extra}
+    call("reset_adapter", {"seed": None})
+    call("train", {**payload, "steps": 1})  # warm-up: kernels, allocator, this shape's optimizer path
+    call("reset_adapter", {"seed": None})
+    r, _ = call("train", {**payload, "steps": steps})
+    return {
+        "steps": r["steps"],
+        "samples_per_step": extra.get("batch_size", 1) * extra.get("grad_accum", 1),
+        "tokens": r["tokens"],
+        "seconds": r["seconds"],
+        "tokens_per_s": r["tokens"] / r["seconds"],
+        "ms_per_step": 1000 * r["seconds"] / r["steps"],
+        "packed": r.get("packed"),
+        "rows": r.get("rows"),
+        "fused_optimizer": r.get("fused_optimizer"),
+        "autocast": r.get("autocast"),
+        "loss_first": r["losses"][0],
+        "loss_last": r["losses"][-1],
+    }
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median tokens/s, plus every run's tokens/s (repeats alternate naive and fast, so both see
+    the same machine load)."""
+    ordered = sorted(runs, key=lambda r: r["tokens_per_s"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs_tokens_per_s": [r["tokens_per_s"] for r in runs]}
+
+
+def measure_train(
+    call: Call,
+    samples: list[dict[str, str]],
+    max_seq_len: int,
+    *,
+    batch: int,
+    naive_steps: int,
+    fast_steps: int,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Training tokens/s, naive (one unpacked sample per step, no fused ops) vs fast (``batch`` packed samples per
+    step, fused AdamW and autocast on CUDA), on the same samples (one task's, as single-task fine-tuning trains)."""
+    fast_cfg = {"batch_size": batch, "grad_accum": 1, "pack": True}
+    naive_runs, fast_runs = [], []
+    for _ in range(repeats):
+        naive_runs.append(_train_run(call, samples, max_seq_len, naive_steps, NAIVE_TRAIN))
+        fast_runs.append(_train_run(call, samples, max_seq_len, fast_steps, fast_cfg))
+    naive, fast = _median_run(naive_runs), _median_run(fast_runs)
+    return {
+        "samples": len(samples),
+        "repeats": repeats,
+        "naive": naive,
+        "fast": fast,
+        "ratio": fast["tokens_per_s"] / naive["tokens_per_s"],
+    }
+
+
+def _gen_run(call: Call, prompts: list[str], stop: list[str], tokens: int, extra: dict) -> dict:
+    payload = {"prompts": prompts, "max_new_tokens": tokens, "stop": stop, **extra}
+    call("generate", {**payload, "max_new_tokens": 2})  # warm-up
+    r, _ = call("generate", payload)
+    reasons: dict[str, int] = {}
+    for o in r["outputs"]:
+        reasons[o["finish_reason"]] = reasons.get(o["finish_reason"], 0) + 1
+    return {
+        "sequences": len(prompts),
+        "tokens": r["tokens"],
+        "seconds": r["seconds"],
+        "tokens_per_s": r["tokens"] / r["seconds"],
+        "finish_reasons": reasons,
+    }
+
+
+def measure_generate(
+    call: Call,
+    prompts: list[str],
+    stop: list[str],
+    *,
+    tokens: int,
+    naive_prompts: int,
+    repeats: int = 1,
+    scale: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """Generation tokens/s, naive (one prompt per call) vs fast (all views in one batch, finished rows dropped),
+    the fast path with and without merging the adapter. ``scale``: also the merged fast path on the prompts
+    repeated k times (k × the views in one batch), to show how far a larger batch (several tasks, as a multi-adapter
+    backend could batch them) would go."""
+    naive_runs, fast_runs, merged_runs = [], [], []
+    for _ in range(repeats):
+        singles = [_gen_run(call, [p], stop, tokens, {"batch_size": 1}) for p in prompts[:naive_prompts]]
+        naive = {
+            "sequences": len(singles),
+            "tokens": sum(r["tokens"] for r in singles),
+            "seconds": sum(r["seconds"] for r in singles),
+        }
+        naive_runs.append({**naive, "tokens_per_s": naive["tokens"] / naive["seconds"]})
+        fast_runs.append(_gen_run(call, prompts, stop, tokens, {}))
+        merged_runs.append(_gen_run(call, prompts, stop, tokens, {"merge": True}))
+    naive, fast, merged = _median_run(naive_runs), _median_run(fast_runs), _median_run(merged_runs)
+    scaled = {f"x{k}": _gen_run(call, prompts * k, stop, tokens, {"merge": True}) for k in scale}
+    return {
+        "max_new_tokens": tokens,
+        "prompt_chars": [len(p) for p in prompts],
+        "repeats": repeats,
+        "naive": naive,
+        "fast": fast,
+        "fast_merged": merged,
+        "ratio": fast["tokens_per_s"] / naive["tokens_per_s"],
+        "ratio_merged": merged["tokens_per_s"] / naive["tokens_per_s"],
+        "merge_pays": merged["tokens_per_s"] > fast["tokens_per_s"],
+        "best_tokens_per_s": max(fast["tokens_per_s"], merged["tokens_per_s"]),
+        "larger_batches_merged": scaled,
+    }
+
+
+def project(work: dict[str, Any], train: dict, gen: dict, overhead_ms: float, start_s: float) -> dict[str, Any]:
+    """Minutes for a whole 100-task single-task run at the measured rates, naive and fast."""
+    train_tokens = PROJECTION_SAMPLES * work["mean_sample_tokens"]
+    gen_tokens = PROJECTION_VIEWS * work["mean_answer_tokens"]
+
+    def minutes(train_tps: float, gen_tps: float, overhead_s: float) -> dict[str, float]:
+        per_task = train_tokens / train_tps + gen_tokens / gen_tps + overhead_s
+        return {"per_task_s": per_task, "minutes": (PROJECTION_TASKS * per_task + start_s) / 60}
+
+    return {
+        "tasks": PROJECTION_TASKS,
+        "train_tokens_per_task": train_tokens,
+        "generated_tokens_per_task": gen_tokens,
+        "assumes": (
+            f"{PROJECTION_SAMPLES} training samples of {work['mean_sample_tokens']:.0f} tokens and "
+            f"{PROJECTION_VIEWS} views x {work['mean_answer_tokens']:.0f} answer tokens per task (means of the "
+            "recorded tasks); generation runs every view to its full answer"
+        ),
+        "naive": minutes(train["naive"]["tokens_per_s"], gen["naive"]["tokens_per_s"], overhead_ms / 1000),
+        "fast": minutes(train["fast"]["tokens_per_s"], gen["best_tokens_per_s"], overhead_ms / 1000),
+    }
+
+
+def measure_overhead(call: Call, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Replay each task's recorded calls; overhead = round trips − train/generate compute (see bench/README.md)."""
+    rows = []
+    for t in tasks:
+        wall = compute = reset = 0.0
+        for c in t["calls"]:
+            r, ms = call(c["method"], c["payload"])
+            wall += ms
+            if c["method"] in ("train", "generate"):
+                compute += 1000 * r["seconds"]
+            if c["method"] == "reset_adapter":
+                reset += ms
+        rows.append({"task_id": t["task_id"], "overhead_ms": wall - compute, "reset_ms": reset})
+    return {
+        "engine_overhead_ms_median": statistics.median(r["overhead_ms"] for r in rows),
+        "reset_ms_median": statistics.median(r["reset_ms"] for r in rows),
+        "tasks": rows,
+    }
+
+
+def _table(result: dict[str, Any]) -> str:
+    tr, ge, ov, pr = result["train"], result["generate"], result["overhead"], result["projection"]
+    lines = [
+        f"Fast paths vs naive, one run ({result['date']})",
+        f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, load avg "
+        f"{result['machine']['load_avg']} (start) / {result['machine']['load_avg_end']} (end); "
+        f"torch {result['machine']['torch']}, {result['threads']} thread(s); "
+        f"medians of {result['train']['repeats']} alternating repeats",
+        f"model: {result['model']['desc']}",
+        "",
+        f"{'measure':42} {'naive':>10} {'fast':>10} {'ratio':>8}",
+        f"{'train tokens/s':42} {tr['naive']['tokens_per_s']:10.0f} {tr['fast']['tokens_per_s']:10.0f} "
+        f"{tr['ratio']:7.2f}x",
+        f"{'generate tokens/s (fast: 8 views, 1 batch)':42} {ge['naive']['tokens_per_s']:10.1f} "
+        f"{ge['fast']['tokens_per_s']:10.1f} {ge['ratio']:7.2f}x",
+        f"{'generate tokens/s, adapter merged':42} {'':>10} {ge['fast_merged']['tokens_per_s']:10.1f} "
+        f"{ge['ratio_merged']:7.2f}x",
+        f"{'per-task overhead (ms; naive: fresh process)':42} "
+        f"{(ov['naive_s_median'] or float('nan')) * 1000:10.0f} {ov['engine_overhead_ms_median']:10.1f} "
+        f"{(ov['ratio'] or float('nan')):7.0f}x",
+        f"{'100-task run, projected (minutes)':42} {pr['naive']['minutes']:10.1f} {pr['fast']['minutes']:10.1f} "
+        f"{pr['naive']['minutes'] / pr['fast']['minutes']:7.2f}x",
+        "",
+        f"train: task {tr['task_id']}; naive {tr['naive']['steps']} steps x 1 sample; "
+        f"fast {tr['fast']['steps']} steps x {tr['fast']['samples_per_step']} samples "
+        f"packed into {tr['fast']['rows']} rows "
+        f"(fused AdamW {tr['fast']['fused_optimizer']}, autocast {tr['fast']['autocast']})",
+        f"generate: {ge['max_new_tokens']} new tokens max; finish reasons fast {ge['fast']['finish_reasons']}",
+        *(
+            f"generate, merged, {r['sequences']} sequences in one batch: {r['tokens_per_s']:.1f} tokens/s"
+            for r in ge["larger_batches_merged"].values()
+        ),
+        f"projection: {pr['assumes']}",
+    ]
+    return "\n".join(lines)
+
+
+def machine(threads: int) -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model folder; default: the tiny random stand-in, built here")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-batch", type=int, default=8, help="samples per step on the fast path")
+    parser.add_argument("--naive-steps", type=int, default=8)
+    parser.add_argument("--fast-steps", type=int, default=2)
+    parser.add_argument("--gen-tokens", type=int, default=48)
+    parser.add_argument("--naive-prompts", type=int, default=2)
+    parser.add_argument("--train-task", default="00dbd492", help="recorded task whose samples are trained on")
+    parser.add_argument("--gen-task", default="00dbd492", help="recorded task whose 8 views are generated")
+    parser.add_argument(
+        "--scale", type=int, nargs="*", default=[], help="also generate the views x k in one batch (merged)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="alternating naive/fast repeats; medians reported")
+    parser.add_argument("--tasks", type=int, default=2, help="recorded tasks replayed for the overhead")
+    parser.add_argument("--naive-procs", type=int, default=1, help="fresh-process runs for the naive overhead")
+    parser.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
+    parser.add_argument("--out", help="also write the JSON object here")
+    args = parser.parse_args()
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the worker inherits it
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    # bench/gpu/bench.py holds the worker client and the naive fresh-process run; loaded by path (it is no package).
+    spec = importlib.util.spec_from_file_location("gpu_bench", os.path.join(HERE, "gpu", "bench.py"))
+    gpu_bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(gpu_bench)  # type: ignore[union-attr]
+    Worker, run_naive = gpu_bench.Worker, gpu_bench.run_naive
+
+    result: dict[str, Any] = {
+        "benchmark": "fast-vs-naive",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threads": args.threads,
+        "machine": machine(args.threads),
+        "settings": vars(args),
+    }
+    tasks = load_recorded()
+    with tempfile.TemporaryDirectory(prefix="arc-ttft-speed-") as tmp:
+        start = time.perf_counter()
+        w = Worker()
+        try:
+            model = args.model
+            if model is None:
+                model = os.path.join(tmp, "tiny")
+                w.call("make_tiny_model", {"path": model, "seed": 0})
+            lora = {"r": 16, "alpha": 32, "target_modules": "all-linear"}
+            info, _ = w.call("load_model", {"model": model, "device": args.device, "lora": lora, "seed": 0})
+            start_s = time.perf_counter() - start
+            result["model"] = {
+                "path": args.model or "tiny random stand-in (makeTinyModel defaults)",
+                "n_params": info["n_params"],
+                "n_trainable": info["n_trainable"],
+                "device": info["device"],
+                "dtype": info["dtype"],
+                "desc": f"{args.model or 'tiny random Qwen2 stand-in'} ({info['n_params']:,} params, "
+                f"{info['dtype']}, {info['device']}), LoRA r 16 all-linear",
+            }
+            result["engine_start_s"] = start_s
+
+            def count(texts: list[str]) -> list[int]:
+                return w.call("count_tokens", {"texts": texts})[0]["counts"]
+
+            work = workload(tasks, count)
+            result["workload"] = work
+            train_task = next(t for t in tasks if t["task_id"] == args.train_task)
+            print("train ...", file=sys.stderr, flush=True)
+            result["train"] = measure_train(
+                w.call,
+                train_task["samples"],
+                train_task["max_seq_len"],
+                batch=args.train_batch,
+                naive_steps=args.naive_steps,
+                fast_steps=args.fast_steps,
+                repeats=args.repeats,
+            )
+            result["train"]["task_id"] = train_task["task_id"]
+            gen_task = next(t for t in tasks if t["task_id"] == args.gen_task)
+            print("generate ...", file=sys.stderr, flush=True)
+            result["generate"] = measure_generate(
+                w.call,
+                gen_task["prompts"],
+                gen_task["stop"],
+                tokens=args.gen_tokens,
+                naive_prompts=args.naive_prompts,
+                repeats=args.repeats,
+                scale=tuple(args.scale),
+            )
+            print("overhead ...", file=sys.stderr, flush=True)
+            overhead = measure_overhead(w.call, tasks[: args.tasks])
+        finally:
+            w.close()
+        naive = []
+        for t in tasks[: args.naive_procs]:
+            naive.append(run_naive(model, t["samples"], t["max_seq_len"], tmp, device=args.device, lora=lora))
+        naive_s = statistics.median(r["seconds"] for r in naive) if naive else None
+        overhead["naive_s_median"] = naive_s
+        overhead["naive_runs"] = naive
+        overhead["ratio"] = 1000 * naive_s / overhead["engine_overhead_ms_median"] if naive_s else None
+        result["overhead"] = overhead
+    result["machine"]["load_avg_end"] = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+    result["projection"] = project(
+        work, result["train"], result["generate"], overhead["engine_overhead_ms_median"], start_s
+    )
+    text = json.dumps(result, indent=2)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text if args.json else _table(result))
+
+
+if __name__ == "__main__":
+    main()
