@@ -21,19 +21,26 @@ load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|     
                 'auto'), lora {r (16), alpha (32), dropout (0), target_modules      reduced_vocab (bool), device, dtype,
                 ('all-linear' or [names]), modules_to_save ([names]|null)},         max_position_embeddings, eos_token,
                 adapter_init (adapter folder|null), seed (0),                       pad_token, lora {...}, seconds
-                gradient_checkpointing (false), reduce_vocab (null | {keep_texts
+                gradient_checkpointing (false), reduce_vocab (null | {keep_texts    backend, backend_info {...}
                 ([str]), keep_chars (str), skip_if_vocab_at_most (0)}; see
-                vocab.py)
+                vocab.py), backend ('transformers'|'vllm'; 'transformers'),
+                vllm (null | {gpu_memory_utilization (0.5), max_model_len (null
+                = min(8192, max positions)), enforce_eager (false)}; see
+                vllm_backend.py)
 reset_adapter   seed (null = the load seed)                                         seconds
 train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
                 lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
                 (8192), max_grad_norm (1.0; 0 = off), seed (0), progress_every      seconds
                 (0 = off; else a stderr line every N steps, see train.py),
-                max_seconds (null; stop early after this long, ``steps`` says how
-                many ran)
+                max_seconds (null; stop early after this long, ``steps`` says how  packed, rows, fused_optimizer,
+                many ran), pack (false; pack each step's samples into rows,         autocast
+                batch_size rows per forward pass, see train.py), pack_len (null:
+                see train.pack_capacity), fused_optimizer (null = on CUDA),
+                autocast (null = bfloat16 on CUDA for bfloat16 weights)
 generate        prompts [str], max_new_tokens, do_sample (false), temperature (1),  outputs [{text, n_tokens,
-                top_p (1), seed (0), batch_size (null = all), stop ([str])          mean_logprob, finish_reason}],
-                                                                                    tokens, seconds
+                top_p (1), seed (0), batch_size (null = all), stop ([str]),         mean_logprob, finish_reason}],
+                merge (false; LoRA merged into the base weights for the call,       tokens, seconds
+                restored bit-exactly after, see generate.py)
 count_tokens    texts [str]                                                         counts [int]
 save_adapter    path                                                                path (absolute), files
 load_adapter    path                                                                {}
@@ -43,7 +50,7 @@ make_tiny_model path, hidden_size (64), num_layers (2), num_heads (4),          
 status          {}                                                                  loaded, model, device, dtype,
                                                                                     adapter_init, lora, n_params,
                                                                                     n_trainable, memory {rss_bytes,
-                                                                                    cuda_*_bytes}
+                                                                                    cuda_*_bytes}, backend
 unload          {}                                                                  unloaded (bool)
 debug_sleep     seconds                                                             slept
 debug_raise     message                                                             (raises ValueError)
@@ -55,14 +62,17 @@ tokens of ``keep_texts`` (and of their characters) and every token made only of 
 LoRA is attached; ids, ``vocab_size`` and every later call use the reduced vocabulary, a text needing another token
 fails with ``VocabularyError``, and saved adapters carry a ``reduced_vocab.json`` (see :mod:`arc_ttft.vocab`).
 With ``adapter_init`` the adapter and its LoRA settings come from that PEFT folder (``lora`` is ignored) and
-``reset_adapter`` always restores exactly it. Token counts: prompts and
+``reset_adapter`` always restores exactly it. ``generate`` goes through the load's ``backend``
+(:mod:`arc_ttft.backend`); training always runs on the PEFT model. With ``vllm`` (no ``reduce_vocab``, no
+``modules_to_save``), each adapter version is saved to a temporary folder on the first ``generate`` after it changed
+and handed to vLLM as a new ``LoRARequest``. Token counts: prompts and
 answers are tokenised as raw text without special tokens; a training sample is ``prompt + answer + 1`` (EOS) tokens
 and is skipped (counted in ``skipped``) when longer than ``max_seq_len``. ``mean_logprob`` is taken under the
 model's own distribution (temperature 1, no top-p), over the generated tokens including the final EOS.
 
 Error types: ``UnknownMethodError``, ``PayloadError``, ``ModelNotFoundError``, ``NotLoadedError``, ``AdapterError``,
-``DeviceError``, ``NoTrainableSamplesError`` (see :mod:`arc_ttft.errors`), ``VocabularyError`` (:mod:`arc_ttft.vocab`),
-or whatever Python raised (``OutOfMemoryError``, ``ValueError``, ...).
+``DeviceError``, ``NoTrainableSamplesError``, ``BackendUnavailableError`` (see :mod:`arc_ttft.errors`),
+``VocabularyError`` (:mod:`arc_ttft.vocab`), or whatever Python raised (``OutOfMemoryError``, ``ValueError``, ...).
 
 On import a watchdog thread starts: when the parent process (the Node host) dies, this process exits, so no orphan
 keeps holding memory or a GPU. ``ARC_TTFT_WATCHDOG=0`` turns it off, ``ARC_TTFT_WATCHDOG=poll`` keeps only the
@@ -133,6 +143,10 @@ class _Engine:
     dtype: Any = None
     path: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    backend: Any = None  # backend.Backend: who generates
+    adapter_version: int = 0  # bumped whenever the adapter's weights change
+    exported: Any = None  # backend.AdapterRef of the folder holding the current version (vllm)
+    export_dir: str | None = None  # temporary folder of exported adapter versions
 
 
 _engine = _Engine()
@@ -146,6 +160,13 @@ def _loaded() -> _Engine:
 
 def _free() -> bool:
     had = _engine.model is not None
+    if _engine.backend is not None:
+        _engine.backend.close()
+    if _engine.export_dir is not None:
+        import shutil
+
+        shutil.rmtree(_engine.export_dir, ignore_errors=True)
+    _engine.backend = _engine.exported = _engine.export_dir = None
     _engine.model = _engine.tokenizer = _engine.adapter = _engine.vocab = None
     _engine.path = None
     _engine.info = {}
@@ -199,12 +220,22 @@ def _load_model(f: Fields) -> dict[str, Any]:
     seed = f.int("seed", 0)
     checkpointing = f.bool("gradient_checkpointing", False)
     vocab_spec = _vocab_spec(f)
+    backend_name = f.str("backend", "transformers", choices=("transformers", "vllm"))
+    backend_options = _vllm_options(f)
     f.finish()
+    if backend_name == "vllm" and vocab_spec is not None:
+        raise PayloadError(f.path("reduce_vocab"), "backend 'vllm' loads the model folder as it is: use null")
+    if backend_name == "vllm" and modules_to_save:
+        raise PayloadError(lo.path("modules_to_save"), "backend 'vllm' serves LoRA weights only: use null")
+    if backend_name != "vllm" and backend_options:
+        raise PayloadError(f.path("vllm"), "only for backend 'vllm'")
 
     from . import lora, vocab
     from . import model as model_mod
+    from .backend import BackendContext, get_backend
 
     start = time.perf_counter()
+    backend = get_backend(backend_name)  # a missing vLLM fails here, before anything is loaded or freed
     device = model_mod.resolve_device(device_name)
     dtype = model_mod.resolve_dtype(dtype_name, device)
     _free()
@@ -245,11 +276,72 @@ def _load_model(f: Fields) -> dict[str, Any]:
         "pad_token": tokenizer.pad_token,
         "lora": state.config,
     }
+    max_positions = info["max_position_embeddings"] or 8192
+    backend_info = backend.load(
+        BackendContext(
+            model_path=model_mod.check_model_source(path),
+            model=peft_model,
+            tokenizer=tokenizer,
+            device=device,
+            dtype=dtype,
+            lora=state.config,
+            max_model_len=backend_options.pop("max_model_len", None) or min(8192, max_positions),
+            seed=seed,
+            options=backend_options,
+        )
+    )
+    info = {**info, "backend": backend_name, "backend_info": backend_info}
     _engine.model, _engine.tokenizer, _engine.adapter = peft_model, tokenizer, state
     _engine.vocab = reduction
     _engine.device, _engine.dtype, _engine.path = device, dtype, path
     _engine.info = {**info, "adapter_init": adapter_init}
+    _engine.backend, _engine.adapter_version = backend, 0
     return {**info, "seconds": time.perf_counter() - start}
+
+
+def _vllm_options(f: Fields) -> dict[str, Any]:
+    """``load_model.vllm``: settings of the vLLM backend (``{}`` when null)."""
+    raw = f.raw("vllm", None)
+    if raw is None:
+        return {}
+    v = Fields(raw, f.path("vllm"))
+    options = {
+        "gpu_memory_utilization": v.float("gpu_memory_utilization", 0.5, min=0.01, max=1.0),
+        "max_model_len": v.int("max_model_len", None, min=2),
+        "enforce_eager": v.bool("enforce_eager", False),
+    }
+    v.finish()
+    return options
+
+
+def _changed(e: _Engine) -> None:
+    """The adapter's weights changed: a backend that serves saved copies needs a new one."""
+    e.adapter_version += 1
+
+
+def _adapter_ref(e: _Engine) -> Any:
+    """The current adapter as the backend takes it: the live one, or (vllm) a saved folder with a fresh id."""
+    from .backend import AdapterRef
+
+    version = e.adapter_version + 1  # ids must be > 0
+    if not e.backend.needs_adapter_folder:
+        return AdapterRef(name=f"arc-ttft-{version}", id=version)
+    if e.exported is not None and e.exported.id == version:
+        return e.exported
+    import shutil
+    import tempfile
+
+    from . import lora
+
+    if e.export_dir is None:
+        e.export_dir = tempfile.mkdtemp(prefix="arc-ttft-adapters-")
+    ref = AdapterRef(name=f"arc-ttft-{version}", id=version, path=os.path.join(e.export_dir, f"v{version}"))
+    lora.save_adapter(e.model, ref.path)
+    old, e.exported = e.exported, ref
+    if old is not None:
+        e.backend.release(old)
+        shutil.rmtree(old.path, ignore_errors=True)
+    return ref
 
 
 def _vocab_spec(f: Fields) -> Any:
@@ -276,6 +368,7 @@ def _reset_adapter(f: Fields) -> dict[str, Any]:
 
     e = _loaded()
     start = time.perf_counter()
+    _changed(e)
     lora.reset_adapter(e.model, e.adapter, seed)
     return {"seconds": time.perf_counter() - start}
 
@@ -302,15 +395,20 @@ def _train(f: Fields) -> dict[str, Any]:
         seed=f.int("seed", 0),
         progress_every=f.int("progress_every", 0, min=0),
         max_seconds=f.float("max_seconds", None, min=0.0),
+        pack=f.bool("pack", False),
+        pack_len=f.int("pack_len", None, min=2),
+        fused_optimizer=f.bool("fused_optimizer", None),
+        autocast=f.bool("autocast", None),
     )
     f.finish()
     e = _loaded()
+    _changed(e)
     return train(e.model, e.tokenizer, samples, cfg)
 
 
 def _generate(f: Fields) -> dict[str, Any]:
     prompts = f.str_list("prompts", non_empty=True)
-    from .generate import GenerateConfig, generate
+    from .generate import GenerateConfig
 
     cfg = GenerateConfig(
         max_new_tokens=f.int("max_new_tokens", min=1),
@@ -320,12 +418,13 @@ def _generate(f: Fields) -> dict[str, Any]:
         seed=f.int("seed", 0),
         batch_size=f.int("batch_size", None, min=1),
         stop=tuple(f.str_list("stop", [])),
+        merge=f.bool("merge", False),
     )
     if any(s == "" for s in cfg.stop):
         raise PayloadError(f.path("stop"), "stop strings must not be empty")
     f.finish()
     e = _loaded()
-    return generate(e.model, e.tokenizer, prompts, cfg)
+    return e.backend.generate(prompts, cfg, _adapter_ref(e)).as_json()
 
 
 def _count_tokens(f: Fields) -> dict[str, Any]:
@@ -353,6 +452,7 @@ def _load_adapter(f: Fields) -> dict[str, Any]:
 
     e = _loaded()
     vocab.check_adapter(path, e.vocab)
+    _changed(e)
     lora.load_adapter(e.model, path)
     return {}
 
@@ -394,6 +494,7 @@ def _status(f: Fields) -> dict[str, Any]:
         "n_params": e.info.get("n_params"),
         "n_trainable": e.info.get("n_trainable"),
         "memory": memory_info(e.device if e.model is not None else None),
+        "backend": e.info.get("backend"),
     }
 
 

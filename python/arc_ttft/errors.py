@@ -41,3 +41,8 @@ class NoTrainableSamplesError(EngineError, ValueError):
 
 class DeviceError(EngineError, RuntimeError):
     """The requested device (e.g. ``cuda``) or dtype is not available on this machine."""
+
+
+class BackendUnavailableError(EngineError, ImportError):
+    """The chosen generation backend (``vllm``) is not installed or cannot be imported; the message says how to
+    install it."""

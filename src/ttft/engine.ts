@@ -10,7 +10,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { Bridge, type BridgeCallOptions, type BridgeExitEvent, type BridgeSession } from '../bridge/index.js';
 import { parseOptions } from '../data/validate.js';
-import { ArcTtftError, BridgeError, FileError } from '../errors.js';
+import { ArcTtftError, BridgeError, FileError, ValidationError, type ValidationIssue } from '../errors.js';
 import {
   ARC24_FENCE,
   ARC24_HEADER_PREFIX,
@@ -58,6 +58,26 @@ export const LoraOptionsSchema = z.strictObject({
 });
 /** LoRA settings. */
 export type LoraOptions = z.input<typeof LoraOptionsSchema>;
+
+/** Settings of the vLLM generation backend (`backend: 'vllm'`). */
+export const VllmOptionsSchema = z.strictObject({
+  /**
+   * Share of the GPU's memory vLLM may take (its weights and KV cache); the rest stays for the PEFT
+   * model that trains.
+   * @default 0.5
+   */
+  gpuMemoryUtilization: z.number().min(0.01).max(1).default(0.5),
+  /**
+   * Skip CUDA graphs and compilation: a faster start, slower decoding.
+   * @default false
+   */
+  enforceEager: z.boolean().default(false),
+});
+/** Settings of the vLLM generation backend. */
+export type VllmOptions = z.input<typeof VllmOptionsSchema>;
+
+/** Who generates the answers (training always runs on the PEFT model). */
+export type GenerationBackend = 'transformers' | 'vllm';
 
 /** Options of {@link createEngine}. */
 export const EngineOptionsSchema = z.strictObject({
@@ -116,6 +136,20 @@ export const EngineOptionsSchema = z.strictObject({
    * @default false
    */
   reduceVocab: z.union([z.boolean(), z.literal('auto')]).default(false),
+  /**
+   * Who generates the answers: `'transformers'` (the engine's own decoding loop on the PEFT model, CPU
+   * or GPU) or `'vllm'` (vLLM on a CUDA GPU, each task's adapter handed over as a LoRA request; needs
+   * `pip install vllm` in the engine's Python, see docs/engine.md, "Backends"). Training always runs
+   * on the PEFT model. `'vllm'` excludes `reduceVocab` and `lora.modulesToSave`.
+   * @default 'transformers'
+   */
+  backend: z.enum(['transformers', 'vllm']).default('transformers'),
+  /**
+   * Settings of the vLLM backend (unused by the transformers one); each field left out takes its
+   * own default.
+   * @default {}
+   */
+  vllm: VllmOptionsSchema.default(VllmOptionsSchema.parse({})),
   /** CPU threads for torch (sets `OMP_NUM_THREADS`); default: torch's choice. */
   threads: z.number().int().positive().optional(),
   /** Python interpreter; default: env `PYTHON_BIN`, else the arc-ttft venv, else `python3`. */
@@ -154,6 +188,8 @@ export interface ModelInfo {
   readonly fullVocabSize: number;
   /** Whether the vocabulary was reduced (`reduceVocab`). */
   readonly reducedVocab: boolean;
+  /** Who generates the answers (the `backend` option). */
+  readonly backend: GenerationBackend;
   /** e.g. `cpu` or `cuda:0`. */
   readonly device: string;
   /** e.g. `float32`. */
@@ -190,17 +226,82 @@ export interface EngineHooks {
   onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
 
-interface LoadModelResult {
+/** @internal What Python's `load_model` returns. */
+export interface LoadModelResult {
   model_type: string;
   n_params: number;
   n_trainable: number;
   vocab_size: number;
   full_vocab_size: number;
   reduced_vocab: boolean;
+  backend: GenerationBackend;
   device: string;
   dtype: string;
   max_position_embeddings: number | null;
   seconds: number;
+}
+
+/**
+ * @internal The `load_model` payload of an engine's options: one definition for the local engine and
+ * the Ray workers, so both load the model the same way.
+ */
+export function loadModelPayload(o: ResolvedEngineOptions, model: string): Record<string, unknown> {
+  return {
+    model,
+    dtype: o.dtype,
+    device: o.device,
+    lora: {
+      r: o.lora.r,
+      alpha: o.lora.alpha,
+      dropout: o.lora.dropout,
+      target_modules: o.lora.targetModules,
+      modules_to_save: o.lora.modulesToSave,
+    },
+    adapter_init: o.adapterInit !== undefined ? resolve(o.adapterInit) : null,
+    seed: o.seed,
+    reduce_vocab: o.reduceVocab === false ? null : reduceVocabPayload(o.reduceVocab === 'auto'),
+    backend: o.backend,
+    vllm:
+      o.backend === 'vllm'
+        ? {
+            gpu_memory_utilization: o.vllm.gpuMemoryUtilization,
+            enforce_eager: o.vllm.enforceEager,
+            max_model_len: o.maxSeqLen === 'auto' ? null : o.maxSeqLen,
+          }
+        : null,
+  };
+}
+
+/** @internal The format of `format: 'auto'`: compact for a small (character) vocabulary, else arc24. */
+export function resolveFormat(o: ResolvedEngineOptions, model: ModelInfo): GridFormatName {
+  if (o.format !== 'auto') return o.format;
+  // The model's own vocabulary: a reduced one is small whatever the model is.
+  return model.fullVocabSize <= SMALL_VOCAB ? 'compact' : 'arc24';
+}
+
+/** @internal The longest sequence of `maxSeqLen: 'auto'`: the model's positions, at most 8192. */
+export function resolveMaxSeqLen(o: ResolvedEngineOptions, model: ModelInfo): number {
+  if (o.maxSeqLen !== 'auto') return o.maxSeqLen;
+  return Math.min(8192, model.maxPositionEmbeddings ?? 8192);
+}
+
+/** @internal {@link ModelInfo} from Python's `load_model` result. */
+export function modelInfoOf(r: LoadModelResult, model: string): ModelInfo {
+  return {
+    model,
+    modelType: r.model_type,
+    nParams: r.n_params,
+    nTrainable: r.n_trainable,
+    vocabSize: r.vocab_size,
+    fullVocabSize: r.full_vocab_size,
+    reducedVocab: r.reduced_vocab,
+    backend: r.backend,
+    device: r.device,
+    dtype: r.dtype,
+    maxPositionEmbeddings: r.max_position_embeddings,
+    loadSeconds: r.seconds,
+    embeddedStandIn: model === embeddedStandInDir(),
+  };
 }
 
 /** What a reduced vocabulary must keep (the `reduce_vocab` payload of the engine's `load_model`). */
@@ -299,6 +400,33 @@ function reduceVocabPayload(auto: boolean): {
   };
 }
 
+/** Option combinations the vLLM backend cannot serve, reported before Python starts. */
+function checkBackendOptions(o: ResolvedEngineOptions): void {
+  if (o.backend !== 'vllm') return;
+  const issues: ValidationIssue[] = [];
+  if (o.reduceVocab !== false) {
+    issues.push({
+      path: 'reduceVocab',
+      message:
+        "backend 'vllm' loads the model folder as it is, so the vocabulary cannot be reduced: use false (or backend 'transformers')",
+    });
+  }
+  if (o.lora.modulesToSave !== null) {
+    issues.push({
+      path: 'lora.modulesToSave',
+      message: "backend 'vllm' serves LoRA weights only: use null (or backend 'transformers')",
+    });
+  }
+  if (o.device === 'cpu' || /^cuda:[1-9]/.test(o.device)) {
+    issues.push({
+      path: 'device',
+      message:
+        "backend 'vllm' runs on the first visible CUDA GPU: use 'auto' or 'cuda' (choose the GPU with env CUDA_VISIBLE_DEVICES)",
+    });
+  }
+  if (issues.length > 0) throw new ValidationError({ source: 'createEngine options', issues });
+}
+
 function checkModelDir(dir: string): string {
   if (!isAbsolute(dir)) return dir; // a Hub id
   if (!existsSync(dir)) throw new FileError({ path: dir, message: 'model folder not found' });
@@ -307,6 +435,15 @@ function checkModelDir(dir: string): string {
   }
   return dir;
 }
+
+/**
+ * What {@link fineTuneTask} and {@link predictTask} need of an engine: a local {@link Engine}, or one
+ * worker of a Ray pool (`RayPool.engines`), which runs the same calls in another process or machine.
+ */
+export type TaskEngine = Pick<
+  Engine,
+  'model' | 'format' | 'maxSeqLen' | 'countTokens' | 'call' | 'withTrainProgress'
+>;
 
 /**
  * A loaded base model in a Python process, ready for {@link fineTuneTask} and {@link predictTask}.
@@ -324,6 +461,7 @@ export class Engine {
   constructor(options: EngineOptions = {}, hooks: EngineHooks = {}) {
     this.options = parseOptions(EngineOptionsSchema, options, 'createEngine');
     const o = this.options;
+    checkBackendOptions(o);
     const env: Record<string, string> = { ...(o.env ?? {}) };
     if (o.threads !== undefined) {
       env.OMP_NUM_THREADS = String(o.threads);
@@ -358,39 +496,8 @@ export class Engine {
     if (standIn && !existsSync(join(model, 'config.json'))) {
       await session.call('make_tiny_model', { path: model, seed: 0 }, { timeoutMs: 0 });
     }
-    const r = await session.call<LoadModelResult>(
-      'load_model',
-      {
-        model,
-        dtype: o.dtype,
-        device: o.device,
-        lora: {
-          r: o.lora.r,
-          alpha: o.lora.alpha,
-          dropout: o.lora.dropout,
-          target_modules: o.lora.targetModules,
-          modules_to_save: o.lora.modulesToSave,
-        },
-        adapter_init: o.adapterInit !== undefined ? resolve(o.adapterInit) : null,
-        seed: o.seed,
-        reduce_vocab: o.reduceVocab === false ? null : reduceVocabPayload(o.reduceVocab === 'auto'),
-      },
-      { timeoutMs: 0 },
-    );
-    this.#model = {
-      model,
-      modelType: r.model_type,
-      nParams: r.n_params,
-      nTrainable: r.n_trainable,
-      vocabSize: r.vocab_size,
-      fullVocabSize: r.full_vocab_size,
-      reducedVocab: r.reduced_vocab,
-      device: r.device,
-      dtype: r.dtype,
-      maxPositionEmbeddings: r.max_position_embeddings,
-      loadSeconds: r.seconds,
-      embeddedStandIn: standIn,
-    };
+    const r = await session.call<LoadModelResult>('load_model', loadModelPayload(o, model), { timeoutMs: 0 });
+    this.#model = modelInfoOf(r, model);
   }
 
   #onProgress(json: string): void {
@@ -432,15 +539,12 @@ export class Engine {
 
   /** The prompt format used when a task call does not name one. */
   get format(): GridFormatName {
-    if (this.options.format !== 'auto') return this.options.format;
-    // The model's own vocabulary: a reduced one is small whatever the model is.
-    return this.model.fullVocabSize <= SMALL_VOCAB ? 'compact' : 'arc24';
+    return resolveFormat(this.options, this.model);
   }
 
   /** The longest sequence used when a task call does not name one. */
   get maxSeqLen(): number {
-    if (this.options.maxSeqLen !== 'auto') return this.options.maxSeqLen;
-    return Math.min(8192, this.model.maxPositionEmbeddings ?? 8192);
+    return resolveMaxSeqLen(this.options, this.model);
   }
 
   /** Python's process id (changes after a restart). */

@@ -20,7 +20,7 @@ import { deriveSeed } from '../rng.js';
 import { buildInferenceInputs, type InferenceInput } from '../samples.js';
 import type { Grid, Task } from '../schemas.js';
 import { type RankedCandidate, voteAttempts } from '../vote.js';
-import type { Engine } from './engine.js';
+import type { TaskEngine } from './engine.js';
 import { callOptionsOf, fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
 
 /** Options of {@link predictTask}. */
@@ -136,7 +136,7 @@ interface GenerateResult {
  * @throws {@link TaskTooLongError} when the task does not fit even with one train pair.
  */
 export async function predictTask(
-  engine: Engine,
+  engine: TaskEngine,
   task: Task,
   options?: PredictOptions,
 ): Promise<PredictResult> {
