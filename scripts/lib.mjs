@@ -31,9 +31,9 @@ export function build() {
 }
 
 /** Creates (or reuses) the project's Python venv through the built library; returns its python. */
-export async function ensurePython() {
+export async function ensurePython({ extras = [] } = {}) {
   const { ensurePythonEnv } = await import(join(ROOT, 'dist/index.js'));
-  const env = await ensurePythonEnv({ onProgress: (line) => console.log(`  ${line}`) });
+  const env = await ensurePythonEnv({ extras }, (line) => console.log(`  ${line}`));
   console.log(`python: ${env.python} (${env.created ? 'created' : 'reused'})`);
   return env.python;
 }

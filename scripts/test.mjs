@@ -9,7 +9,8 @@ ensureNodeModules();
 run('npx', ['biome', 'check', '.']);
 run('npx', ['tsc', '--noEmit']);
 build();
-const python = await ensurePython();
+// With the optional Ray packages, so the Ray tests (test/ray.test.ts, python/tests/test_ray_pool.py) run.
+const python = await ensurePython({ extras: ['ray'] });
 // The report test drives Debian's headless Chromium; install it when missing (root on Debian). Without
 // it the browser checks are skipped with a message, the rest still runs.
 run('node', ['scripts/ensure-chromium.mjs'], { allowFail: true });

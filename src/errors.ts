@@ -166,7 +166,9 @@ export type SetupFailure =
   | 'venv_unavailable'
   | 'venv_failed'
   | 'pip_failed'
-  | 'unsafe_dir';
+  | 'unsafe_dir'
+  /** An optional part (e.g. Ray) was asked for but its Python packages are not installed. */
+  | 'extra_missing';
 
 /**
  * The Python environment could not be set up: the base interpreter is missing or too old, lacks

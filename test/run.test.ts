@@ -244,6 +244,27 @@ describe('runSingleTaskTTFT', () => {
     expect(none.score!.score).toBeLessThan(reference.score!.score);
   }, 240_000);
 
+  it('stops cleanly when aborted during whole-set training: aborted result, journal and submission kept', async () => {
+    const controller = new AbortController();
+    const out = join(dir, 'whole-abort');
+    const result = await runSingleTaskTTFT(
+      join(dir, 'const.json'),
+      {
+        ...options(out, { mode: 'whole-set', wholeSetSteps: 5000 }),
+        train: { ...options(out).train, progressEvery: 1 },
+      },
+      {
+        signal: controller.signal,
+        onEvent: (e) => e.type === 'train_step' && e.step >= 2 && controller.abort(),
+      },
+    );
+    expect(result.aborted).toBe(true);
+    expect(result.records).toHaveLength(0);
+    expect(readFileSync(join(out, 'results.jsonl'), 'utf8')).not.toContain('"type":"whole_set"');
+    // The submission on disk is complete (fallbacks) even though nothing ran.
+    checkSubmission(JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8')), constantTasks(4));
+  }, 120_000);
+
   it('fails before any work when the output folder cannot be written or the model does not exist', async () => {
     writeFileSync(join(dir, 'a-file'), 'x');
     await expect(

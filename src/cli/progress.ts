@@ -35,6 +35,8 @@ export class RunProgress {
   #steps = 0;
   #loss: number | null = null;
   #drawn = 0;
+  /** Runs on a Ray pool: the task each worker is on (several at once, so no single step bar). */
+  readonly #running = new Map<number, string>();
 
   constructor(stream: NodeJS.WriteStream = process.stderr) {
     this.#stream = stream;
@@ -68,6 +70,7 @@ export class RunProgress {
         this.#print(`training one adapter on all tasks: ${event.samples} samples, ${event.steps} steps`);
         break;
       case 'task_started':
+        if (event.worker !== undefined) this.#running.set(event.worker, event.taskId);
         this.#task = event.taskId;
         this.#step = 0;
         this.#steps = event.settings.steps;
@@ -78,7 +81,15 @@ export class RunProgress {
         this.#steps = event.steps;
         this.#loss = event.loss;
         break;
+      case 'task_retried':
+        this.#running.delete(event.worker);
+        this.#print(
+          `${event.taskId}: worker ${event.worker} lost (${event.error.message.split('\n')[0]?.slice(0, 120)}); handed out again (retry ${event.retry})`,
+        );
+        break;
       case 'task_finished': {
+        for (const [worker, taskId] of this.#running)
+          if (taskId === event.record.taskId) this.#running.delete(worker);
         this.#done = event.done;
         this.#ranThisTime++;
         const r = event.record;
@@ -120,9 +131,12 @@ export class RunProgress {
     const elapsed = (performance.now() - this.#started) / 1000;
     const overall = `tasks ${bar(this.#done, this.#total)} ${this.#done}/${this.#total}  elapsed ${duration(elapsed)}  eta ${duration(this.#eta())}`;
     const loss = this.#loss === null ? '' : `  loss ${this.#loss.toFixed(3)}`;
-    const task = this.#task
-      ? `${this.#task.padEnd(10)} ${bar(this.#step, this.#steps)} step ${this.#step}/${this.#steps}${loss}`
-      : '';
+    const task =
+      this.#running.size > 0
+        ? `running: ${[...this.#running].map(([worker, taskId]) => `${taskId} (worker ${worker})`).join(', ')}`
+        : this.#task
+          ? `${this.#task.padEnd(10)} ${bar(this.#step, this.#steps)} step ${this.#step}/${this.#steps}${loss}`
+          : '';
     this.#stream.write(`${overall}\n${task}\n`);
     this.#drawn = 2;
   }

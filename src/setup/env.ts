@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseOptions } from '../data/validate.js';
 import { FileError, SetupError } from '../errors.js';
-import { requirementsFile as defaultRequirementsFile } from '../paths.js';
+import { requirementsFile as defaultRequirementsFile, pythonPackageDir } from '../paths.js';
 import { type PythonInfo, probePython, runCommand } from './python.js';
 
 /** Name of the marker file written into a venv once its requirements are installed. */
@@ -26,6 +26,18 @@ interface VenvMarker {
   readonly basePython: string;
   readonly requirementsFile: string;
   readonly installedAt: string;
+  /** Optional parts installed on top, with the hash of each one's requirements file. */
+  readonly extras?: Readonly<Record<string, string>>;
+}
+
+/** Optional parts of the Python environment, each a `python/requirements-<name>.txt` installed on top. */
+export const PythonExtraSchema = z.enum(['ray']);
+/** An optional part of the Python environment: `'ray'` for {@link createRayPool}. */
+export type PythonExtra = z.infer<typeof PythonExtraSchema>;
+
+/** The pinned requirements file of an optional part (`python/requirements-<name>.txt`). */
+export function extraRequirementsFile(extra: PythonExtra): string {
+  return join(pythonPackageDir(), `requirements-${extra}.txt`);
 }
 
 /** Options of {@link ensurePythonEnv}. */
@@ -51,12 +63,18 @@ export const PythonEnvOptionsSchema = z.object({
    * @default false
    */
   force: z.boolean().default(false),
+  /**
+   * Optional parts to install as well (`'ray'`: python/requirements-ray.txt). They go into the same
+   * venv (its folder name still hashes only the core requirements); parts installed earlier are kept.
+   * @default []
+   */
+  extras: z.array(PythonExtraSchema).default([]),
 });
 /** Options of {@link ensurePythonEnv}. */
 export type PythonEnvOptions = z.input<typeof PythonEnvOptionsSchema>;
 
 /** Options of {@link resolvePythonBin}. */
-export const ResolvePythonOptionsSchema = PythonEnvOptionsSchema.omit({ force: true });
+export const ResolvePythonOptionsSchema = PythonEnvOptionsSchema.omit({ force: true, extras: true });
 /** Options of {@link resolvePythonBin}. */
 export type ResolvePythonOptions = z.input<typeof ResolvePythonOptionsSchema>;
 
@@ -74,6 +92,8 @@ export interface PythonEnv {
   readonly pythonVersion: string;
   /** Hash of the requirements file's contents and the Python version, as recorded in the marker. */
   readonly requirementsHash: string;
+  /** Optional parts installed in it (see `extras`). */
+  readonly extras: readonly PythonExtra[];
 }
 
 /** The venv's interpreter path (`bin/python`, or `Scripts\python.exe` on Windows). */
@@ -159,7 +179,8 @@ function assertDeletable(dir: string): void {
  * when its marker matches the requirements' hash; installs into it when only the requirements changed;
  * (re)creates it when it is missing, broken, made by another Python version, or `force` is set. pip
  * runs offline-safe (`--retries 0`, no version check); its output goes line by line to `onProgress`.
- * Do not run two setups on the same folder at once.
+ * Optional parts (`extras: ['ray']`) are installed on top of the same venv and recorded in its marker,
+ * so asking again reuses them. Do not run two setups on the same folder at once.
  *
  * @throws {SetupError} when the base Python is missing, older than 3.10, lacks `venv`/`ensurepip`, or
  *   `venv`/`pip` fail (`output` has the tail of their output).
@@ -176,15 +197,39 @@ export async function ensurePythonEnv(
 
   const marker = readMarker(r.venvDir);
   const version = o.force ? undefined : await venvVersion(python);
+  // Extras asked for now, and those installed before (kept, and kept current).
+  const extraHashes = new Map<PythonExtra, string>();
+  for (const extra of new Set([...o.extras, ...extrasOf(marker)])) {
+    const text = await readRequirements(extraRequirementsFile(extra));
+    extraHashes.set(extra, requirementsHash(text, r.base.version));
+  }
+  const staleExtras = [...extraHashes].filter(([extra, hash]) => marker?.extras?.[extra] !== hash);
   if (version !== undefined && version === r.base.version && marker?.requirementsHash === r.hash) {
-    progress(`reusing ${r.venvDir} (requirements unchanged)`);
+    if (staleExtras.length === 0) {
+      progress(`reusing ${r.venvDir} (requirements unchanged)`);
+      return {
+        python,
+        venvDir: r.venvDir,
+        created: false,
+        reused: true,
+        pythonVersion: version,
+        requirementsHash: r.hash,
+        extras: extrasOf(marker),
+      };
+    }
+    // Only the extras are missing or changed: install them on top (the core stays usable if pip fails).
+    for (const [extra] of staleExtras) await pipInstall(python, extraRequirementsFile(extra), progress);
+    const extras = Object.fromEntries(extraHashes);
+    await writeMarker(r.venvDir, { ...marker, extras, installedAt: new Date().toISOString() });
+    progress(`ready: ${python}`);
     return {
       python,
       venvDir: r.venvDir,
       created: false,
-      reused: true,
+      reused: false,
       pythonVersion: version,
       requirementsHash: r.hash,
+      extras: Object.keys(extras) as PythonExtra[],
     };
   }
 
@@ -217,20 +262,49 @@ export async function ensurePythonEnv(
     await rm(join(r.venvDir, VENV_MARKER), { force: true });
   }
 
-  progress(`installing ${r.requirementsFile}`);
+  await pipInstall(python, r.requirementsFile, progress);
+  for (const [extra] of extraHashes) await pipInstall(python, extraRequirementsFile(extra), progress);
+
+  const extras = Object.fromEntries(extraHashes);
+  await writeMarker(r.venvDir, {
+    schema: 1,
+    requirementsHash: r.hash,
+    pythonVersion: r.base.version,
+    basePython: r.base.executable,
+    requirementsFile: r.requirementsFile,
+    installedAt: new Date().toISOString(),
+    ...(extraHashes.size > 0 ? { extras } : {}),
+  });
+  progress(`ready: ${python}`);
+  return {
+    python,
+    venvDir: r.venvDir,
+    created: create,
+    reused: false,
+    pythonVersion: r.base.version,
+    requirementsHash: r.hash,
+    extras: Object.keys(extras) as PythonExtra[],
+  };
+}
+
+function extrasOf(marker: VenvMarker | undefined): PythonExtra[] {
+  return Object.keys(marker?.extras ?? {}).filter(
+    (x): x is PythonExtra => PythonExtraSchema.safeParse(x).success,
+  );
+}
+
+async function writeMarker(venvDir: string, marker: VenvMarker): Promise<void> {
+  const markerFile = join(venvDir, VENV_MARKER);
+  await writeFile(`${markerFile}.tmp`, `${JSON.stringify(marker, null, 2)}\n`);
+  await rename(`${markerFile}.tmp`, markerFile);
+}
+
+/** `pip install -r file`, offline-safe; a failure is a {@link SetupError} with pip's output tail. */
+async function pipInstall(python: string, file: string, progress: (line: string) => void): Promise<void> {
+  progress(`installing ${file}`);
   const pip = await runCommand(
     python,
-    [
-      '-m',
-      'pip',
-      'install',
-      '--disable-pip-version-check',
-      '--no-input',
-      '--retries',
-      '0',
-      '-r',
-      r.requirementsFile,
-    ],
+    ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--retries', '0', '-r', file],
     {
       env: { ...process.env, PIP_RETRIES: '0', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' },
       tailLines: 30,
@@ -240,32 +314,11 @@ export async function ensurePythonEnv(
   if (pip.code !== 0) {
     throw new SetupError({
       reason: 'pip_failed',
-      message: `pip install -r ${r.requirementsFile} failed (exit code ${pip.code}):\n${pip.tail}`,
+      message: `pip install -r ${file} failed (exit code ${pip.code}):\n${pip.tail}`,
       output: pip.tail,
       cause: pip.spawnError,
     });
   }
-
-  const newMarker: VenvMarker = {
-    schema: 1,
-    requirementsHash: r.hash,
-    pythonVersion: r.base.version,
-    basePython: r.base.executable,
-    requirementsFile: r.requirementsFile,
-    installedAt: new Date().toISOString(),
-  };
-  const markerFile = join(r.venvDir, VENV_MARKER);
-  await writeFile(`${markerFile}.tmp`, `${JSON.stringify(newMarker, null, 2)}\n`);
-  await rename(`${markerFile}.tmp`, markerFile);
-  progress(`ready: ${python}`);
-  return {
-    python,
-    venvDir: r.venvDir,
-    created: create,
-    reused: false,
-    pythonVersion: r.base.version,
-    requirementsHash: r.hash,
-  };
 }
 
 /**

@@ -6,9 +6,12 @@
  */
 export {
   ensurePythonEnv,
+  extraRequirementsFile,
   type PythonEnv,
   type PythonEnvOptions,
   PythonEnvOptionsSchema,
+  type PythonExtra,
+  PythonExtraSchema,
   type ResolvePythonOptions,
   ResolvePythonOptionsSchema,
   requirementsHash,

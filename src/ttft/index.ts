@@ -9,15 +9,19 @@ export {
   type EngineHooks,
   type EngineOptions,
   EngineOptionsSchema,
+  type GenerationBackend,
   type LoraOptions,
   LoraOptionsSchema,
   type ModelInfo,
   makeTinyModel,
   type ResolvedEngineOptions,
   resolveModelPath,
+  type TaskEngine,
   type TinyModelOptions,
   TinyModelOptionsSchema,
   type TrainProgress,
+  type VllmOptions,
+  VllmOptionsSchema,
   type VocabKeepSet,
   vocabKeepSet,
 } from './engine.js';
@@ -32,6 +36,17 @@ export {
   type TrainSettings,
   trainSamples,
 } from './fine-tune.js';
+export {
+  createRayPool,
+  PoolEngine,
+  type RayOptions,
+  RayOptionsSchema,
+  RayPool,
+  type RayPoolHooks,
+  type RayPoolInfo,
+  type ResolvedRayOptions,
+  type WorkerEvent,
+} from './pool.js';
 export {
   type GenerationFailure,
   type PredictOptions,

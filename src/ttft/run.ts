@@ -44,9 +44,11 @@ import {
   type Engine,
   EngineOptionsSchema,
   type ModelInfo,
+  type TaskEngine,
   type TrainProgress,
 } from './engine.js';
 import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
+import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
 import { PredictOptionsSchema, predictTask } from './predict.js';
 import type { ErrorRecord, RunMode, TaskRecord, TaskStatus, TestRecord } from './records.js';
 
@@ -55,6 +57,7 @@ export const RunTrainOptionsSchema = FineTuneOptionsSchema.pick({
   steps: true,
   batchSize: true,
   gradAccum: true,
+  pack: true,
   lr: true,
   warmupRatio: true,
   weightDecay: true,
@@ -155,6 +158,13 @@ export const RunOptionsSchema = z.strictObject({
    * @default false
    */
   saveAdapters: z.boolean().default(false),
+  /**
+   * Run the tasks on Ray workers instead of one local engine (see {@link createRayPool}; ignored when a
+   * pool is passed in the context): longest tasks first, each to the next free worker, a task whose
+   * worker dies handed out again. Same journal, resume, events, budget and submission. Modes
+   * `single-task` and `none` only. Default: one local engine.
+   */
+  ray: RayOptionsSchema.optional(),
 });
 /** Options of {@link runSingleTaskTTFT}. */
 export type RunOptions = z.input<typeof RunOptionsSchema>;
@@ -193,6 +203,8 @@ export type RunEvent =
       readonly index: number;
       /** Tasks still to run, this one included. */
       readonly remaining: number;
+      /** The Ray worker running it (runs on a pool only). */
+      readonly worker?: number;
       /** Steps and views planned for this task (the time budget may lower them). */
       readonly settings: {
         /** Training steps planned (0 in modes `none` and `whole-set`). */
@@ -224,6 +236,18 @@ export type RunEvent =
       readonly total: number;
     }
   | {
+      /** Runs on a pool: a task's worker died mid-task; the task goes back in the queue for the next free worker. */
+      readonly type: 'task_retried';
+      /** The task's id. */
+      readonly taskId: string;
+      /** The worker that was lost. */
+      readonly worker: number;
+      /** Times this task has been handed out again so far (1 for the first retry). */
+      readonly retry: number;
+      /** Why the worker was lost. */
+      readonly error: ErrorRecord;
+    }
+  | {
       /** The run ended (also when aborted). */
       readonly type: 'run_finished';
       /** Its outcome, as returned by {@link runSingleTaskTTFT}. */
@@ -234,6 +258,8 @@ export type RunEvent =
 export interface RunContext {
   /** An engine to use (not closed by the run); default: one created from `options.engine` and closed at the end. */
   readonly engine?: Engine;
+  /** A Ray pool to run on (not closed by the run; see {@link createRayPool}); takes precedence over `engine`. */
+  readonly pool?: RayPool;
   /** Receives every {@link RunEvent}. */
   readonly onEvent?: (event: RunEvent) => void;
   /**
@@ -462,6 +488,20 @@ class Scheduler {
   }
 }
 
+/** Cells in a task's grids: a cheap stand-in for its prompt length, to hand out long tasks first. */
+function taskSize(task: TaskSet[string]): number {
+  let cells = 0;
+  const add = (g: Grid) => {
+    for (const row of g) cells += row.length + 1;
+  };
+  for (const pair of task.train) {
+    add(pair.input);
+    add(pair.output);
+  }
+  for (const t of task.test) add(t.input);
+  return cells;
+}
+
 function fallbackGrid(kind: 'input' | 'zeros', input: Grid): Grid {
   return kind === 'zeros' ? [[0]] : input.map((row) => row.slice());
 }
@@ -556,9 +596,25 @@ export async function runSingleTaskTTFT(
       report: join(dir, 'report.html'),
     };
   }
-  const ownEngine = context.engine === undefined;
-  const engine =
-    context.engine ?? (await createEngine(o.engine, context.onLog ? { onLog: context.onLog } : {}));
+  const usePool = context.pool !== undefined || (context.engine === undefined && o.ray !== undefined);
+  if (usePool && o.mode === 'whole-set') {
+    throw new ValidationError({
+      source: 'runSingleTaskTTFT options',
+      issues: [
+        {
+          path: 'mode',
+          message: "mode 'whole-set' trains one shared adapter on one engine: run it without Ray",
+        },
+      ],
+    });
+  }
+  const hooks = context.onLog ? { onLog: context.onLog } : {};
+  const ownPool = usePool && context.pool === undefined;
+  const pool = context.pool ?? (ownPool ? await createRayPool(o.ray, o.engine, hooks) : undefined);
+  const ownEngine = !usePool && context.engine === undefined;
+  const localEngine = usePool ? undefined : (context.engine ?? (await createEngine(o.engine, hooks)));
+  // A pool's workers share options and model: the first live one speaks for them all.
+  const engine: TaskEngine = localEngine ?? pool?.engines.find((w) => !w.retired) ?? pool!.engines[0]!;
   const runStartedAt = new Date().toISOString();
   const temp: string[] = [];
   let journal: Journal | undefined;
@@ -643,180 +699,274 @@ export async function runSingleTaskTTFT(
         const steps = o.wholeSetSteps ?? o.train.steps * ids.length;
         emit({ type: 'whole_set_started', samples: samples.length, steps });
         await engine.call('reset_adapter', { seed: null });
-        const trained = await trainSamples(
-          engine,
-          samples,
-          { ...o.train, steps, seed: o.seed, timeoutMs: 0, ...signal },
-          maxSeqLen,
-          (p) => emit({ type: 'train_step', taskId: '*', ...p }),
-        );
-        const dir =
-          files !== undefined
-            ? join(files.dir, 'whole-set-adapter')
-            : await mkdtemp(join(tmpdir(), 'arc-ttft-'));
-        if (files === undefined) temp.push(dir);
-        wholeSetAdapter = (await engine.call<{ path: string }>('save_adapter', { path: dir })).path;
-        journal?.append({
-          type: 'whole_set',
-          adapterPath: wholeSetAdapter,
-          steps: trained.steps,
-          samples: trained.samples,
-          seconds: trained.seconds,
-          losses: trained.losses,
-        });
+        let trained: Awaited<ReturnType<typeof trainSamples>> | undefined;
+        try {
+          trained = await trainSamples(
+            engine,
+            samples,
+            { ...o.train, steps, seed: o.seed, timeoutMs: 0, ...signal },
+            maxSeqLen,
+            (p) => emit({ type: 'train_step', taskId: '*', ...p }),
+          );
+        } catch (error) {
+          // Aborted mid-training: no adapter to save; the task loop below sees the signal and stops, and
+          // the run ends like any aborted run (journal, submission, report).
+          if (!context.signal?.aborted) throw error;
+        }
+        if (trained !== undefined) {
+          const dir =
+            files !== undefined
+              ? join(files.dir, 'whole-set-adapter')
+              : await mkdtemp(join(tmpdir(), 'arc-ttft-'));
+          if (files === undefined) temp.push(dir);
+          wholeSetAdapter = (await engine.call<{ path: string }>('save_adapter', { path: dir })).path;
+          journal?.append({
+            type: 'whole_set',
+            adapterPath: wholeSetAdapter,
+            steps: trained.steps,
+            samples: trained.samples,
+            seconds: trained.seconds,
+            losses: trained.losses,
+          });
+        }
       }
-      await engine.call('load_adapter', { path: wholeSetAdapter });
+      if (wholeSetAdapter !== undefined) await engine.call('load_adapter', { path: wholeSetAdapter });
     }
 
     let aborted = false;
     let needAdapterReload = false;
-    for (const [index, id] of todo.entries()) {
-      if (context.signal?.aborted) {
-        aborted = true;
-        break;
-      }
-      const task = taskSet[id]!;
-      const taskStarted = performance.now();
-      const plan = scheduler.plan(todo.length - index, task.test.length, {
-        steps: o.mode === 'single-task' ? o.train.steps : 0,
-        augmentations: o.predict.augmentations,
-      });
-      emit({
-        type: 'task_started',
-        taskId: id,
-        index,
-        remaining: todo.length - index,
-        settings: { steps: plan.steps, augmentations: plan.augmentations },
-      });
-      const deadline = performance.now() + Math.min(o.taskTimeoutMs, plan.timeMs);
-      const timeLeft = () => Math.max(1, Math.round(deadline - performance.now()));
-
-      let status: TaskStatus = 'done';
-      let error: ErrorRecord | undefined;
-      let train: TaskRecord['train'];
-      let predict: TaskRecord['predict'];
-      let keptTrain: number[] = [];
-      let droppedTrain: number[] = [];
-      const byTest: (Attempts | null)[] = task.test.map(() => null);
-      try {
-        if (plan.timeMs <= 0) {
-          throw new TimeoutError({
-            operation: `task ${id}`,
-            timeoutMs: 0,
-            message: 'the time budget is spent',
-          });
-        }
-        if (needAdapterReload && wholeSetAdapter !== undefined) {
-          await engine.call('load_adapter', { path: wholeSetAdapter }, { timeoutMs: timeLeft(), ...signal });
-        }
-        needAdapterReload = false;
-        if (o.mode === 'single-task' && plan.steps > 0) {
-          const tuned = await fineTuneTask(
-            engine,
-            task,
-            {
-              ...text,
-              ...o.train,
-              steps: plan.steps,
-              taskId: id,
-              timeoutMs: timeLeft(),
-              ...signal,
-              ...(plan.trainSeconds !== undefined ? { maxTrainSeconds: plan.trainSeconds } : {}),
-              ...(o.saveAdapters && files !== undefined
-                ? { saveAdapter: join(files.dir, 'adapters', id) }
-                : {}),
-            },
-            { onStep: (p: TrainProgress) => emit({ type: 'train_step', taskId: id, ...p }) },
-          );
-          train = {
-            steps: tuned.steps,
-            losses: tuned.losses,
-            tokens: tuned.tokens,
-            samples: tuned.samples,
-            seconds: tuned.trainSeconds,
-          };
-          keptTrain = tuned.keptTrain;
-          droppedTrain = tuned.droppedTrain;
-        } else {
-          // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
-          if (o.mode !== 'whole-set')
-            await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft(), ...signal });
-          const fit = await fitTaskForEngine(engine, task, {
-            ...text,
-            taskId: id,
-            timeoutMs: timeLeft(),
-            ...signal,
-          });
-          keptTrain = fit.kept;
-          droppedTrain = fit.dropped;
-        }
-        const predicted = await predictTask(engine, task, {
-          ...text,
-          ...o.predict,
-          augmentations: plan.augmentations,
-          taskId: id,
-          keptTrain,
-          timeoutMs: timeLeft(),
-          ...signal,
-        });
-        const tests: TestRecord[] = predicted.tests.map((t) => ({
-          testIndex: t.testIndex,
-          candidates: t.candidates.map((c) => ({
-            grid: c.grid,
-            votes: c.votes,
-            meanLogProb: c.meanLogProb ?? null,
-          })),
-          failures: t.failures.length,
-          views: t.predictions.length,
-        }));
-        predict = { tests, generatedTokens: predicted.generatedTokens, seconds: predicted.generateSeconds };
-        for (const t of predicted.tests) {
-          if (t.attempt1 !== null && t.attempt2 !== null)
-            byTest[t.testIndex] = { attempt_1: t.attempt1, attempt_2: t.attempt2 };
-        }
-      } catch (caught) {
-        if (context.signal?.aborted) {
-          aborted = true;
-          break;
-        }
-        if (caught instanceof TaskTooLongError) status = 'too_long';
-        else if (caught instanceof TimeoutError) status = 'timed_out';
-        else if (caught instanceof ArcTtftError) status = 'failed';
-        else throw caught;
-        error = errorRecord(caught);
-        // Python restarted (crash or timeout): the whole-set adapter must be loaded again.
-        if (caught instanceof BridgeError || caught instanceof TimeoutError) needAdapterReload = true;
-      }
-
-      const fallback: number[] = [];
-      const attempts: Attempts[] = task.test.map((t, i) => {
+    // On a pool every worker is a lane; locally the one engine is. Longest tasks first on a pool, so
+    // the last to start are short ones and the workers finish together.
+    const lanes: TaskEngine[] = pool !== undefined ? [...pool.engines] : [engine];
+    const queue =
+      pool !== undefined
+        ? [...todo].sort((a, b) => taskSize(taskSet[b]!) - taskSize(taskSet[a]!))
+        : [...todo];
+    const retries = new Map<string, number>();
+    let handedOut = 0;
+    // One submission write at a time: an older snapshot must not land over a newer one.
+    let writing: Promise<unknown> = Promise.resolve();
+    const writeInTurn = () => {
+      const next = writing.then(writeSubmissionNow);
+      writing = next.catch(() => {});
+      return next;
+    };
+    const finish = async (record: TaskRecord) => {
+      journal?.append(record);
+      done.set(record.taskId, record);
+      scheduler.observe(record);
+      await writeInTurn();
+      emit({ type: 'task_finished', record, done: done.size, total: ids.length });
+    };
+    const fallbackAttempts = (id: string, byTest: (Attempts | null)[], fallback: number[]): Attempts[] =>
+      taskSet[id]!.test.map((t, i) => {
         const a = byTest[i];
         if (a) return a;
         fallback.push(i);
         const g = fallbackGrid(o.fallback, t.input);
         return { attempt_1: g, attempt_2: fallbackGrid(o.fallback, t.input) };
       });
-      const record: TaskRecord = {
-        type: 'task',
-        taskId: id,
-        status,
-        attempts,
-        fallback,
-        keptTrain,
-        droppedTrain,
-        train,
-        predict,
-        settings: { steps: train?.steps ?? 0, augmentations: plan.augmentations },
-        error,
-        seconds: (performance.now() - taskStarted) / 1000,
-        finishedAt: new Date().toISOString(),
-      };
-      journal?.append(record);
-      done.set(id, record);
-      scheduler.observe(record);
-      await writeSubmissionNow();
-      emit({ type: 'task_finished', record, done: done.size, total: ids.length });
+
+    const runLane = async (engine: TaskEngine, worker: number | undefined): Promise<void> => {
+      const poolEngine = worker !== undefined ? pool?.engines[worker] : undefined;
+      for (;;) {
+        if (context.signal?.aborted) {
+          aborted = true;
+          return;
+        }
+        if (poolEngine?.lost) {
+          try {
+            await poolEngine.recover();
+          } catch {
+            return; // retired: the other workers take the rest
+          }
+        }
+        const id = queue.shift();
+        if (id === undefined) return;
+        const index = handedOut++;
+        const remaining = queue.length + 1;
+        const task = taskSet[id]!;
+        const taskStarted = performance.now();
+        // Workers run side by side: the remaining time is shared over the remaining rounds.
+        const plan = scheduler.plan(Math.ceil(remaining / lanes.length), task.test.length, {
+          steps: o.mode === 'single-task' ? o.train.steps : 0,
+          augmentations: o.predict.augmentations,
+        });
+        emit({
+          type: 'task_started',
+          taskId: id,
+          index,
+          remaining,
+          ...(worker !== undefined ? { worker } : {}),
+          settings: { steps: plan.steps, augmentations: plan.augmentations },
+        });
+        const deadline = performance.now() + Math.min(o.taskTimeoutMs, plan.timeMs);
+        const timeLeft = () => Math.max(1, Math.round(deadline - performance.now()));
+
+        let status: TaskStatus = 'done';
+        let error: ErrorRecord | undefined;
+        let train: TaskRecord['train'];
+        let predict: TaskRecord['predict'];
+        let keptTrain: number[] = [];
+        let droppedTrain: number[] = [];
+        const byTest: (Attempts | null)[] = task.test.map(() => null);
+        try {
+          if (plan.timeMs <= 0) {
+            throw new TimeoutError({
+              operation: `task ${id}`,
+              timeoutMs: 0,
+              message: 'the time budget is spent',
+            });
+          }
+          if (needAdapterReload && wholeSetAdapter !== undefined) {
+            await engine.call(
+              'load_adapter',
+              { path: wholeSetAdapter },
+              { timeoutMs: timeLeft(), ...signal },
+            );
+          }
+          needAdapterReload = false;
+          if (o.mode === 'single-task' && plan.steps > 0) {
+            const tuned = await fineTuneTask(
+              engine,
+              task,
+              {
+                ...text,
+                ...o.train,
+                steps: plan.steps,
+                taskId: id,
+                timeoutMs: timeLeft(),
+                ...signal,
+                ...(plan.trainSeconds !== undefined ? { maxTrainSeconds: plan.trainSeconds } : {}),
+                ...(o.saveAdapters && files !== undefined
+                  ? { saveAdapter: join(files.dir, 'adapters', id) }
+                  : {}),
+              },
+              { onStep: (p: TrainProgress) => emit({ type: 'train_step', taskId: id, ...p }) },
+            );
+            train = {
+              steps: tuned.steps,
+              losses: tuned.losses,
+              tokens: tuned.tokens,
+              samples: tuned.samples,
+              seconds: tuned.trainSeconds,
+            };
+            keptTrain = tuned.keptTrain;
+            droppedTrain = tuned.droppedTrain;
+          } else {
+            // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
+            if (o.mode !== 'whole-set')
+              await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft(), ...signal });
+            const fit = await fitTaskForEngine(engine, task, {
+              ...text,
+              taskId: id,
+              timeoutMs: timeLeft(),
+              ...signal,
+            });
+            keptTrain = fit.kept;
+            droppedTrain = fit.dropped;
+          }
+          const predicted = await predictTask(engine, task, {
+            ...text,
+            ...o.predict,
+            augmentations: plan.augmentations,
+            taskId: id,
+            keptTrain,
+            timeoutMs: timeLeft(),
+            ...signal,
+          });
+          const tests: TestRecord[] = predicted.tests.map((t) => ({
+            testIndex: t.testIndex,
+            candidates: t.candidates.map((c) => ({
+              grid: c.grid,
+              votes: c.votes,
+              meanLogProb: c.meanLogProb ?? null,
+            })),
+            failures: t.failures.length,
+            views: t.predictions.length,
+          }));
+          predict = { tests, generatedTokens: predicted.generatedTokens, seconds: predicted.generateSeconds };
+          for (const t of predicted.tests) {
+            if (t.attempt1 !== null && t.attempt2 !== null)
+              byTest[t.testIndex] = { attempt_1: t.attempt1, attempt_2: t.attempt2 };
+          }
+        } catch (caught) {
+          if (context.signal?.aborted) {
+            aborted = true;
+            return;
+          }
+          // A pool worker died mid-task (not a timeout: that task is recorded as timed out): hand it out again.
+          if (
+            worker !== undefined &&
+            poolEngine?.lost === true &&
+            caught instanceof BridgeError &&
+            caught.reason === 'crashed'
+          ) {
+            const retry = (retries.get(id) ?? 0) + 1;
+            if (retry <= (pool?.options.maxTaskRetries ?? 0)) {
+              retries.set(id, retry);
+              queue.unshift(id);
+              emit({ type: 'task_retried', taskId: id, worker, retry, error: errorRecord(caught) });
+              continue;
+            }
+          }
+          if (caught instanceof TaskTooLongError) status = 'too_long';
+          else if (caught instanceof TimeoutError) status = 'timed_out';
+          else if (caught instanceof ArcTtftError) status = 'failed';
+          else throw caught;
+          error = errorRecord(caught);
+          // Python restarted (crash or timeout): the whole-set adapter must be loaded again.
+          if (caught instanceof BridgeError || caught instanceof TimeoutError) needAdapterReload = true;
+        }
+
+        const fallback: number[] = [];
+        const attempts = fallbackAttempts(id, byTest, fallback);
+        await finish({
+          type: 'task',
+          taskId: id,
+          status,
+          attempts,
+          fallback,
+          keptTrain,
+          droppedTrain,
+          train,
+          predict,
+          settings: { steps: train?.steps ?? 0, augmentations: plan.augmentations },
+          error,
+          seconds: (performance.now() - taskStarted) / 1000,
+          finishedAt: new Date().toISOString(),
+        });
+      }
+    };
+    await Promise.all(lanes.map((lane, k) => runLane(lane, pool !== undefined ? k : undefined)));
+
+    // Every pool worker retired with tasks left: those fail (a resume retries them).
+    if (!aborted && !context.signal?.aborted) {
+      for (const id of queue.splice(0)) {
+        const fallback: number[] = [];
+        const attempts = fallbackAttempts(
+          id,
+          taskSet[id]!.test.map(() => null),
+          fallback,
+        );
+        await finish({
+          type: 'task',
+          taskId: id,
+          status: 'failed',
+          attempts,
+          fallback,
+          keptTrain: [],
+          droppedTrain: [],
+          train: undefined,
+          predict: undefined,
+          settings: { steps: 0, augmentations: 0 },
+          error: { type: 'NoWorkerError', message: 'no Ray worker was left to run this task' },
+          seconds: 0,
+          finishedAt: new Date().toISOString(),
+        });
+      }
     }
+    await writing;
 
     const submission = await writeSubmissionNow();
     const records = ids.flatMap((id) => {
@@ -884,7 +1034,8 @@ export async function runSingleTaskTTFT(
     return result;
   } finally {
     journal?.close();
-    if (ownEngine) await engine.close();
+    if (ownEngine) await localEngine?.close();
+    if (ownPool) await pool?.close();
     for (const dir of temp) rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -34,11 +34,14 @@ interface RunFlags {
   seed?: number;
   device?: string;
   dtype?: 'auto' | 'float32' | 'bfloat16' | 'float16';
+  backend?: 'transformers' | 'vllm';
   threads?: number;
   python?: string;
   resume: boolean;
   fallback?: 'input' | 'zeros';
   saveAdapters?: boolean;
+  ray?: string;
+  workers?: number;
   json?: boolean;
   verbose?: boolean;
 }
@@ -86,6 +89,7 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
   const engine: NonNullable<RunOptions['engine']> = { model: flags.model, lora };
   if (flags.device !== undefined) engine.device = flags.device;
   if (flags.dtype !== undefined) engine.dtype = flags.dtype;
+  if (flags.backend !== undefined) engine.backend = flags.backend;
   if (flags.threads !== undefined) engine.threads = flags.threads;
   if (flags.python !== undefined) engine.pythonBin = flags.python;
   return {
@@ -105,6 +109,15 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
     ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
     ...(flags.fallback !== undefined ? { fallback: flags.fallback } : {}),
     ...(flags.saveAdapters ? { saveAdapters: true } : {}),
+    // --workers alone means Ray with its default address.
+    ...(flags.ray !== undefined || flags.workers !== undefined
+      ? {
+          ray: {
+            address: flags.ray ?? 'auto',
+            ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -158,6 +171,12 @@ export function runCommand(): Command {
     .addOption(
       new Option('--dtype <dtype>', 'weights dtype').choices(['auto', 'float32', 'bfloat16', 'float16']),
     )
+    .addOption(
+      new Option(
+        '--backend <backend>',
+        'who generates: transformers, or vllm (CUDA, pip install vllm)',
+      ).choices(['transformers', 'vllm']),
+    )
     .option('--threads <n>', 'CPU threads for torch', positiveInt)
     .option('--python <bin>', 'Python interpreter (default: the arc-ttft venv)')
     .option('--no-resume', 'start over instead of resuming from the journal in --out')
@@ -165,6 +184,15 @@ export function runCommand(): Command {
       new Option('--fallback <kind>', 'answer where nothing was predicted').choices(['input', 'zeros']),
     )
     .option('--save-adapters', 'save each task’s adapter under <out>/adapters/<id>')
+    .option(
+      '--ray <address>',
+      'run the tasks on Ray workers: auto (this machine’s cluster, else a local one), local, or a cluster address (needs arc-ttft setup --ray)',
+    )
+    .option(
+      '--workers <n>',
+      'Ray workers (default: one per GPU, else per CPU; implies --ray auto)',
+      positiveInt,
+    )
     .option('--json', 'print the result summary as JSON on stdout')
     .option('-v, --verbose', 'show Python’s output')
     .action(async (flags: RunFlags) => {

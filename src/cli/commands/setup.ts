@@ -12,6 +12,7 @@ interface SetupFlags {
   python?: string;
   requirements?: string;
   force?: boolean;
+  ray?: boolean;
   quiet?: boolean;
 }
 
@@ -23,6 +24,7 @@ export function setupCommand(): Command {
     .option('--python <bin>', 'base Python 3.10+ that creates the venv (default: $PYTHON_BIN, else python3)')
     .option('--requirements <file>', "requirements file (default: the package's python/requirements.txt)")
     .option('--force', 'delete and recreate the venv even when it is up to date')
+    .option('--ray', 'also install Ray, to run tasks on Ray workers (run --ray)')
     .option('-q, --quiet', 'print only the python path')
     .action(async (flags: SetupFlags) => {
       try {
@@ -32,6 +34,7 @@ export function setupCommand(): Command {
             pythonBin: flags.python,
             requirementsFile: flags.requirements,
             force: flags.force === true,
+            extras: flags.ray === true ? ['ray'] : [],
           },
           flags.quiet === true ? undefined : (line) => process.stderr.write(`${line}\n`),
         );

@@ -1,0 +1,86 @@
+"""The Ray pool driver (arc_ttft.ray_pool): one local cluster, one worker, calls, a kill and the restart."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray")
+
+from arc_ttft import ray_pool  # noqa: E402
+
+from conftest import LORA  # noqa: E402
+
+
+def pool(pool_method: str, **payload: Any) -> Any:
+    reply = json.loads(ray_pool.dispatch(pool_method, json.dumps(payload)))
+    assert reply["ok"], reply
+    return reply["result"]
+
+
+def run(actor: int, method: str, payload: Any = None, incarnation: str | None = None) -> dict[str, Any]:
+    """Submits one call and waits for it (up to 120 s)."""
+    call_id = pool(
+        "pool_submit",
+        actor=actor,
+        method=method,
+        payload_json=json.dumps(payload or {}),
+        incarnation=incarnation,
+    )["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for item in pool("pool_wait", timeout_s=0.5)["finished"]:
+            if item["id"] == call_id:
+                return item
+    pytest.fail(f"{method} did not finish")
+
+
+def test_pool_calls_kill_and_restart(tiny_path: str) -> None:
+    info = pool(
+        "pool_start",
+        address="local",
+        workers=1,
+        local_num_cpus=1,
+        load={"model": tiny_path, "device": "cpu", "lora": LORA, "seed": 0},
+    )
+    try:
+        assert info["workers"] == 1 and info["started_local"] is True and info["num_gpus"] == 0
+        loaded = run(0, "_loaded")
+        envelope = json.loads(loaded["result"]["envelope"])
+        assert envelope["ok"], envelope
+        first = loaded["result"]["incarnation"]
+        counted = run(0, "count_tokens", {"texts": ["ab\n"]}, first)
+        assert json.loads(counted["result"]["envelope"])["result"]["counts"] == [3]
+
+        # A call in flight when the worker is killed comes back as died; Ray restarts the worker.
+        sleep_id = pool("pool_submit", actor=0, method="debug_sleep", payload_json='{"seconds": 30}')["id"]
+        time.sleep(1.0)
+        pool("pool_kill", actor=0)
+        died = None
+        deadline = time.monotonic() + 60
+        while died is None and time.monotonic() < deadline:
+            died = next((i for i in pool("pool_wait", timeout_s=0.5)["finished"] if i["id"] == sleep_id), None)
+        assert died is not None and died.get("died") is True
+
+        # The restarted worker has the model again, under a new incarnation; the old one is refused.
+        # Calls that reach it while it restarts are refused (ActorUnavailableError): retry.
+        again = run(0, "_loaded")
+        while again.get("died"):
+            assert again["error_type"] == "ActorUnavailableError", again
+            time.sleep(0.5)
+            again = run(0, "_loaded")
+        assert json.loads(again["result"]["envelope"])["ok"]
+        second = again["result"]["incarnation"]
+        assert second != first
+        stale = json.loads(run(0, "count_tokens", {"texts": ["a"]}, first)["result"]["envelope"])
+        assert stale["ok"] is False and stale["error"]["type"] == "WorkerRestartedError"
+    finally:
+        assert pool("pool_shutdown")["shut_down"] is True
+
+
+def test_unknown_pool_payload_is_an_error_envelope() -> None:
+    reply = json.loads(ray_pool.dispatch("pool_submit", json.dumps({"actor": 0, "method": "ping"})))
+    assert reply["ok"] is False and "not started" in reply["error"]["message"]

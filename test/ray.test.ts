@@ -1,0 +1,220 @@
+/**
+ * Runs on Ray (CPU, tiny model, one local cluster of 2 workers for the whole file): the same
+ * submission and records as a local run, a worker killed mid-run costs nothing but a retry, and a
+ * Python without Ray fails with a SetupError saying how to install it.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runOptionsFromFlags } from '../src/cli/commands/run.js';
+import { checkSubmission } from '../src/data/split.js';
+import { SetupError } from '../src/errors.js';
+import { resolvePythonBin } from '../src/setup/env.js';
+import { makeTinyModel } from '../src/ttft/engine.js';
+import { createRayPool, type RayPool } from '../src/ttft/pool.js';
+import type { TaskRecord } from '../src/ttft/records.js';
+import { type RunEvent, type RunOptions, type RunResult, runSingleTaskTTFT } from '../src/ttft/run.js';
+import { constantTasks } from './helpers.js';
+
+const PYTHON = process.env.ARC_TTFT_PYTHON ?? (await resolvePythonBin());
+const HAS_RAY = spawnSync(PYTHON, ['-c', 'import ray'], { stdio: 'ignore' }).status === 0;
+const TASKS = 6;
+
+let dir: string;
+let tasksFile: string;
+let model: string;
+let pool: RayPool | undefined;
+let reference: RunResult;
+
+function engineOptions() {
+  return { model, threads: 1, pythonBin: PYTHON, lora: { modulesToSave: ['embed_tokens', 'lm_head'] } };
+}
+
+function options(out: string): RunOptions {
+  return {
+    out,
+    engine: engineOptions(),
+    train: { steps: 30, lr: 2e-3, transforms: ['identity'], colourPermutation: 'none' },
+    predict: { augmentations: 2, transforms: ['identity'], colourPermutation: 'none' },
+  };
+}
+
+/** A record without its timings, for comparing runs. */
+function stable(r: TaskRecord): unknown {
+  const { seconds: _s, finishedAt: _f, ...rest } = r;
+  return {
+    ...rest,
+    train: r.train && { ...r.train, seconds: 0 },
+    predict: r.predict && { ...r.predict, seconds: 0 },
+  };
+}
+
+function journal(out: string): TaskRecord[] {
+  return readFileSync(join(out, 'results.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l))
+    .filter((v) => v.type === 'task');
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'arc-ttft-ray-'));
+  model = (await makeTinyModel(join(dir, 'tiny'), { pythonBin: PYTHON })).path;
+  tasksFile = join(dir, 'const.json');
+  writeFileSync(tasksFile, JSON.stringify(constantTasks(TASKS)));
+  reference = await runSingleTaskTTFT(tasksFile, options(join(dir, 'local')));
+  if (HAS_RAY) {
+    pool = await createRayPool({ address: 'local', workers: 2, localCpus: 2 }, engineOptions());
+  }
+}, 300_000);
+
+afterAll(async () => {
+  await pool?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(!HAS_RAY)('runSingleTaskTTFT on a Ray pool', () => {
+  it('gives the same submission and records as the local run, on both workers', async () => {
+    const p = pool!;
+    expect(p.engines).toHaveLength(2);
+    expect(p.info.startedLocal).toBe(true);
+    const events: RunEvent[] = [];
+    const out = join(dir, 'ray');
+    const result = await runSingleTaskTTFT(tasksFile, options(out), {
+      pool: p,
+      onEvent: (e) => events.push(e),
+    });
+    checkSubmission(result.submission, constantTasks(TASKS));
+    expect(result.submission).toEqual(reference.submission);
+    expect(result.records.map(stable)).toEqual(reference.records.map(stable));
+    expect(JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8'))).toEqual(reference.submission);
+    expect(journal(out)).toHaveLength(TASKS);
+    const workers = new Set(events.flatMap((e) => (e.type === 'task_started' ? [e.worker] : [])));
+    expect(workers).toEqual(new Set([0, 1]));
+    expect(events.some((e) => e.type === 'train_step')).toBe(true);
+    expect(events.at(-1)?.type).toBe('run_finished');
+  }, 300_000);
+
+  it('survives a worker killed mid-task: the task is retried, nothing else is lost', async () => {
+    const p = pool!;
+    const events: RunEvent[] = [];
+    const out = join(dir, 'killed');
+    let killed: { taskId: string; worker: number } | undefined;
+    const result = await runSingleTaskTTFT(tasksFile, options(out), {
+      pool: p,
+      onEvent: (e) => {
+        events.push(e);
+        // Kill the worker that takes the third task, as soon as it starts it.
+        if (e.type === 'task_started' && e.index === 2 && e.worker !== undefined) {
+          killed = { taskId: e.taskId, worker: e.worker };
+          void p.killWorker(e.worker);
+        }
+      },
+    });
+    expect(killed).toBeDefined();
+    const retried = events.filter((e) => e.type === 'task_retried');
+    expect(retried).toEqual([
+      expect.objectContaining({ taskId: killed!.taskId, worker: killed!.worker, retry: 1 }),
+    ]);
+    expect(result.statusCounts.done).toBe(TASKS);
+    expect(result.submission).toEqual(reference.submission);
+    expect(result.records.map(stable)).toEqual(reference.records.map(stable));
+    // One journal line per task: the lost attempt wrote nothing.
+    const lines = journal(out);
+    expect(lines.map((r) => r.taskId).sort()).toEqual(Object.keys(constantTasks(TASKS)).sort());
+    expect(p.engines[killed!.worker]!.restarts).toBeGreaterThanOrEqual(1);
+  }, 300_000);
+});
+
+describe.skipIf(!HAS_RAY)('a task past its time limit on a Ray pool', () => {
+  it('is recorded as timed out; its worker restarts and the next run matches the local one', async () => {
+    const p = pool!;
+    const slow = await runSingleTaskTTFT(
+      tasksFile,
+      { ...options(join(dir, 'slow')), taskTimeoutMs: 1500, train: { steps: 100_000 }, only: ['const0'] },
+      { pool: p },
+    );
+    expect(slow.records[0]!.status).toBe('timed_out');
+    expect(slow.records[0]!.error?.type).toBe('TimeoutError');
+    const next = await runSingleTaskTTFT(
+      tasksFile,
+      { ...options(join(dir, 'after-slow')), only: ['const0', 'const1'] },
+      { pool: p },
+    );
+    expect(next.records.map(stable)).toEqual(reference.records.slice(0, 2).map(stable));
+  }, 300_000);
+});
+
+describe.skipIf(!HAS_RAY)('aborting a run on a Ray pool', () => {
+  it('keeps the finished tasks, and a resume on the same pool ends with the local result', async () => {
+    const p = pool!;
+    const out = join(dir, 'aborted');
+    const controller = new AbortController();
+    const first = await runSingleTaskTTFT(tasksFile, options(out), {
+      pool: p,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === 'task_finished' && e.done === 2) controller.abort();
+      },
+    });
+    expect(first.aborted).toBe(true);
+    const partial = journal(out).length;
+    expect(partial).toBeGreaterThanOrEqual(2);
+    expect(partial).toBeLessThan(TASKS);
+    const events: RunEvent[] = [];
+    const resumed = await runSingleTaskTTFT(tasksFile, options(out), {
+      pool: p,
+      onEvent: (e) => events.push(e),
+    });
+    expect(events[0]).toMatchObject({ type: 'run_started', resumed: partial });
+    expect(resumed.submission).toEqual(reference.submission);
+    expect(resumed.records.map(stable)).toEqual(reference.records.map(stable));
+    expect(journal(out)).toHaveLength(TASKS);
+  }, 300_000);
+});
+
+describe('arc-ttft run --ray / --workers', () => {
+  const base = { model: 'embedded', out: 'out', mode: 'single-task' as const, resume: true };
+  it('maps to the ray option; --workers alone means --ray auto; neither means a local engine', () => {
+    expect(runOptionsFromFlags({ ...base, ray: 'head:6379', workers: 4 }).ray).toEqual({
+      address: 'head:6379',
+      workers: 4,
+    });
+    expect(runOptionsFromFlags({ ...base, workers: 2 }).ray).toEqual({ address: 'auto', workers: 2 });
+    expect(runOptionsFromFlags({ ...base, ray: 'local' }).ray).toEqual({ address: 'local' });
+    expect(runOptionsFromFlags(base).ray).toBeUndefined();
+  });
+
+  it('refuses whole-set mode on Ray before starting anything', async () => {
+    await expect(
+      runSingleTaskTTFT(tasksFile, {
+        ...options(join(dir, 'ws')),
+        mode: 'whole-set',
+        ray: { address: 'local' },
+      }),
+    ).rejects.toThrow(/whole-set/);
+  });
+});
+
+describe('Ray missing', () => {
+  const bare = ['python3', '/usr/bin/python3'].find(
+    (bin) =>
+      spawnSync(bin, ['-c', 'import sys; import ray'], { stdio: 'ignore' }).status === 1 &&
+      spawnSync(bin, ['-c', 'import sys; assert sys.version_info >= (3, 10)'], { stdio: 'ignore' }).status ===
+        0,
+  );
+  it.skipIf(bare === undefined)(
+    'is a SetupError that says how to install it',
+    async () => {
+      const error = await createRayPool({ address: 'local', workers: 1 }, { model, pythonBin: bare! }).catch(
+        (e) => e,
+      );
+      expect(error).toBeInstanceOf(SetupError);
+      expect(error.reason).toBe('extra_missing');
+      expect(error.message).toMatch(/arc-ttft setup --ray/);
+    },
+    120_000,
+  );
+});
