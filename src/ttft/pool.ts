@@ -95,7 +95,12 @@ export interface RayPoolInfo {
   /** GPUs each worker reserves. */
   readonly gpusPerWorker: number;
   /** The cluster's total CPUs and GPUs. */
-  readonly cluster: { readonly CPU: number; readonly GPU: number };
+  readonly cluster: {
+    /** CPUs in the cluster. */
+    readonly CPU: number;
+    /** GPUs in the cluster. */
+    readonly GPU: number;
+  };
   /** Ray's version. */
   readonly rayVersion: string;
 }
