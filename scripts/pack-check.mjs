@@ -41,7 +41,7 @@ const ALLOWED = [
   /^(package\.json|README\.md|LICENSE|CHANGELOG\.md)$/,
   /^dist\/[\w.-]+\.(js|cjs|d\.ts|d\.cts)$/,
   /^python\/arc_ttft\/([\w-]+\/)*[\w-]+\.py$/,
-  /^python\/(pyproject\.toml|requirements\.txt|README\.md)$/,
+  /^python\/(pyproject\.toml|requirements(-[a-z]+)?\.txt|README\.md)$/,
   /^data\/sample\/[\w.-]+\.(json|md)$/,
   /^models\/embedded\/.+$/,
 ];
