@@ -21,6 +21,7 @@ import {
 } from '../src/format/prompt.js';
 import type { Task, TaskSet } from '../src/schemas.js';
 import { loadQwenTokenizer, QWEN_TOKENIZER_PACKAGE } from '../src/tokenizers/qwen.js';
+import { mdTable } from './markdown.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DATA = resolve(ROOT, '../shared/arc-data');
@@ -41,18 +42,6 @@ interface Cell {
   needDrops: number;
   pairsDropped: number;
   tooLong: string[];
-}
-
-/** A Markdown table; `right` marks right-aligned columns. */
-function mdTable(
-  header: readonly string[],
-  rows: readonly (readonly string[])[],
-  right: readonly boolean[],
-): string {
-  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((_, i) => (right[i] ? '---:' : '---'))), ...rows.map(line)].join(
-    '\n',
-  );
 }
 
 /** Memoises a counter by text: the 4096 and 8192 runs count the same texts. */

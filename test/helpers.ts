@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { vi } from 'vitest';
 import { createRng } from '../src/rng.js';
 import type { Grid, Task, TaskSet } from '../src/schemas.js';
+import type { TaskRecord } from '../src/ttft/records.js';
 
 /** Repository root. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -82,4 +83,23 @@ export function constantTasks(n: number, { solutions = true }: { solutions?: boo
     };
   }
   return set;
+}
+
+/** A task record without its timings, for comparing runs. */
+export function stableRecord(r: TaskRecord): unknown {
+  const { seconds: _s, finishedAt: _f, ...rest } = r;
+  return {
+    ...rest,
+    train: r.train && { ...r.train, seconds: 0 },
+    predict: r.predict && { ...r.predict, seconds: 0 },
+  };
+}
+
+/** The task records of a run's journal (`results.jsonl`), in the order written. */
+export function readJournal(out: string): TaskRecord[] {
+  return readFileSync(join(out, 'results.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l))
+    .filter((v) => v.type === 'task');
 }

@@ -16,7 +16,7 @@ import { makeTinyModel } from '../src/ttft/engine.js';
 import { createRayPool, type RayPool } from '../src/ttft/pool.js';
 import type { TaskRecord } from '../src/ttft/records.js';
 import { type RunEvent, type RunOptions, type RunResult, runSingleTaskTTFT } from '../src/ttft/run.js';
-import { constantTasks } from './helpers.js';
+import { constantTasks, readJournal, stableRecord } from './helpers.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON ?? (await resolvePythonBin());
 const HAS_RAY = spawnSync(PYTHON, ['-c', 'import ray'], { stdio: 'ignore' }).status === 0;
@@ -39,24 +39,6 @@ function options(out: string): RunOptions {
     train: { steps: 30, lr: 2e-3, transforms: ['identity'], colourPermutation: 'none' },
     predict: { augmentations: 2, transforms: ['identity'], colourPermutation: 'none' },
   };
-}
-
-/** A record without its timings, for comparing runs. */
-function stable(r: TaskRecord): unknown {
-  const { seconds: _s, finishedAt: _f, ...rest } = r;
-  return {
-    ...rest,
-    train: r.train && { ...r.train, seconds: 0 },
-    predict: r.predict && { ...r.predict, seconds: 0 },
-  };
-}
-
-function journal(out: string): TaskRecord[] {
-  return readFileSync(join(out, 'results.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l))
-    .filter((v) => v.type === 'task');
 }
 
 beforeAll(async () => {
@@ -88,9 +70,9 @@ describe.skipIf(!HAS_RAY)('runSingleTaskTTFT on a Ray pool', () => {
     });
     checkSubmission(result.submission, constantTasks(TASKS));
     expect(result.submission).toEqual(reference.submission);
-    expect(result.records.map(stable)).toEqual(reference.records.map(stable));
+    expect(result.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
     expect(JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8'))).toEqual(reference.submission);
-    expect(journal(out)).toHaveLength(TASKS);
+    expect(readJournal(out)).toHaveLength(TASKS);
     const workers = new Set(events.flatMap((e) => (e.type === 'task_started' ? [e.worker] : [])));
     expect(workers).toEqual(new Set([0, 1]));
     expect(events.some((e) => e.type === 'train_step')).toBe(true);
@@ -120,9 +102,9 @@ describe.skipIf(!HAS_RAY)('runSingleTaskTTFT on a Ray pool', () => {
     ]);
     expect(result.statusCounts.done).toBe(TASKS);
     expect(result.submission).toEqual(reference.submission);
-    expect(result.records.map(stable)).toEqual(reference.records.map(stable));
+    expect(result.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
     // One journal line per task: the lost attempt wrote nothing.
-    const lines = journal(out);
+    const lines = readJournal(out);
     expect(lines.map((r) => r.taskId).sort()).toEqual(Object.keys(constantTasks(TASKS)).sort());
     expect(p.engines[killed!.worker]!.restarts).toBeGreaterThanOrEqual(1);
   }, 300_000);
@@ -143,7 +125,7 @@ describe.skipIf(!HAS_RAY)('a task past its time limit on a Ray pool', () => {
       { ...options(join(dir, 'after-slow')), only: ['const0', 'const1'] },
       { pool: p },
     );
-    expect(next.records.map(stable)).toEqual(reference.records.slice(0, 2).map(stable));
+    expect(next.records.map(stableRecord)).toEqual(reference.records.slice(0, 2).map(stableRecord));
   }, 300_000);
 });
 
@@ -160,7 +142,7 @@ describe.skipIf(!HAS_RAY)('aborting a run on a Ray pool', () => {
       },
     });
     expect(first.aborted).toBe(true);
-    const partial = journal(out).length;
+    const partial = readJournal(out).length;
     expect(partial).toBeGreaterThanOrEqual(2);
     expect(partial).toBeLessThan(TASKS);
     const events: RunEvent[] = [];
@@ -170,8 +152,8 @@ describe.skipIf(!HAS_RAY)('aborting a run on a Ray pool', () => {
     });
     expect(events[0]).toMatchObject({ type: 'run_started', resumed: partial });
     expect(resumed.submission).toEqual(reference.submission);
-    expect(resumed.records.map(stable)).toEqual(reference.records.map(stable));
-    expect(journal(out)).toHaveLength(TASKS);
+    expect(resumed.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
+    expect(readJournal(out)).toHaveLength(TASKS);
   }, 300_000);
 });
 

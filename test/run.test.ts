@@ -19,7 +19,7 @@ import {
   runSingleTaskTTFT,
   type TaskRecord,
 } from '../src/index.js';
-import { constantTasks, ROOT } from './helpers.js';
+import { constantTasks, ROOT, readJournal, stableRecord } from './helpers.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON;
 const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
@@ -35,24 +35,6 @@ function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
     predict: { augmentations: 2, transforms: ['identity'], colourPermutation: 'none' },
     ...extra,
   };
-}
-
-/** A record without its timings, for comparing runs. */
-function stable(r: TaskRecord): unknown {
-  const { seconds: _s, finishedAt: _f, ...rest } = r;
-  return {
-    ...rest,
-    train: r.train && { ...r.train, seconds: 0 },
-    predict: r.predict && { ...r.predict, seconds: 0 },
-  };
-}
-
-function journal(out: string): TaskRecord[] {
-  return readFileSync(join(out, 'results.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l))
-    .filter((v) => v.type === 'task');
 }
 
 beforeAll(async () => {
@@ -82,7 +64,7 @@ describe('runSingleTaskTTFT', () => {
     // all of them, since inference shows one more context pair than leave-one-out training did.
     expect(reference.score?.score).toBeGreaterThan(0);
     expect(JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8'))).toEqual(reference.submission);
-    expect(journal(out)).toHaveLength(4);
+    expect(readJournal(out)).toHaveLength(4);
     expect(JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')).score).toBe(reference.score?.score);
     expect(events[0]).toBe('run_started');
     expect(events).toContain('train_step');
@@ -118,7 +100,7 @@ describe('runSingleTaskTTFT', () => {
       child.on('exit', () => reject(new Error('the child finished before it was killed')));
     });
     await new Promise((r) => child.on('exit', r));
-    const partial = journal(out).length;
+    const partial = readJournal(out).length;
     expect(partial).toBeGreaterThanOrEqual(2);
     expect(partial).toBeLessThan(4);
     // The submission on disk is complete even now.
@@ -130,7 +112,7 @@ describe('runSingleTaskTTFT', () => {
     });
     expect(events[0]).toMatchObject({ type: 'run_started', resumed: partial });
     expect(resumed.submission).toEqual(reference.submission);
-    expect(resumed.records.map(stable)).toEqual(reference.records.map(stable));
+    expect(resumed.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
   }, 240_000);
 
   it('refuses to resume a journal written with other options', async () => {
@@ -202,8 +184,8 @@ describe('runSingleTaskTTFT', () => {
       expect(r.records[1]!.error?.type).toBe('BridgeError(crashed)');
       expect(r.records[1]!.fallback).toEqual([0]);
       // The tasks after the crash match the uninterrupted run exactly.
-      expect(r.records.filter((x) => x.taskId !== 'const1').map(stable)).toEqual(
-        reference.records.filter((x) => x.taskId !== 'const1').map(stable),
+      expect(r.records.filter((x) => x.taskId !== 'const1').map(stableRecord)).toEqual(
+        reference.records.filter((x) => x.taskId !== 'const1').map(stableRecord),
       );
       expect(engine.startCount).toBe(2);
     } finally {

@@ -6,6 +6,7 @@
  * @module
  */
 import type { RunMode } from '../../src/ttft/records.js';
+import { mdTable } from '../markdown.js';
 import type { ModeResult, StudyResults } from './study.js';
 
 const pct = (x: number, digits = 1): string => `${(100 * x).toFixed(digits)}%`;
@@ -19,17 +20,6 @@ function duration(seconds: number): string {
   if (h > 0) return `${h} h ${String(m).padStart(2, '0')} min`;
   if (m > 0) return `${m} min ${String(s).padStart(2, '0')} s`;
   return `${seconds.toFixed(1)} s`;
-}
-
-function table(
-  header: readonly string[],
-  rows: readonly (readonly string[])[],
-  right: readonly boolean[],
-): string {
-  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((_, i) => (right[i] ? '---:' : '---'))), ...rows.map(line)].join(
-    '\n',
-  );
 }
 
 /** Two-sided exact sign test over the tasks where two modes differ (McNemar's exact test on tasks). */
@@ -174,7 +164,7 @@ export function renderResultsMarkdown(r: StudyResults): string {
   L.push('## Result');
   L.push('');
   L.push(
-    table(
+    mdTable(
       [
         'mode',
         'vote_2 (pass@2)',
@@ -236,7 +226,7 @@ export function renderResultsMarkdown(r: StudyResults): string {
     L.push(`Every setting run on this machine (found under \`${o.out}\`):`);
     L.push('');
     L.push(
-      table(
+      mdTable(
         [
           'date',
           'model',
@@ -327,7 +317,7 @@ export function renderResultsMarkdown(r: StudyResults): string {
   L.push('<details><summary>All tasks</summary>');
   L.push('');
   L.push(
-    table(
+    mdTable(
       ['task', 'tokens', ...r.modes.map((x) => x.mode)],
       r.taskList.ids.map((id) => [
         id,
