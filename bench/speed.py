@@ -6,8 +6,8 @@ a projection of a whole 100-task single-task run (see docs/performance.md).
                           [--gen-task 00dbd492] [--scale K ...] [--repeats 3] [--tasks 2] [--naive-procs 1]
                           [--json] [--out FILE]
 
-Without ``--model`` it builds the engine's tiny random stand-in (what ``model: 'embedded'`` resolves to until the
-pretrained model ships): a 165k-parameter Qwen2 with the character tokenizer. Everything runs through the engine's
+Without ``--model`` it builds a tiny random model (the engine's stand-in shape):
+a 165k-parameter Qwen2 with the character tokenizer. Everything runs through the engine's
 ``dispatch`` in a long-lived worker process (bench/gpu/worker.py), on the real ARC texts recorded in
 bench/gpu/payloads.json.gz (6 ARC-AGI-1 evaluation tasks: their training samples and their 8-view prompts).
 
@@ -312,7 +312,7 @@ def machine(threads: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="model folder; default: the tiny random stand-in, built here")
+    parser.add_argument("--model", help="model folder (e.g. models/embedded); default: a tiny random model, built here")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-batch", type=int, default=8, help="samples per step on the fast path")

@@ -7,7 +7,7 @@
  *
  * Python: the ESM/CJS scripts do real work without it. With ARC_TTFT_PYTHON set, the CJS script also
  * calls the engine through the bridge, and `npx arc-ttft run` fine-tunes and predicts one sample task with
- * that interpreter, in a fresh cache folder (so the embedded stand-in model is made from scratch). Setup
+ * that interpreter, in a fresh cache folder (nothing reused from earlier runs but the venv). Setup
  * is checked through its reuse path: `npx arc-ttft setup` from the consumer must find the per-user venv
  * that `npm test` already made from the repo (same pinned requirements, same Python → same folder),
  * rather than spending a minute reinstalling torch; its error paths run against fake interpreters.
@@ -444,9 +444,10 @@ describe('the CLI from the installed package', () => {
       expect(summary.mode).toBe('single-task');
       expect(summary.statusCounts.done).toBe(1);
       expect(summary.score).toBeGreaterThanOrEqual(0);
-      // The stand-in for the not-yet-shipped embedded model was made in the (empty) per-user cache.
-      expect(r.stderr).toContain('tiny random stand-in');
-      expect(existsSync(join(cache, 'arc-ttft/models/tiny-random-v1/config.json'))).toBe(true);
+      // The pretrained model shipped in the tarball, not a stand-in made in the (empty) per-user cache.
+      expect(r.stderr).toMatch(/model: \S*node_modules\/arc-ttft\/models\/embedded \(qwen2,/);
+      expect(r.stderr).not.toContain('stand-in');
+      expect(existsSync(join(cache, 'arc-ttft/models/tiny-random-v1'))).toBe(false);
       const submission = JSON.parse(readFileSync(join(out, 'submission.json'), 'utf8')) as Record<
         string,
         unknown[]

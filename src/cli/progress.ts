@@ -54,7 +54,7 @@ export class RunProgress {
         );
         if (event.model.embeddedStandIn) {
           this.#print(
-            'note: this version ships no pretrained embedded model yet; "embedded" is a tiny random stand-in, so predictions are noise',
+            'note: this install has no models/embedded folder; "embedded" is a tiny random stand-in, so predictions are noise',
           );
         }
         this.#print(
