@@ -3,10 +3,10 @@
  * submission and records as a local run, a worker killed mid-run costs nothing but a retry, and a
  * Python without Ray fails with a SetupError saying how to install it.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOptionsFromFlags } from '../src/cli/commands/run.js';
 import { checkSubmission } from '../src/data/split.js';
@@ -14,7 +14,6 @@ import { SetupError } from '../src/errors.js';
 import { resolvePythonBin } from '../src/setup/env.js';
 import { makeTinyModel } from '../src/ttft/engine.js';
 import { createRayPool, type RayPool } from '../src/ttft/pool.js';
-import type { TaskRecord } from '../src/ttft/records.js';
 import { type RunEvent, type RunOptions, type RunResult, runSingleTaskTTFT } from '../src/ttft/run.js';
 import { constantTasks, readJournal, stableRecord } from './helpers.js';
 
@@ -154,6 +153,49 @@ describe.skipIf(!HAS_RAY)('aborting a run on a Ray pool', () => {
     expect(resumed.submission).toEqual(reference.submission);
     expect(resumed.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
     expect(readJournal(out)).toHaveLength(TASKS);
+  }, 300_000);
+});
+
+describe.skipIf(!HAS_RAY)('joining an existing Ray cluster', () => {
+  it('runs on a cluster started with `ray start --head` and gives the local result', async () => {
+    // One Ray cluster at a time on this 2-core machine: the file's private cluster goes first.
+    await pool?.close();
+    pool = undefined;
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const rayCli = join(dirname(PYTHON), 'ray');
+    const head = spawn(
+      rayCli,
+      ['start', '--head', '--block', `--port=${port}`, '--num-cpus=1', '--include-dashboard=false'],
+      {
+        detached: true, // its own process group: one kill stops the head and what it started
+        stdio: 'ignore',
+        env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' },
+      },
+    );
+    try {
+      // The head is up when `ray status` reaches it.
+      const address = `127.0.0.1:${port}`;
+      const deadline = Date.now() + 120_000;
+      while (spawnSync(rayCli, ['status', `--address=${address}`], { stdio: 'ignore' }).status !== 0) {
+        if (Date.now() > deadline) throw new Error(`ray start --head did not come up at ${address}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const joined = await createRayPool({ address, workers: 1 }, engineOptions());
+      try {
+        expect(joined.info.startedLocal).toBe(false);
+        expect(joined.info.address).toContain(String(port));
+        const two = join(dir, 'two.json');
+        writeFileSync(two, JSON.stringify(constantTasks(2)));
+        const result = await runSingleTaskTTFT(two, options(join(dir, 'cluster')), { pool: joined });
+        expect(result.records.map(stableRecord)).toEqual(
+          reference.records.filter((r) => r.taskId in constantTasks(2)).map(stableRecord),
+        );
+      } finally {
+        await joined.close();
+      }
+    } finally {
+      if (head.pid !== undefined) process.kill(-head.pid, 'SIGTERM');
+    }
   }, 300_000);
 });
 

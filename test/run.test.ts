@@ -17,7 +17,6 @@ import {
   makeTinyModel,
   type RunOptions,
   runSingleTaskTTFT,
-  type TaskRecord,
 } from '../src/index.js';
 import { constantTasks, ROOT, readJournal, stableRecord } from './helpers.js';
 
