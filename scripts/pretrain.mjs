@@ -69,7 +69,7 @@ if (!python) {
 // The configuration of the shipped model (docs/pretraining.md): a 1,500-step schedule stopped by a
 // 70-minute budget, one torch thread (two threads on a shared 2-core machine run far slower). Later flags win.
 const defaults = ['--hidden', '128', '--layers', '4', '--heads', '4', '--batch', '16', '--lr', '2e-3'];
-defaults.push('--steps', '1500', '--max-minutes', '70', '--threads', '1', '--eval-every', '250', '--seed', '0');
-defaults.push('--curriculum-steps', '700', '--curriculum-share', '0.3');
+defaults.push('--steps', '1500', '--max-minutes', '70', '--threads', '1', '--eval-every', '250');
+defaults.push('--seed', '0', '--curriculum-steps', '700', '--curriculum-share', '0.3');
 const trainer = ['-m', 'arc_ttft.pretrain', '--data', corpus, '--out', out, '--max-len', maxChars];
 run(python, [...trainer, ...defaults, ...trainArgs], { env: { PYTHONPATH: join(ROOT, 'python') } });
