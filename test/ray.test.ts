@@ -4,7 +4,7 @@
  * Python without Ray fails with a SetupError saying how to install it.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -195,6 +195,10 @@ describe.skipIf(!HAS_RAY)('joining an existing Ray cluster', () => {
       }
     } finally {
       if (head.pid !== undefined) process.kill(-head.pid, 'SIGTERM');
+      // `ray start` records its cluster for later `address: 'auto'` lookups; that cluster is gone now.
+      const clusterFile = '/tmp/ray/ray_current_cluster';
+      if (existsSync(clusterFile) && readFileSync(clusterFile, 'utf8').includes(`:${port}`))
+        rmSync(clusterFile);
     }
   }, 300_000);
 });

@@ -135,12 +135,20 @@ def _start(f: Fields) -> dict[str, Any]:
 
     ray = _import_ray()
     init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    # A cluster's nodes may not have this package: ship it with the job. Ray takes local folders in
+    # py_modules only at the job level (ray.init), not in an actor's runtime_env.
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+
+    def job(shipping_default: bool) -> dict[str, Any]:
+        ship = ship_code if ship_code is not None else shipping_default
+        return {"runtime_env": {"py_modules": [package_dir]}} if ship else {}
+
     started_local = False
     if address in ("local", "auto"):
         connected = False
         if address == "auto":
             try:
-                ray.init(address="auto", **init)
+                ray.init(address="auto", **job(True), **init)
                 connected = True
             except ConnectionError:
                 connected = False
@@ -148,14 +156,17 @@ def _start(f: Fields) -> dict[str, Any]:
             cpus = os.cpu_count() or 1
             if workers is not None and (num_gpus or 0) == 0:
                 cpus = max(cpus, int(workers * num_cpus + 0.999))
+            # address="local": always a new private cluster, even where `ray start` left a cluster file behind.
             ray.init(
+                address="local",
                 num_cpus=local_num_cpus or cpus,
                 **({"object_store_memory": object_store_memory} if object_store_memory else {}),
+                **job(False),
                 **init,
             )
             started_local = True
     else:
-        ray.init(address=address, **init)
+        ray.init(address=address, **job(True), **init)
     _pool.ray = ray
     _pool.started_local = started_local
 
@@ -170,9 +181,6 @@ def _start(f: Fields) -> dict[str, Any]:
 
     env = {"ARC_TTFT_WATCHDOG": "poll", "PYTHONUNBUFFERED": "1", **env_vars}
     runtime_env: dict[str, Any] = {"env_vars": env}
-    if ship_code if ship_code is not None else not started_local:
-        # A cluster's nodes may not have this package: ship it with the job.
-        runtime_env["py_modules"] = [os.path.dirname(os.path.abspath(__file__))]
     _pool.actor_options = {
         "num_cpus": num_cpus,
         "num_gpus": gpus,
