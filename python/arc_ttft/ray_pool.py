@@ -180,6 +180,12 @@ def _start(f: Fields) -> dict[str, Any]:
             workers = max(1, int(cluster["CPU"] // max(num_cpus, 1e-9)))
 
     env = {"ARC_TTFT_WATCHDOG": "poll", "PYTHONUNBUFFERED": "1", **env_vars}
+    if started_local:
+        # Workers on this machine import arc_ttft from where the driver has it, whatever their working folder
+        # (a joined cluster gets the package shipped with the job instead).
+        parent = os.path.dirname(package_dir)
+        inherited = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, inherited) if p)
     runtime_env: dict[str, Any] = {"env_vars": env}
     _pool.actor_options = {
         "num_cpus": num_cpus,
