@@ -23,16 +23,15 @@ import { ArcTtftError, FileError, ValidationError } from '../../src/errors.js';
 import { buildTrainingText, largestAnswerShape, maxAnswerChars } from '../../src/format/prompt.js';
 import { hashString } from '../../src/rng.js';
 import { buildTrainingSamples } from '../../src/samples.js';
-import type { Grid, Solutions, Submission, TaskSet } from '../../src/schemas.js';
-import {
-  type Metrics,
-  type ScoreReport,
-  scorePredictions,
-  scoreSubmission,
-  type TaskPredictions,
-} from '../../src/score.js';
+import type { Solutions, Submission, TaskSet } from '../../src/schemas.js';
+import { type Metrics, type ScoreReport, scorePredictions, scoreSubmission } from '../../src/score.js';
 import { createEngine, type ModelInfo, resolveModelPath } from '../../src/ttft/engine.js';
-import type { RunMode, TaskRecord, TaskStatus } from '../../src/ttft/records.js';
+import {
+  type RunMode,
+  recordsToPredictions,
+  type TaskRecord,
+  type TaskStatus,
+} from '../../src/ttft/records.js';
 import {
   type RunEvent,
   type RunOptions,
@@ -314,26 +313,6 @@ export function readJournal(path: string): JournalContent {
     }
   }
   return { records, wholeSet };
-}
-
-/**
- * A journal's records as src/score.ts predictions: every view's grid (one per vote) and one `null` per
- * view that did not parse, so arc24's accuracy, pass_n and correct_size count every prediction.
- */
-export function recordsToPredictions(records: Iterable<TaskRecord>): TaskPredictions {
-  const out: Record<string, TaskPredictions[string]> = {};
-  for (const r of records) {
-    out[r.taskId] = r.attempts.map((a, i) => {
-      const test = r.predict?.tests.find((t) => t.testIndex === i);
-      const candidates: (Grid | null)[] = [];
-      if (test !== undefined) {
-        for (const c of test.candidates) for (let k = 0; k < c.votes; k++) candidates.push(c.grid);
-        for (let k = 0; k < test.failures; k++) candidates.push(null);
-      }
-      return candidates.length > 0 ? { attempts: a, candidates } : { attempts: a };
-    });
-  }
-  return out;
 }
 
 /**

@@ -4,7 +4,9 @@
  *
  * @module
  */
-import type { Attempts } from '../schemas.js';
+
+import type { Attempts, Grid } from '../schemas.js';
+import type { TaskPredictions } from '../score.js';
 
 /** How one task ended. */
 export type TaskStatus =
@@ -109,4 +111,24 @@ export interface TaskRecord {
   readonly seconds: number;
   /** ISO time the task finished. */
   readonly finishedAt: string;
+}
+
+/**
+ * @internal Every prediction of every view (by votes; unparsable views as `null`) of finished task
+ * records, for {@link scorePredictions}: arc24's metrics count them all.
+ */
+export function recordsToPredictions(records: Iterable<TaskRecord>): TaskPredictions {
+  const out: Record<string, TaskPredictions[string]> = {};
+  for (const r of records) {
+    out[r.taskId] = r.attempts.map((a, i) => {
+      const test = r.predict?.tests.find((t) => t.testIndex === i);
+      const candidates: (Grid | null)[] = [];
+      if (test !== undefined) {
+        for (const c of test.candidates) for (let k = 0; k < c.votes; k++) candidates.push(c.grid);
+        for (let k = 0; k < test.failures; k++) candidates.push(null);
+      }
+      return candidates.length > 0 ? { attempts: a, candidates } : { attempts: a };
+    });
+  }
+  return out;
 }

@@ -37,7 +37,7 @@ import { writeReport } from '../report/html.js';
 import { hashString } from '../rng.js';
 import { buildTrainingSamples } from '../samples.js';
 import type { Attempts, Grid, Solutions, Submission, TaskSet } from '../schemas.js';
-import { type ScoreReport, scorePredictions, type TaskPredictions } from '../score.js';
+import { type ScoreReport, scorePredictions } from '../score.js';
 import { VERSION } from '../version.js';
 import {
   createEngine,
@@ -50,7 +50,14 @@ import {
 import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
 import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
 import { PredictOptionsSchema, predictTask } from './predict.js';
-import type { ErrorRecord, RunMode, TaskRecord, TaskStatus, TestRecord } from './records.js';
+import {
+  type ErrorRecord,
+  type RunMode,
+  recordsToPredictions,
+  type TaskRecord,
+  type TaskStatus,
+  type TestRecord,
+} from './records.js';
 
 /** Training settings of a run (see {@link FineTuneOptions}). */
 export const RunTrainOptionsSchema = FineTuneOptionsSchema.pick({
@@ -519,23 +526,6 @@ function solutionsOf(tasks: TaskSet): Solutions | undefined {
   return solutions;
 }
 
-/** Every prediction of every view (by votes), unparsable views as `null`: arc24's metrics count them all. */
-function predictionsOf(records: readonly TaskRecord[]): TaskPredictions {
-  const out: Record<string, TaskPredictions[string]> = {};
-  for (const r of records) {
-    out[r.taskId] = r.attempts.map((a, i) => {
-      const test = r.predict?.tests[i];
-      const candidates: (Grid | null)[] = [];
-      if (test !== undefined) {
-        for (const c of test.candidates) for (let k = 0; k < c.votes; k++) candidates.push(c.grid);
-        for (let k = 0; k < test.failures; k++) candidates.push(null);
-      }
-      return candidates.length > 0 ? { attempts: a, candidates } : { attempts: a };
-    });
-  }
-  return out;
-}
-
 /**
  * Runs test-time fine-tuning over a task set and returns a complete submission.
  *
@@ -985,7 +975,7 @@ export async function runSingleTaskTTFT(
     const solutions = solutionsOf(taskSet);
     let score: ScoreReport | undefined;
     if (solutions !== undefined && !aborted && records.length === ids.length) {
-      score = scorePredictions(predictionsOf(records), solutions);
+      score = scorePredictions(recordsToPredictions(records), solutions);
     }
     if (files !== undefined && score !== undefined) {
       await writeJsonAtomic(files.metrics, {
