@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import PayloadError
+from .errors import AdapterError, PayloadError
 from .generate import GenerateConfig
 
 __all__ = [
@@ -46,11 +46,13 @@ BACKENDS = ("transformers", "vllm")
 @dataclass(frozen=True)
 class AdapterRef:
     """One adapter version: ``name`` and ``id`` (> 0, new for new weights) as vLLM's ``LoRARequest`` wants them,
-    and the PEFT folder holding it (``None``: the training model's live adapter)."""
+    and the PEFT folder holding it (``None``: the training model's live adapter). ``slot`` marks a kept adapter
+    (the ``keep_adapter`` method): a copy of an earlier version held for a later mixed batch."""
 
     name: str
     id: int
     path: str | None = None
+    slot: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,15 @@ class Backend(ABC):
     def generate(self, prompts: list[str], cfg: GenerateConfig, adapter: AdapterRef | None) -> GenerateResult:
         """Complete every prompt with ``adapter`` (``None``: the base model); outputs in prompt order."""
 
+    @abstractmethod
+    def keep(self, live: AdapterRef, slot: int) -> AdapterRef:
+        """Hold a copy of the ``live`` adapter version in ``slot`` for :meth:`generate_mixed`; returns its ref."""
+
+    @abstractmethod
+    def generate_mixed(self, prompts: list[str], cfg: GenerateConfig, adapters: list[AdapterRef]) -> GenerateResult:
+        """Complete every prompt with its own adapter (``adapters[i]``: the live one or a kept one), all in one
+        batch where the backend can; outputs in prompt order, each as it would be from :meth:`generate`."""
+
     def release(self, adapter: AdapterRef) -> None:  # noqa: B027 — optional hook, a no-op by default
         """Forget an adapter version that will not be used again (frees its cached copy)."""
 
@@ -169,6 +180,35 @@ class TransformersBackend(Backend):
             elif adapter.path is None:
                 self._loaded = None  # the live weights may have moved on since a folder was loaded
             raw = generate(self._model, self._tokenizer, prompts, cfg)
+        outputs = tuple(_from_loop(o) for o in raw["outputs"])
+        return GenerateResult(outputs, sum(o.n_tokens for o in outputs), time.perf_counter() - start)
+
+    def keep(self, live: AdapterRef, slot: int) -> AdapterRef:
+        from . import lora
+
+        if self._model is None:
+            raise RuntimeError("TransformersBackend.keep before load")
+        name = lora.keep_adapter(self._model, slot)
+        return AdapterRef(name=name, id=live.id, slot=slot)
+
+    def generate_mixed(self, prompts: list[str], cfg: GenerateConfig, adapters: list[AdapterRef]) -> GenerateResult:
+        from . import lora
+        from .generate import generate
+
+        if self._model is None:
+            raise RuntimeError("TransformersBackend.generate_mixed before load")
+        if len(adapters) != len(prompts):
+            raise PayloadError("generate.adapters", f"{len(adapters)} adapters for {len(prompts)} prompts")
+        names = []
+        for a in adapters:
+            if a.slot is None and a.path is not None:
+                raise AdapterError(f"adapter {a.name!r}: a mixed batch takes the live adapter or kept slots only")
+            names.append(lora.ADAPTER if a.slot is None else lora.slot_name(a.slot))
+        if all(n == lora.ADAPTER for n in names):  # one adapter after all: the plain (mergeable) path
+            return self.generate(prompts, cfg, adapters[0] if adapters else None)
+        start = time.perf_counter()
+        self._loaded = None
+        raw = generate(self._model, self._tokenizer, prompts, cfg, names)
         outputs = tuple(_from_loop(o) for o in raw["outputs"])
         return GenerateResult(outputs, sum(o.n_tokens for o in outputs), time.perf_counter() - start)
 

@@ -25,8 +25,8 @@ load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|     
                 ([str]), keep_chars (str), skip_if_vocab_at_most (0)}; see
                 vocab.py), backend ('transformers'|'vllm'; 'transformers'),
                 vllm (null | {gpu_memory_utilization (0.5), max_model_len (null
-                = min(8192, max positions)), enforce_eager (false)}; see
-                vllm_backend.py)
+                = min(8192, max positions)), enforce_eager (false), max_loras
+                (1)}; see vllm_backend.py)
 reset_adapter   seed (null = the load seed)                                         seconds
 train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
                 lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
@@ -37,10 +37,18 @@ train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1
                 batch_size rows per forward pass, see train.py), pack_len (null:
                 see train.pack_capacity), fused_optimizer (null = on CUDA),
                 autocast (null = bfloat16 on CUDA for bfloat16 weights)
-generate        prompts [str], max_new_tokens, do_sample (false), temperature (1),  outputs [{text, n_tokens,
-                top_p (1), seed (0), batch_size (null = all), stop ([str]),         mean_logprob, finish_reason}],
-                merge (false; LoRA merged into the base weights for the call,       tokens, seconds
-                restored bit-exactly after, see generate.py)
+generate        prompts [str], max_new_tokens (int, or [int] per prompt), do_sample   outputs [{text, n_tokens,
+                (false), temperature (1), top_p (1), seed (0), batch_size (null =   mean_logprob, finish_reason}],
+                all), stop ([str]), merge (false; LoRA merged into the base         tokens, seconds
+                weights for the call, restored bit-exactly after, see
+                generate.py), adapters (null |
+                [slot|null] per prompt: a kept adapter, null = the current one;
+                one batch mixes them, merge is then off), static_cache (false;
+                fixed-shape steps over a bucketed static KV cache, see
+                static_decode.py; not for mixed batches), compile (false; with
+                static_cache: torch.compile the step, CUDA graphs on CUDA)
+keep_adapter    slot (0-63): copy the current adapter into that slot for a later    slot, kept, seconds
+                mixed ``generate`` (several tasks in one batch)
 count_tokens    texts [str]                                                         counts [int]
 save_adapter    path                                                                path (absolute), files
 load_adapter    path                                                                {}
@@ -147,6 +155,7 @@ class _Engine:
     adapter_version: int = 0  # bumped whenever the adapter's weights change
     exported: Any = None  # backend.AdapterRef of the folder holding the current version (vllm)
     export_dir: str | None = None  # temporary folder of exported adapter versions
+    kept: dict[int, Any] = field(default_factory=dict)  # slot -> backend.AdapterRef (keep_adapter)
 
 
 _engine = _Engine()
@@ -160,6 +169,8 @@ def _loaded() -> _Engine:
 
 def _free() -> bool:
     had = _engine.model is not None
+    if had and "arc_ttft.static_decode" in sys.modules:  # its caches and compiled steps hold memory
+        sys.modules["arc_ttft.static_decode"].release(_engine.model)
     if _engine.backend is not None:
         _engine.backend.close()
     if _engine.export_dir is not None:
@@ -167,6 +178,7 @@ def _free() -> bool:
 
         shutil.rmtree(_engine.export_dir, ignore_errors=True)
     _engine.backend = _engine.exported = _engine.export_dir = None
+    _engine.kept = {}
     _engine.model = _engine.tokenizer = _engine.adapter = _engine.vocab = None
     _engine.path = None
     _engine.info = {}
@@ -309,6 +321,7 @@ def _vllm_options(f: Fields) -> dict[str, Any]:
         "gpu_memory_utilization": v.float("gpu_memory_utilization", 0.5, min=0.01, max=1.0),
         "max_model_len": v.int("max_model_len", None, min=2),
         "enforce_eager": v.bool("enforce_eager", False),
+        "max_loras": v.int("max_loras", 1, min=1),
     }
     v.finish()
     return options
@@ -410,8 +423,9 @@ def _generate(f: Fields) -> dict[str, Any]:
     prompts = f.str_list("prompts", non_empty=True)
     from .generate import GenerateConfig
 
+    each = _token_limits(f, len(prompts))
     cfg = GenerateConfig(
-        max_new_tokens=f.int("max_new_tokens", min=1),
+        max_new_tokens=max(each) if isinstance(each, tuple) else each,
         do_sample=f.bool("do_sample", False),
         temperature=f.float("temperature", 1.0, min=1e-6),
         top_p=f.float("top_p", 1.0, min=1e-6, max=1.0),
@@ -419,12 +433,72 @@ def _generate(f: Fields) -> dict[str, Any]:
         batch_size=f.int("batch_size", None, min=1),
         stop=tuple(f.str_list("stop", [])),
         merge=f.bool("merge", False),
+        max_new_tokens_each=each if isinstance(each, tuple) else None,
+        static_cache=f.bool("static_cache", False),
+        compile=f.bool("compile", False),
     )
+    if cfg.compile and not cfg.static_cache:
+        raise PayloadError(f.path("compile"), "compiles the static-cache step: set static_cache too")
     if any(s == "" for s in cfg.stop):
         raise PayloadError(f.path("stop"), "stop strings must not be empty")
+    adapters = _adapter_slots(f, len(prompts))
     f.finish()
     e = _loaded()
-    return e.backend.generate(prompts, cfg, _adapter_ref(e)).as_json()
+    live = _adapter_ref(e)
+    if adapters is None:
+        return e.backend.generate(prompts, cfg, live).as_json()
+    refs = []
+    for i, slot in enumerate(adapters):
+        if slot is not None and slot not in e.kept:
+            raise PayloadError(f"generate.adapters[{i}]", f"slot {slot} holds no adapter: call keep_adapter first")
+        refs.append(live if slot is None else e.kept[slot])
+    return e.backend.generate_mixed(prompts, cfg, refs).as_json()
+
+
+def _token_limits(f: Fields, n: int) -> int | tuple[int, ...]:
+    """``generate.max_new_tokens``: one limit for all prompts, or an array with one per prompt."""
+    raw = f.raw("max_new_tokens")
+    if not isinstance(raw, list):
+        return f.int("max_new_tokens", min=1)
+    if len(raw) != n:
+        raise PayloadError(f.path("max_new_tokens"), f"expected an integer or an array of {n} (one per prompt)")
+    for i, m in enumerate(raw):
+        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+            raise PayloadError(f"{f.path('max_new_tokens')}[{i}]", "expected an integer ≥ 1")
+    return tuple(raw)
+
+
+def _adapter_slots(f: Fields, n: int) -> list[int | None] | None:
+    """``generate.adapters``: null, or one entry per prompt: a kept slot, or null for the current adapter."""
+    raw = f.raw("adapters", None)
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != n:
+        raise PayloadError(f.path("adapters"), f"expected an array of {n} entries (one per prompt), or null")
+    from .lora import MAX_SLOTS
+
+    for i, slot in enumerate(raw):
+        if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < MAX_SLOTS):
+            raise PayloadError(f"{f.path('adapters')}[{i}]", f"expected null or a slot from 0 to {MAX_SLOTS - 1}")
+    return raw
+
+
+def _keep_adapter(f: Fields) -> dict[str, Any]:
+    from .lora import MAX_SLOTS
+
+    slot = f.int("slot", min=0, max=MAX_SLOTS - 1)
+    f.finish()
+    e = _loaded()
+    start = time.perf_counter()
+    ref = e.backend.keep(_adapter_ref(e), slot)
+    old = e.kept.get(slot)
+    e.kept[slot] = ref
+    if old is not None and old.path is not None and old.path != ref.path:
+        import shutil
+
+        e.backend.release(old)
+        shutil.rmtree(old.path, ignore_errors=True)
+    return {"slot": slot, "kept": len(e.kept), "seconds": time.perf_counter() - start}
 
 
 def _count_tokens(f: Fields) -> dict[str, Any]:
@@ -532,6 +606,7 @@ METHODS: dict[str, Callable[[Fields], dict[str, Any]]] = {
     "generate": _generate,
     "count_tokens": _count_tokens,
     "save_adapter": _save_adapter,
+    "keep_adapter": _keep_adapter,
     "load_adapter": _load_adapter,
     "make_tiny_model": _make_tiny_model,
     "status": _status,

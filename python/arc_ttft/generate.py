@@ -13,6 +13,7 @@ the exact base weights are copied back afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ class GenerateConfig:
     batch_size: int | None = None  # None: all prompts in one batch
     stop: tuple[str, ...] = ()
     merge: bool = False  # merge LoRA into the base weights for the call (bit-exact restore after)
+    max_new_tokens_each: tuple[int, ...] | None = None  # per prompt (each ≤ max_new_tokens); None: max_new_tokens
+    static_cache: bool = False  # fixed-shape steps over a bucketed static KV cache (static_decode.py)
+    compile: bool = False  # with static_cache: torch.compile the step (CUDA graphs on CUDA)
+
+
+def row_limits(cfg: GenerateConfig, n: int) -> list[int]:
+    """The new-token limit of each of ``n`` prompts."""
+    if cfg.max_new_tokens_each is None:
+        return [cfg.max_new_tokens] * n
+    if len(cfg.max_new_tokens_each) != n:
+        raise PayloadError("generate.max_new_tokens", f"{len(cfg.max_new_tokens_each)} limits for {n} prompts")
+    return [min(m, cfg.max_new_tokens) for m in cfg.max_new_tokens_each]
 
 
 def _pick(logits: torch.Tensor, cfg: GenerateConfig, gen: torch.Generator | None) -> torch.Tensor:
@@ -84,6 +97,61 @@ def merged_adapter(model: Any) -> Iterator[int]:
                     base.bias.copy_(bias)
 
 
+@dataclass
+class Rows:
+    """Per-row tokens, log-probs and finish reasons of one chunk, and how a row finishes: EOS, a stop string in its
+    decoded tail, or its token limit. Shared by both decoding loops (this module's and :mod:`.static_decode`)."""
+
+    tokenizer: Any
+    stop: tuple[str, ...]
+    limits: list[int]
+    new_ids: list[list[int]]
+    logprobs: list[list[float]]
+    reason: list[str | None]
+    window: int  # decoded tail (in tokens) searched for a stop string
+
+    @classmethod
+    def start(cls, tokenizer: Any, limits: list[int], stop: tuple[str, ...]) -> Rows:
+        n = len(limits)
+        window = max((len(s) for s in stop), default=0) + 4
+        return cls(tokenizer, stop, limits, [[] for _ in range(n)], [[] for _ in range(n)], [None] * n, window)
+
+    def record(self, active: list[int], chosen: list[int], chosen_lp: list[float]) -> list[int]:
+        """Append each active row's token and log-prob; return the positions in ``active`` of the rows still going."""
+        eos = self.tokenizer.eos_token_id
+        for row, tok, lp in zip(active, chosen, chosen_lp, strict=True):
+            self.new_ids[row].append(tok)
+            self.logprobs[row].append(lp)
+            if tok == eos:
+                self.reason[row] = "eos"
+            elif self.stop:
+                tail = self.tokenizer.decode(self.new_ids[row][-self.window :], skip_special_tokens=True)
+                if any(s in tail for s in self.stop):
+                    self.reason[row] = "stop"
+            if self.reason[row] is None and len(self.new_ids[row]) >= self.limits[row]:
+                self.reason[row] = "length"
+        return [j for j, row in enumerate(active) if self.reason[row] is None]
+
+    def results(self) -> list[dict]:
+        """The output dicts: text without EOS / from the first stop string on, token count, mean log-prob, reason."""
+        results = []
+        for ids, lps, why in zip(self.new_ids, self.logprobs, self.reason, strict=True):
+            text_ids = ids[:-1] if why == "eos" else ids
+            text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
+            if why == "stop":
+                cut = min(text.find(s) for s in self.stop if s in text)
+                text = text[:cut]
+            results.append(
+                {
+                    "text": text,
+                    "n_tokens": len(ids),
+                    "mean_logprob": sum(lps) / len(lps) if lps else 0.0,
+                    "finish_reason": why or "length",
+                }
+            )
+        return results
+
+
 def _select_rows(past: Any, idx: torch.Tensor) -> None:
     """Keep only the batch rows ``idx`` of a KV cache, in place."""
     if hasattr(past, "batch_select_indices"):
@@ -92,9 +160,17 @@ def _select_rows(past: Any, idx: torch.Tensor) -> None:
         past.reorder_cache(idx)
 
 
-def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: GenerateConfig, gen: Any) -> list[dict]:
+def _chunk(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[list[int]],
+    cfg: GenerateConfig,
+    gen: Any,
+    adapter_names: list[str] | None = None,
+    limits: list[int] | None = None,
+) -> list[dict]:
     device = next(model.parameters()).device
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
     n, length = len(prompt_ids), max(len(p) for p in prompt_ids)
     input_ids = torch.full((n, length), pad, dtype=torch.long)
     mask = torch.zeros((n, length), dtype=torch.long)
@@ -105,30 +181,21 @@ def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: Generat
     # Positions count real tokens only, so a left-padded row sees the same positions as when run alone.
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True, **extra)
+    # PEFT mixed-adapter batch: row i runs through adapter adapter_names[i] (rows leave together with their name).
+    names = list(adapter_names) if adapter_names is not None else None
+    mixed = {"adapter_names": names} if names is not None else {}
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True, **extra, **mixed)
     past, logits = out.past_key_values, out.logits[:, -1, :]
     last_pos = position_ids[:, -1:]
 
-    new_ids: list[list[int]] = [[] for _ in range(n)]
-    logprobs: list[list[float]] = [[] for _ in range(n)]
-    reason: list[str | None] = [None] * n
-    window = max((len(s) for s in cfg.stop), default=0) + 4
     active = list(range(n))  # the rows still decoding, in batch order; finished rows leave the batch
-    for step in range(cfg.max_new_tokens):
+    rows = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
+    for _ in range(max(rows.limits)):
         logits = logits.float()
         chosen = _pick(logits, cfg, gen)
         chosen_lp = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
-        for row, tok, lp in zip(active, chosen.tolist(), chosen_lp.tolist(), strict=True):
-            new_ids[row].append(tok)
-            logprobs[row].append(lp)
-            if tok == eos:
-                reason[row] = "eos"
-            elif cfg.stop:
-                tail = tokenizer.decode(new_ids[row][-window:], skip_special_tokens=True)
-                if any(s in tail for s in cfg.stop):
-                    reason[row] = "stop"
-        keep = [j for j, row in enumerate(active) if reason[row] is None]
-        if not keep or step == cfg.max_new_tokens - 1:
+        keep = rows.record(active, chosen.tolist(), chosen_lp.tolist())
+        if not keep:
             break
         if len(keep) < len(active):
             # A finished grid costs nothing more: its row leaves the batch and the KV cache.
@@ -136,6 +203,9 @@ def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: Generat
             _select_rows(past, idx)
             chosen, mask, last_pos = chosen[idx], mask[idx], last_pos[idx]
             active = [active[j] for j in keep]
+            if names is not None:
+                names = [names[j] for j in keep]
+                mixed = {"adapter_names": names}
         mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
         last_pos = last_pos + 1
         out = model(
@@ -144,31 +214,29 @@ def _chunk(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: Generat
             position_ids=last_pos,
             past_key_values=past,
             use_cache=True,
+            **mixed,
         )
         past, logits = out.past_key_values, out.logits[:, -1, :]
 
-    results = []
-    for row in range(n):
-        ids = new_ids[row]
-        text_ids = ids[:-1] if reason[row] == "eos" else ids
-        text = tokenizer.decode(text_ids, skip_special_tokens=True)
-        if reason[row] == "stop":
-            cut = min(text.find(s) for s in cfg.stop if s in text)
-            text = text[:cut]
-        lps = logprobs[row]
-        results.append(
-            {
-                "text": text,
-                "n_tokens": len(ids),
-                "mean_logprob": sum(lps) / len(lps) if lps else 0.0,
-                "finish_reason": reason[row] or "length",
-            }
-        )
-    return results
+    return rows.results()
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerateConfig) -> dict[str, Any]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    cfg: GenerateConfig,
+    adapter_names: list[str] | None = None,
+) -> dict[str, Any]:
     """Complete every prompt; outputs come back in prompt order.
+
+    ``cfg.max_new_tokens_each`` (one limit per prompt, each ≤ ``max_new_tokens``) lets prompts of several tasks share
+    a batch and still stop where each would alone.
+
+    ``adapter_names`` (one PEFT adapter name per prompt) decodes prompts of several adapters in one batch (PEFT's
+    mixed-adapter batches; the adapter must stay unmerged, so ``merge`` is ignored then, and so is ``static_cache``).
+    ``None``: the active adapter. ``cfg.static_cache`` decodes with :func:`.static_decode.decode_static` (same
+    outputs, fixed shapes: compilable).
 
     Each output: ``text`` (EOS and any stop string removed), ``n_tokens`` (generated tokens, counting the EOS or the
     token that completed a stop string), ``mean_logprob`` (mean log-probability of those tokens, ≤ 0) and
@@ -184,6 +252,12 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerateConfig
     gen = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.do_sample else None
     order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
     size = cfg.batch_size or max(1, len(prompts))
+    limits = row_limits(cfg, len(prompts))
+    if adapter_names is not None:
+        if len(adapter_names) != len(prompts):
+            raise PayloadError("generate.adapters", f"{len(adapter_names)} names for {len(prompts)} prompts")
+        if cfg.merge:  # a merged adapter cannot be mixed per row
+            cfg = dataclasses.replace(cfg, merge=False)
     outputs: list[dict[str, Any] | None] = [None] * len(prompts)
     was_training = model.training
     model.eval()
@@ -191,7 +265,16 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerateConfig
         with merged_adapter(model) if cfg.merge else contextlib.nullcontext(), torch.inference_mode():
             for s in range(0, len(order), size):
                 idx = order[s : s + size]
-                for i, res in zip(idx, _chunk(model, tokenizer, [ids[i] for i in idx], cfg, gen), strict=True):
+                names = [adapter_names[i] for i in idx] if adapter_names is not None else None
+                lims = [limits[i] for i in idx]
+                chunk_ids = [ids[i] for i in idx]
+                if cfg.static_cache and names is None:  # a mixed-adapter batch takes the dynamic loop
+                    from .static_decode import decode_static
+
+                    rows = decode_static(model, tokenizer, chunk_ids, cfg, gen, compile=cfg.compile, limits=lims)
+                else:
+                    rows = _chunk(model, tokenizer, chunk_ids, cfg, gen, names, lims)
+                for i, res in zip(idx, rows, strict=True):
                     outputs[i] = res
     finally:
         model.train(was_training)

@@ -4,6 +4,11 @@ The adapter is attached once per loaded model. Between tasks :func:`reset_adapte
 back into the *same* parameter tensors — no model reload, no new modules — so every task starts from the same point:
 either a fresh seeded init (LoRA ``A`` drawn from a CPU generator seeded per task, ``B`` zero, ``modules_to_save``
 copies restored), or the pretrained adapter given as ``adapter_init`` at load time.
+
+Several tasks can share one generation batch: :func:`keep_adapter` copies the trained adapter into a *slot*, a
+second PEFT adapter of the same layout that is never trained; a batch then names an adapter per row (PEFT's mixed
+adapter batches). Slots are made once and reused, so a kept adapter costs one adapter's memory and a device-local
+copy.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ import torch
 
 from .errors import AdapterError
 
-ADAPTER = "default"  # PEFT's adapter name; one adapter per engine
+ADAPTER = "default"  # PEFT's adapter name of the adapter that trains
+MAX_SLOTS = 64  # kept adapters per engine: each costs one adapter's memory
+
+
+def slot_name(slot: int) -> str:
+    """The PEFT adapter name of kept-adapter slot ``slot``."""
+    return f"kept_{slot}"
 
 
 @dataclass
@@ -90,6 +101,37 @@ def reset_adapter(peft_model: Any, state: AdapterState, seed: int | None = None)
             _seeded_lora_init(peft_model, seed)
 
 
+def keep_adapter(peft_model: Any, slot: int) -> str:
+    """Copy the current (trained) adapter into slot ``slot``, in place; returns the slot's PEFT adapter name.
+
+    The slot is a second adapter of the same config, added on first use and frozen; the copy covers every trainable
+    tensor (LoRA ``A``/``B``, embedding LoRA, ``modules_to_save`` copies). Training, reset and save touch only the
+    training adapter, so a kept adapter stays as it was until the slot is kept again.
+    """
+    import copy
+
+    if not 0 <= slot < MAX_SLOTS:
+        raise AdapterError(f"adapter slot {slot} is out of range: 0 to {MAX_SLOTS - 1}")
+    name = slot_name(slot)
+    if name not in peft_model.peft_config:
+        cfg = copy.deepcopy(peft_model.peft_config[ADAPTER])
+        cfg.init_lora_weights = False  # overwritten just below; do not draw from the global RNG
+        cfg.inference_mode = True
+        peft_model.add_adapter(name, cfg)
+        peft_model.set_adapter(ADAPTER)  # the training adapter stays the active, trainable one
+    params = dict(peft_model.named_parameters())
+    trained = [key for key, p in params.items() if p.requires_grad]  # the training adapter's tensors only
+    with torch.no_grad():
+        for key in trained:
+            target = key.replace(f".{ADAPTER}.", f".{name}.")
+            dst = params.get(target)
+            if dst is None or target == key:
+                raise AdapterError(f"adapter slot {slot}: no copy of {key} (adapter layout not supported)")
+            dst.requires_grad_(False)
+            dst.copy_(params[key])
+    return name
+
+
 def _seeded_lora_init(peft_model: Any, seed: int) -> None:
     """PEFT's default LoRA init (kaiming-uniform ``A``, zero ``B``), drawn from a CPU generator so it is the same
     for a seed on every device and independent of the global RNG."""
@@ -134,7 +176,8 @@ def describe_config(peft_model: Any) -> dict[str, Any]:
 def save_adapter(peft_model: Any, path: str) -> str:
     """Write the adapter in PEFT's ``save_pretrained`` layout (adapter_config.json + adapter_model.safetensors)."""
     os.makedirs(path, exist_ok=True)
-    peft_model.save_pretrained(path, safe_serialization=True)
+    # Only the training adapter: kept slots (keep_adapter) are working copies, not what the folder holds.
+    peft_model.save_pretrained(path, safe_serialization=True, selected_adapters=[ADAPTER])
     return os.path.abspath(path)
 
 
@@ -155,8 +198,8 @@ def load_adapter(peft_model: Any, path: str) -> None:
         result = set_peft_model_state_dict(peft_model, weights, adapter_name=ADAPTER)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise AdapterError(f"adapter {path!r}: could not be loaded: {e}") from e
-    adapter_keys = ("lora_", "modules_to_save")
-    missing = [k for k in result.missing_keys if any(a in k for a in adapter_keys)]
+    # The training adapter's tensors only: kept slots (keep_adapter) are not in the folder and need not be.
+    missing = [k for k in result.missing_keys if f".{ADAPTER}." in k]
     if missing or result.unexpected_keys:
         what = f"missing {missing[:3]}" if missing else f"unexpected {list(result.unexpected_keys)[:3]}"
         raise AdapterError(f"adapter {path!r} does not match the attached LoRA layout: {what}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from .backend import AdapterRef, Backend, BackendContext, GeneratedText, GenerateResult
 from .errors import AdapterError, BackendUnavailableError, DeviceError, PayloadError
-from .generate import GenerateConfig
+from .generate import GenerateConfig, row_limits
 from .tokens import encode_batch
 
 __all__ = ["VLLMBackend", "install_hint", "import_vllm", "lora_rank_limit", "to_generated"]
@@ -115,7 +115,8 @@ def _sampled_logprobs(completion: Any) -> list[float]:
 
 
 class VLLMBackend(Backend):
-    """vLLM's offline ``LLM`` with LoRA enabled; one adapter at a time (``max_loras=1``)."""
+    """vLLM's offline ``LLM`` with LoRA enabled; ``max_loras`` adapters per batch (default 1; raise it for mixed
+    batches of several tasks)."""
 
     name = "vllm"
     needs_adapter_folder = True
@@ -155,7 +156,8 @@ class VLLMBackend(Backend):
             seed=ctx.seed,
             enable_lora=True,
             max_lora_rank=rank,
-            max_loras=1,
+            # Adapters one batch may mix (several tasks per generation batch need more than 1).
+            max_loras=int(o.get("max_loras", 1)),
             gpu_memory_utilization=gpu_util,
             max_model_len=self._max_model_len,
             enforce_eager=bool(o.get("enforce_eager", False)),
@@ -165,9 +167,23 @@ class VLLMBackend(Backend):
             "max_lora_rank": rank,
             "gpu_memory_utilization": gpu_util,
             "max_model_len": self._max_model_len,
+            "max_loras": int(o.get("max_loras", 1)),
         }
 
-    def _params(self, cfg: GenerateConfig, index: int) -> Any:
+    def _encode(self, prompts: list[str]) -> list[list[int]]:
+        if self._llm is None:
+            raise RuntimeError("VLLMBackend.generate before load")
+        ids = encode_batch(self._tokenizer, prompts)  # the engine's tokenisation, not vLLM's (no BOS added)
+        for i, p in enumerate(ids):
+            if not p:
+                raise PayloadError(f"generate.prompts[{i}]", "tokenises to nothing: there is nothing to continue")
+            if len(p) >= self._max_model_len:
+                raise PayloadError(
+                    f"generate.prompts[{i}]", f"{len(p)} tokens, vLLM's max_model_len is {self._max_model_len}"
+                )
+        return ids
+
+    def _params(self, cfg: GenerateConfig, index: int, max_tokens: int) -> Any:
         sample = cfg.do_sample
         return self._vllm.SamplingParams(
             n=1,
@@ -175,7 +191,7 @@ class VLLMBackend(Backend):
             top_p=cfg.top_p if sample else 1.0,
             # One seed per request: identical prompts in one call must not draw identical samples.
             seed=(cfg.seed * _SEED_STRIDE + index) % 2**63 if sample else None,
-            max_tokens=cfg.max_new_tokens,
+            max_tokens=max_tokens,
             stop=list(cfg.stop) or None,
             stop_token_ids=[self._eos] if self._eos is not None else None,
             logprobs=1,  # the chosen token's log-prob is always among them
@@ -187,24 +203,41 @@ class VLLMBackend(Backend):
         if self._llm is None:
             raise RuntimeError("VLLMBackend.generate before load")
         start = time.perf_counter()
-        ids = encode_batch(self._tokenizer, prompts)  # the engine's tokenisation, not vLLM's (no BOS added)
-        for i, p in enumerate(ids):
-            if not p:
-                raise PayloadError(f"generate.prompts[{i}]", "tokenises to nothing: there is nothing to continue")
-            if len(p) >= self._max_model_len:
-                raise PayloadError(
-                    f"generate.prompts[{i}]", f"{len(p)} tokens, vLLM's max_model_len is {self._max_model_len}"
-                )
-        request = None
-        if adapter is not None:
-            if adapter.path is None:
-                raise AdapterError("backend 'vllm' needs the adapter saved to a folder (AdapterRef.path)")
-            from vllm.lora.request import LoRARequest
+        ids = self._encode(prompts)
+        request = self._request(adapter) if adapter is not None else None
+        return self._run(ids, cfg, request, start)
 
-            request = LoRARequest(lora_name=adapter.name, lora_int_id=adapter.id, lora_path=adapter.path)
+    def generate_mixed(self, prompts: list[str], cfg: GenerateConfig, adapters: list[AdapterRef]) -> GenerateResult:
+        if len(adapters) != len(prompts):
+            raise PayloadError("generate.adapters", f"{len(adapters)} adapters for {len(prompts)} prompts")
+        start = time.perf_counter()
+        ids = self._encode(prompts)
+        # One LoRARequest per prompt: vLLM batches requests of up to max_loras adapters together.
+        return self._run(ids, cfg, [self._request(a) for a in adapters], start)
+
+    def keep(self, live: AdapterRef, slot: int) -> AdapterRef:
+        import shutil
+
+        if live.path is None:
+            raise AdapterError("backend 'vllm' needs the adapter saved to a folder (AdapterRef.path)")
+        path = os.path.join(os.path.dirname(live.path), f"kept-{slot}-v{live.id}")
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(live.path, path)
+        # A new id per kept version, apart from the live versions' ids (vLLM caches adapters by id).
+        kept_id = (slot + 1) * 1_000_000_000 + live.id
+        return AdapterRef(name=f"arc-ttft-kept-{slot}-v{live.id}", id=kept_id, path=path, slot=slot)
+
+    def _request(self, adapter: AdapterRef) -> Any:
+        if adapter.path is None:
+            raise AdapterError("backend 'vllm' needs the adapter saved to a folder (AdapterRef.path)")
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(lora_name=adapter.name, lora_int_id=adapter.id, lora_path=adapter.path)
+
+    def _run(self, ids: list[list[int]], cfg: GenerateConfig, request: Any, start: float) -> GenerateResult:
         results = self._llm.generate(
             [{"prompt_token_ids": p} for p in ids],
-            [self._params(cfg, i) for i in range(len(ids))],
+            [self._params(cfg, i, m) for i, m in enumerate(row_limits(cfg, len(ids)))],
             use_tqdm=False,
             lora_request=request,
         )

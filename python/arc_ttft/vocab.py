@@ -389,7 +389,9 @@ def save_adapter(peft_model: Any, path: str, reduction: Reduction | None, tokeni
         # PEFT's "auto" sees the vocabulary differ from the base's config.json and would store the base embedding
         # and output layer too (under names its own loading then rejects): the note says how to rebuild them.
         os.makedirs(path, exist_ok=True)
-        peft_model.save_pretrained(path, safe_serialization=True, save_embedding_layers=False)
+        peft_model.save_pretrained(
+            path, safe_serialization=True, save_embedding_layers=False, selected_adapters=["default"]
+        )
         out = os.path.abspath(path)
     write_note(out, reduction, tokenizer)
     return out

@@ -246,6 +246,26 @@ def test_a_batch_gives_what_each_prompt_gives_alone(backend: Backend, refs: dict
     assert [o.mean_logprob for o in batched] == pytest.approx([o.mean_logprob for o in single], abs=_tol(backend))
 
 
+def test_a_mixed_batch_gives_each_adapter_its_own_outputs(backend: Backend, refs: dict[str, AdapterRef]) -> None:
+    """Several tasks in one batch: a kept copy of adapter A and the live adapter B, rows interleaved."""
+    prompts = _prompts()
+
+    def live(name: str) -> AdapterRef:  # the engine's current adapter as the backend takes it
+        return refs[name] if backend.needs_adapter_folder else AdapterRef(name=f"live-{name}", id=refs[name].id)
+
+    a = backend.generate(prompts, _greedy(), refs["A"]).outputs
+    kept = backend.keep(live("A"), 2)
+    assert kept.slot == 2
+    b = backend.generate(prompts, _greedy(), refs["B"]).outputs
+    assert _texts(a) != _texts(b)
+    mixed = backend.generate_mixed([p for p in prompts for _ in (0, 1)], _greedy(), [kept, live("B")] * len(prompts))
+    want = tuple(o for pair in zip(a, b, strict=True) for o in pair)
+    assert _texts(mixed.outputs) == _texts(want)
+    assert [o.n_tokens for o in mixed.outputs] == [o.n_tokens for o in want]
+    assert [o.mean_logprob for o in mixed.outputs] == pytest.approx([o.mean_logprob for o in want], abs=_tol(backend))
+    assert mixed.tokens == sum(o.n_tokens for o in want)
+
+
 def test_sampling_is_seeded(backend: Backend, refs: dict[str, AdapterRef]) -> None:
     prompts = ["I\n1\nO\n", "I\n1\nO\n", "I\n22\nO\n"]  # the same prompt twice must not draw the same sample
     cfg = {"max_new_tokens": 16, "do_sample": True, "temperature": 1.5}

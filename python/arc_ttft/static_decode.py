@@ -1,0 +1,236 @@
+"""Decoding over a preallocated (static) KV cache with fixed-shape steps, optionally ``torch.compile``'d.
+
+The dynamic loop in :mod:`.generate` grows its KV cache every step and drops finished rows, so every step has a new
+shape: nothing can be captured once and replayed. Here one step always has the same shapes (the batch padded to a
+bucket, one token per row, a cache of a bucketed length), so it compiles once per bucket and, on CUDA with
+``mode="reduce-overhead"``, replays as a CUDA graph: no per-step Python or kernel-launch cost.
+
+What stays the same as :func:`.generate._chunk` (and is tested against it): left padding, positions that count real
+tokens only, greedy or sampled picks (the sampler sees exactly the rows ``_chunk`` would, in the same order, so a seeded
+generator draws the same tokens), the log-probability of each chosen token, EOS and stop strings, and the output
+dicts. What differs: finished rows and the padding rows of the batch bucket keep stepping (their outputs are dropped),
+and the cache holds ``bucket_length`` slots whatever the prompt; masked slots contribute exactly nothing.
+
+Buckets and memory. The batch is padded to :func:`batch_bucket` (a power of two up to 64, then a multiple of 64) and
+the cache to :func:`length_bucket` (prompt + ``max_new_tokens`` rounded up to a multiple of :data:`LENGTH_STEP`). Each
+model keeps at most :data:`MAX_ENTRIES` caches (least recently used first out), each with its compiled step. One cache
+holds ``2 × layers × batch × kv_heads × length × head_dim`` values of the model's dtype: for Qwen2-0.5B in bfloat16
+(24 layers, 2 KV heads of 64) that is 12 KiB per slot, so batch 16 × 2,048 slots is 384 MiB, and the bound 4 caches
+1.5 GiB. On CUDA the captured graphs hold their own activation memory on top (about one decode step's worth each;
+not measured yet: no GPU was lent to the session that wrote this). :func:`release` drops a model's caches and
+compiled steps at once (e.g. before the model is unloaded); otherwise they go when the model is garbage-collected.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import PayloadError
+from .generate import GenerateConfig, Rows, _pick
+from .model import supports_logits_to_keep
+
+FIELD = "generate.static_cache"
+"""The payload field the errors of this module name (the option that asks for this decoding path)."""
+LENGTH_STEP = 256
+"""Cache lengths are rounded up to a multiple of this, so prompts of similar length share one compiled step."""
+MAX_ENTRIES = 4
+"""Caches (and compiled steps) kept per model; the least recently used one is dropped beyond this."""
+_ATTR = "_arc_ttft_static_decode"  # the per-model store, an attribute so that it dies with the model
+
+
+def batch_bucket(n: int) -> int:
+    """The batch size ``n`` rows are padded to: the next power of two up to 64, then the next multiple of 64."""
+    if n < 1:
+        raise ValueError(f"batch of {n} rows")
+    return 1 << (n - 1).bit_length() if n <= 64 else -(-n // 64) * 64
+
+
+def length_bucket(prompt_len: int, max_new_tokens: int) -> int:
+    """Cache slots for a prompt of ``prompt_len`` tokens and ``max_new_tokens`` new ones, rounded up to the bucket."""
+    need = prompt_len + max_new_tokens
+    return -(-need // LENGTH_STEP) * LENGTH_STEP
+
+
+@dataclass
+class _Entry:
+    """One bucket's cache and the fixed-address inputs of its decoding step."""
+
+    cache: Any  # transformers.StaticCache
+    ids: torch.Tensor  # (batch, 1) the token each row feeds next
+    pos: torch.Tensor  # (batch, 1) its position
+    mask: torch.Tensor  # (batch, length) 1 on real prompt tokens and on every generated slot
+    eager: Callable[[], torch.Tensor]
+    compiled: Callable[[], torch.Tensor] | None = None
+
+
+def _base(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why ``model`` cannot decode over a static cache (``None`` when it can)."""
+    from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer
+
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and getattr(peft_config, "is_prompt_learning", False):
+        return "prompt-learning adapters (prefix/prompt tuning) add cache entries of their own"
+    config = _base(model).config
+    attn = getattr(config, "_attn_implementation", None)
+    if attn not in ("sdpa", "eager"):
+        # flash-attention kernels take no 2D padding mask over a preallocated cache; flex needs its own mask path
+        return f"attention implementation {attn!r} (only 'sdpa' and 'eager' are supported)"
+    try:
+        probe = StaticCache(config=config, max_cache_len=LENGTH_STEP)
+    except Exception as e:  # noqa: BLE001 - any failure means the architecture has no static cache
+        return f"no static KV cache for model type {config.model_type!r}: {e}"
+    kinds = {type(layer).__name__ for layer in probe.layers}
+    if kinds != {StaticLayer.__name__}:
+        # sliding-window, linear-attention or indexed layers keep state that is not a plain slot per token
+        return f"model type {config.model_type!r} has cache layers {sorted(kinds)} (only full attention is supported)"
+    return None
+
+
+def _store(model: Any) -> OrderedDict[tuple, _Entry]:
+    store = model.__dict__.get(_ATTR)
+    if store is None:
+        store = OrderedDict()
+        object.__setattr__(model, _ATTR, store)  # a plain attribute: not a submodule, parameter or buffer
+    return store
+
+
+def release(model: Any) -> int:
+    """Drop every cache and compiled step kept for ``model``; returns how many buckets were dropped."""
+    store = model.__dict__.pop(_ATTR, None)
+    return 0 if store is None else len(store)
+
+
+def cached_buckets(model: Any) -> list[tuple[int, int, torch.dtype, torch.device]]:
+    """The ``(batch, length, dtype, device)`` buckets kept for ``model``, least recently used first."""
+    return list(model.__dict__.get(_ATTR, {}))
+
+
+def _copy_function(fn: Callable) -> Callable:
+    """``fn`` with a code object of its own. Dynamo keeps compiled graphs and its recompile budget (8) per code
+    object: one per bucket keeps buckets from evicting each other, and the graphs die with the bucket."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _entry(model: Any, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> _Entry:
+    from transformers import StaticCache
+
+    store = _store(model)
+    key = (batch, length, dtype, device)
+    entry = store.get(key)
+    if entry is not None:
+        store.move_to_end(key)
+        entry.cache.reset()  # zeroes the slots and the length in place: the addresses the graphs saw stay valid
+        return entry
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise PayloadError(FIELD, f"static-cache decoding does not support this model: {reason}")
+    while len(store) >= MAX_ENTRIES:
+        store.popitem(last=False)
+    cache = StaticCache(config=_base(model).config, max_cache_len=length)
+    ids = torch.zeros((batch, 1), dtype=torch.long, device=device)
+    pos = torch.zeros((batch, 1), dtype=torch.long, device=device)
+    mask = torch.zeros((batch, length), dtype=torch.long, device=device)
+
+    def step() -> torch.Tensor:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        return out.logits[:, -1, :]
+
+    entry = _Entry(cache=cache, ids=ids, pos=pos, mask=mask, eager=step)
+    store[key] = entry
+    return entry
+
+
+def _compiled(entry: _Entry, device: torch.device) -> Callable[[], torch.Tensor]:
+    if entry.compiled is None:
+        for t in (entry.ids, entry.pos, entry.mask):
+            torch._dynamo.mark_static_address(t)  # written in place between steps: no copy into graph inputs
+        mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs; CPU has no launch cost to hide
+        entry.compiled = torch.compile(_copy_function(entry.eager), mode=mode, dynamic=False, fullgraph=False)
+    return entry.compiled
+
+
+def decode_static(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[list[int]],
+    cfg: GenerateConfig,
+    gen: Any,
+    *,
+    compile: bool,
+    limits: list[int] | None = None,
+) -> list[dict]:
+    """Complete ``prompt_ids`` like :func:`.generate._chunk` (same outputs, same keys, same order), decoding with
+    fixed-shape steps over a bucketed static KV cache; ``compile`` compiles the step (CUDA graphs on CUDA).
+
+    Call it as ``_chunk`` is called: model in eval mode, under ``torch.inference_mode()`` (entered here too). Raises
+    :class:`PayloadError` (field :data:`FIELD`) for a model whose cache or attention this path does not support.
+    """
+    if not prompt_ids or any(not p for p in prompt_ids):
+        raise ValueError("decode_static needs at least one prompt, and no empty prompt")
+    device = next(model.parameters()).device
+    dtype = _base(model).dtype  # the base weights' (PEFT may keep adapter weights in float32)
+    pad = tokenizer.pad_token_id
+    n, prompt_len = len(prompt_ids), max(len(p) for p in prompt_ids)
+    batch, length = batch_bucket(n), length_bucket(prompt_len, cfg.max_new_tokens)
+    with torch.inference_mode():
+        entry = _entry(model, batch, length, dtype, device)
+        step = _compiled(entry, device) if compile else entry.eager
+
+        # Prefill (eager: its length varies). A padding row is one pad token at the last prompt slot: it attends to
+        # itself only, so nothing in it is undefined, and nothing reads it.
+        input_ids = torch.full((batch, prompt_len), pad, dtype=torch.long)
+        mask = torch.zeros((batch, length), dtype=torch.long)
+        mask[n:, prompt_len - 1] = 1
+        for row, ids in enumerate(prompt_ids):
+            input_ids[row, prompt_len - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, prompt_len - len(ids) : prompt_len] = 1
+        # Every slot after the prompt is open from the start: the causal mask (query slot vs key slot) hides the
+        # ones not yet written, so the mask never changes during decoding.
+        mask[:, prompt_len:] = 1
+        # Positions count real tokens only, as in _chunk, so a left-padded row sees the positions it has alone.
+        position_ids = (mask[:, :prompt_len].cumsum(-1) - 1).clamp(min=0)
+        entry.mask.copy_(mask)
+        entry.pos.copy_(position_ids[:, -1:])
+        extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
+        out = model(
+            input_ids=input_ids.to(device),
+            attention_mask=entry.mask,
+            position_ids=position_ids.to(device),
+            past_key_values=entry.cache,
+            use_cache=True,
+            **extra,
+        )
+        logits = out.logits[:, -1, :]
+        del out
+
+        done = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
+        active = list(range(n))  # real rows still decoding, in batch order: the rows _chunk would sample from
+        rows = torch.arange(n, device=device)
+        for _ in range(max(done.limits)):
+            sel = logits.index_select(0, rows).float()  # a copy: a CUDA-graph output is overwritten by the next step
+            chosen = _pick(sel, cfg, gen)
+            chosen_lp = torch.log_softmax(sel, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+            keep = done.record(active, chosen.tolist(), chosen_lp.tolist())
+            if not keep:
+                break
+            # Finished rows keep stepping on their last token (fixed shape); their outputs are never read.
+            entry.ids.index_copy_(0, rows, chosen[:, None])
+            entry.pos.add_(1)
+            if len(keep) < len(active):
+                active = [active[j] for j in keep]
+                rows = torch.tensor(active, dtype=torch.long, device=device)
+            if compile and device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
+            logits = step()
+        return done.results()
