@@ -15,8 +15,10 @@ import {
   FileError,
   type Grid,
   makeTinyModel,
+  type RunEvent,
   type RunOptions,
   runSingleTaskTTFT,
+  type TaskRecord,
 } from '../src/index.js';
 import { constantTasks, ROOT, readJournal, stableRecord } from './helpers.js';
 
@@ -25,6 +27,24 @@ const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
 
 let dir: string;
 let model: string;
+
+/** A record without timings, its log-probs rounded: a batch of other shapes changes float rounding only. */
+function roundedRecord(r: TaskRecord): unknown {
+  const x = stableRecord(r) as TaskRecord;
+  return {
+    ...x,
+    predict: x.predict && {
+      ...x.predict,
+      tests: x.predict.tests.map((t) => ({
+        ...t,
+        candidates: t.candidates.map((c) => ({
+          ...c,
+          meanLogProb: c.meanLogProb === null ? null : c.meanLogProb.toFixed(3),
+        })),
+      })),
+    },
+  };
+}
 
 function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
   return {
@@ -191,6 +211,66 @@ describe('runSingleTaskTTFT', () => {
       await engine.close();
     }
   }, 180_000);
+
+  it('predicts groups of tasks in one batch each (tasksPerBatch) with the results of one task at a time', async () => {
+    const events: RunEvent[] = [];
+    const r = await runSingleTaskTTFT(
+      join(dir, 'const.json'),
+      options(join(dir, 'grouped'), {
+        tasksPerBatch: 3,
+        predict: { ...options('').predict, decode: 'static' },
+      }),
+      { onEvent: (e) => events.push(e) },
+    );
+    // Groups [const0, const1, const2] and [const3]: three trainings, then one prediction for the three.
+    const order = events
+      .filter((e) => e.type === 'task_started' || e.type === 'task_finished')
+      .map((e) => (e.type === 'task_started' ? `+${e.taskId}` : `-${e.record.taskId}`));
+    expect(order).toEqual([
+      '+const0',
+      '+const1',
+      '+const2',
+      '-const0',
+      '-const1',
+      '-const2',
+      '+const3',
+      '-const3',
+    ]);
+    expect(r.records.map(roundedRecord)).toEqual(reference.records.map(roundedRecord));
+    expect(r.submission).toEqual(reference.submission);
+  }, 180_000);
+
+  it('in a group, a crash loses the task in flight; the trained tasks of the group run again', async () => {
+    const engine = await createEngine(options('').engine);
+    try {
+      let killed = false;
+      const retried: string[] = [];
+      const r = await runSingleTaskTTFT(
+        join(dir, 'const.json'),
+        options(join(dir, 'group-crash'), { tasksPerBatch: 4 }),
+        {
+          engine,
+          onEvent: (e) => {
+            if (e.type === 'task_retried') retried.push(`${e.taskId}:${e.worker ?? 'local'}:${e.retry}`);
+            if (e.type === 'train_step' && e.taskId === 'const2' && !killed) {
+              killed = true;
+              process.kill(engine.pythonPid!, 'SIGKILL');
+            }
+          },
+        },
+      );
+      expect(retried).toEqual(['const1:local:1', 'const0:local:1']);
+      expect(r.records.map((x) => x.status)).toEqual(['done', 'done', 'failed', 'done']);
+      expect(r.records[2]!.error?.type).toBe('BridgeError(crashed)');
+      const same = (x: TaskRecord) => x.taskId !== 'const2';
+      expect(r.records.filter(same).map(roundedRecord)).toEqual(
+        reference.records.filter(same).map(roundedRecord),
+      );
+      expect(engine.startCount).toBe(2);
+    } finally {
+      await engine.close();
+    }
+  }, 240_000);
 
   it('shares a time budget over the tasks, lowering steps so the run finishes in time', async () => {
     const budgetMs = 16_000;

@@ -81,12 +81,20 @@ export class RunProgress {
         this.#steps = event.steps;
         this.#loss = event.loss;
         break;
-      case 'task_retried':
-        this.#running.delete(event.worker);
-        this.#print(
-          `${event.taskId}: worker ${event.worker} lost (${event.error.message.split('\n')[0]?.slice(0, 120)}); handed out again (retry ${event.retry})`,
-        );
+      case 'task_retried': {
+        const why = event.error.message.split('\n')[0]?.slice(0, 120);
+        if (event.worker !== undefined) {
+          this.#running.delete(event.worker);
+          this.#print(
+            `${event.taskId}: worker ${event.worker} lost (${why}); handed out again (retry ${event.retry})`,
+          );
+        } else {
+          this.#print(
+            `${event.taskId}: its kept adapter was lost (${why}); queued again (retry ${event.retry})`,
+          );
+        }
         break;
+      }
       case 'task_finished': {
         for (const [worker, taskId] of this.#running)
           if (taskId === event.record.taskId) this.#running.delete(worker);

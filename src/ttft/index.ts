@@ -1,8 +1,23 @@
 /**
- * Single-task test-time fine-tuning: the engine, fine-tuning one task, predicting one task.
+ * Single-task test-time fine-tuning: the engine, fine-tuning one task, predicting one task (or
+ * several in one batch), the run.
  *
  * @module
  */
+export {
+  AdapterSlotSchema,
+  type KeepAdapterOptions,
+  KeepAdapterOptionsSchema,
+  type KeepAdapterResult,
+  keepAdapter,
+  MAX_ADAPTER_SLOTS,
+  type PredictTasksItem,
+  PredictTasksItemSchema,
+  type PredictTasksOptions,
+  PredictTasksOptionsSchema,
+  type PredictTasksResult,
+  predictTasks,
+} from './batch.js';
 export {
   createEngine,
   Engine,

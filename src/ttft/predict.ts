@@ -12,7 +12,7 @@ import {
   TransformSchema,
 } from '../augment.js';
 import { parseOptions, validateTask } from '../data/validate.js';
-import { getEncoding } from '../format/encodings.js';
+import { type GridFormatName, getEncoding } from '../format/encodings.js';
 import { parseGrid } from '../format/parse.js';
 import { answerTextFor, buildInferencePrompt } from '../format/prompt.js';
 import { filledGrid } from '../grid.js';
@@ -58,6 +58,14 @@ export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
    * @default 1
    */
   topP: z.number().gt(0).max(1).default(1),
+  /**
+   * Decoding loop: `dynamic` (the KV cache grows, finished rows leave the batch), `static` (fixed-shape
+   * steps over a bucketed static KV cache, the same outputs) or `compiled` (`static` with the step
+   * compiled by torch.compile: CUDA graphs on a GPU; compiling takes seconds per new shape bucket). A
+   * batch of several tasks' adapters always decodes `dynamic`.
+   * @default 'dynamic'
+   */
+  decode: z.enum(['dynamic', 'static', 'compiled']).default('dynamic'),
   /** Sequences per generation batch; default: all views of the task in one batch. */
   batchSize: z.number().int().positive().optional(),
   /** Train pairs to show (e.g. `FineTuneResult.keptTrain`); default: fitted again, the same way. */
@@ -120,38 +128,49 @@ export interface PredictResult {
   readonly seconds: number;
 }
 
-interface GenerateResult {
-  outputs: { text: string; n_tokens: number; mean_logprob: number | null; finish_reason: string }[];
+/** One output of the engine's `generate` method. */
+interface GeneratedOutput {
+  text: string;
+  n_tokens: number;
+  mean_logprob: number | null;
+  finish_reason: string;
+}
+
+/** What the engine's `generate` method returns. @internal */
+export interface GenerateResult {
+  outputs: GeneratedOutput[];
   tokens: number;
   seconds: number;
 }
 
 /**
- * Predicts every test output of `task` with the engine's current adapter (call {@link fineTuneTask}
- * first for single-task TTFT, or not, for the base model): each test input is shown under
- * `augmentations` invertible views, all views of all test inputs are generated in one batch, each
- * parsed grid is mapped back, and the grids are voted to two attempts (frequency, then mean
- * log-prob). Never throws on model output: unparsable texts are counted in `failures`.
- *
- * @throws {@link TaskTooLongError} when the task does not fit even with one train pair.
+ * A task's prompts ready to generate: the views, their prompt texts, the token limit of its answers.
+ * @internal
  */
-export async function predictTask(
+export interface PreparedPrediction {
+  readonly taskId: string;
+  readonly kept: number[];
+  readonly views: readonly (readonly InferenceInput[])[];
+  readonly prompts: readonly string[];
+  readonly maxNewTokens: number;
+  readonly terminator: string;
+  readonly format: GridFormatName;
+  readonly minVotes: number;
+}
+
+/**
+ * Builds the task's views and prompts and the longest answer a view can need (no generation).
+ * @internal
+ */
+export async function preparePrediction(
   engine: TaskEngine,
   task: Task,
-  options?: PredictOptions,
-): Promise<PredictResult> {
-  const started = performance.now();
-  const o = parseOptions(PredictOptionsSchema, options, 'predictTask');
+  o: z.output<typeof PredictOptionsSchema>,
+): Promise<PreparedPrediction> {
   validateTask(task, { taskId: o.taskId });
   const callOptions = callOptionsOf(o);
-
-  let kept: number[];
   const format = o.format ?? engine.format;
-  if (o.keptTrain !== undefined) {
-    kept = o.keptTrain;
-  } else {
-    kept = (await fitTaskForEngine(engine, task, o)).kept;
-  }
+  const kept = o.keptTrain ?? (await fitTaskForEngine(engine, task, o)).kept;
 
   // Views: the same augmentations for every test input of the task, seeded per task.
   const augs = sampleAugmentations(deriveSeed(o.seed, o.taskId, 'predict'), o.augmentations, {
@@ -183,32 +202,36 @@ export async function predictTask(
     [answerTextFor(filledGrid(side, side), { format, style: o.style })],
     callOptions,
   );
-  const maxNewTokens = (answerTokens ?? 0) + 1;
+  return {
+    taskId: o.taskId,
+    kept,
+    views,
+    prompts,
+    maxNewTokens: (answerTokens ?? 0) + 1,
+    terminator: getEncoding(format).terminator,
+    format,
+    minVotes: o.minVotes,
+  };
+}
 
-  const terminator = getEncoding(format).terminator;
-  const g = await engine.call<GenerateResult>(
-    'generate',
-    {
-      prompts,
-      max_new_tokens: maxNewTokens,
-      do_sample: o.doSample,
-      temperature: o.temperature,
-      top_p: o.topP,
-      seed: o.seed,
-      batch_size: o.batchSize ?? null,
-      stop: [terminator],
-    },
-    callOptions,
-  );
-
+/**
+ * Parses the generated texts of a prepared task (in prompt order), undoes the views' augmentations
+ * and votes each test input to two attempts.
+ * @internal
+ */
+export function finishPrediction(
+  prep: PreparedPrediction,
+  outputs: readonly (GeneratedOutput | undefined)[],
+): TestPrediction[] {
+  const { format, terminator } = prep;
   const tests: TestPrediction[] = [];
   let k = 0;
-  for (const [testIndex, testViews] of views.entries()) {
+  for (const [testIndex, testViews] of prep.views.entries()) {
     const predictions: (Grid | null)[] = [];
     const failures: GenerationFailure[] = [];
     const candidates: { grid: Grid; logProb?: number }[] = [];
     for (const [viewIndex, view] of testViews.entries()) {
-      const out = g.outputs[k++];
+      const out = outputs[k++];
       // Python strips the stop string; put the terminator back so the parser sees a complete grid.
       const text = out === undefined ? '' : out.finish_reason === 'stop' ? out.text + terminator : out.text;
       const parsed = parseGrid(text, format);
@@ -225,7 +248,7 @@ export async function predictTask(
           : { grid },
       );
     }
-    const vote = voteAttempts(candidates, { minVotes: o.minVotes });
+    const vote = voteAttempts(candidates, { minVotes: prep.minVotes });
     tests.push({
       testIndex,
       attempt1: vote.attempt1,
@@ -236,11 +259,61 @@ export async function predictTask(
       status: vote.attempt1 === null ? 'no_valid_output' : 'ok',
     });
   }
+  return tests;
+}
+
+/**
+ * The `generate` payload fields every prediction call shares (decoding settings).
+ * @internal
+ */
+export function decodingPayload(
+  o: Pick<
+    z.output<typeof PredictOptionsSchema>,
+    'doSample' | 'temperature' | 'topP' | 'seed' | 'batchSize' | 'decode'
+  >,
+): Record<string, unknown> {
+  return {
+    ...(o.decode !== 'dynamic' ? { static_cache: true, compile: o.decode === 'compiled' } : {}),
+    do_sample: o.doSample,
+    temperature: o.temperature,
+    top_p: o.topP,
+    seed: o.seed,
+    batch_size: o.batchSize ?? null,
+  };
+}
+
+/**
+ * Predicts every test output of `task` with the engine's current adapter (call {@link fineTuneTask}
+ * first for single-task TTFT, or not, for the base model): each test input is shown under
+ * `augmentations` invertible views, all views of all test inputs are generated in one batch, each
+ * parsed grid is mapped back, and the grids are voted to two attempts (frequency, then mean
+ * log-prob). Never throws on model output: unparsable texts are counted in `failures`.
+ *
+ * @throws {@link TaskTooLongError} when the task does not fit even with one train pair.
+ */
+export async function predictTask(
+  engine: TaskEngine,
+  task: Task,
+  options?: PredictOptions,
+): Promise<PredictResult> {
+  const started = performance.now();
+  const o = parseOptions(PredictOptionsSchema, options, 'predictTask');
+  const prep = await preparePrediction(engine, task, o);
+  const g = await engine.call<GenerateResult>(
+    'generate',
+    {
+      ...decodingPayload(o),
+      prompts: prep.prompts,
+      max_new_tokens: prep.maxNewTokens,
+      stop: [prep.terminator],
+    },
+    callOptionsOf(o),
+  );
   return {
     taskId: o.taskId,
-    tests,
-    keptTrain: kept,
-    sequences: prompts.length,
+    tests: finishPrediction(prep, g.outputs),
+    keptTrain: prep.kept,
+    sequences: prep.prompts.length,
     generatedTokens: g.tokens,
     generateSeconds: g.seconds,
     seconds: (performance.now() - started) / 1000,

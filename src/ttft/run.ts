@@ -36,9 +36,10 @@ import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { writeReport } from '../report/html.js';
 import { hashString } from '../rng.js';
 import { buildTrainingSamples } from '../samples.js';
-import type { Attempts, Grid, Solutions, Submission, TaskSet } from '../schemas.js';
+import type { Attempts, Grid, Solutions, Submission, Task, TaskSet } from '../schemas.js';
 import { type ScoreReport, scorePredictions } from '../score.js';
 import { VERSION } from '../version.js';
+import { keepAdapter, MAX_ADAPTER_SLOTS, predictTasks } from './batch.js';
 import {
   createEngine,
   type Engine,
@@ -49,7 +50,7 @@ import {
 } from './engine.js';
 import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
 import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
-import { PredictOptionsSchema, predictTask } from './predict.js';
+import { PredictOptionsSchema, type PredictResult, predictTask } from './predict.js';
 import {
   type ErrorRecord,
   type RunMode,
@@ -86,6 +87,7 @@ export const RunPredictOptionsSchema = PredictOptionsSchema.pick({
   temperature: true,
   topP: true,
   batchSize: true,
+  decode: true,
   minVotes: true,
 });
 
@@ -166,6 +168,15 @@ export const RunOptionsSchema = z.strictObject({
    */
   saveAdapters: z.boolean().default(false),
   /**
+   * Tasks predicted together in one generation batch (`single-task` mode: each is trained and its
+   * adapter kept in a slot, then the group's views are decoded together, each row with its task's
+   * adapter). More rows per batch fill a GPU better; results are the same up to float rounding. A
+   * crash or time-out loses the group in flight (its trained tasks go back in the queue once), and
+   * the group's generation has the longest time left of its tasks.
+   * @default 1
+   */
+  tasksPerBatch: z.number().int().min(1).max(MAX_ADAPTER_SLOTS).default(1),
+  /**
    * Run the tasks on Ray workers instead of one local engine (see {@link createRayPool}; ignored when a
    * pool is passed in the context): longest tasks first, each to the next free worker, a task whose
    * worker dies handed out again. Same journal, resume, events, budget and submission. Modes
@@ -243,12 +254,15 @@ export type RunEvent =
       readonly total: number;
     }
   | {
-      /** Runs on a pool: a task's worker died mid-task; the task goes back in the queue for the next free worker. */
+      /**
+       * A task goes back in the queue: on a pool its worker died mid-task; with `tasksPerBatch` > 1 Python
+       * restarted after the task was trained and its kept adapter was lost.
+       */
       readonly type: 'task_retried';
       /** The task's id. */
       readonly taskId: string;
-      /** The worker that was lost. */
-      readonly worker: number;
+      /** The worker that was lost; absent on a local engine (a restart lost the adapter kept for a task of a `tasksPerBatch` group). */
+      readonly worker?: number;
       /** Times this task has been handed out again so far (1 for the first retry). */
       readonly retry: number;
       /** Why the worker was lost. */
@@ -333,7 +347,8 @@ function fingerprint(o: Resolved, model: string): string {
       maxSeqLen: o.maxSeqLen ?? e.maxSeqLen,
       seed: o.seed,
       train: o.train,
-      predict: o.predict,
+      // The decoding loop changes only float rounding: a resume may switch it (as it may tasksPerBatch).
+      predict: { ...o.predict, decode: undefined },
       wholeSetSteps: o.wholeSetSteps ?? null,
       fallback: o.fallback,
     }),
@@ -757,8 +772,242 @@ export async function runSingleTaskTTFT(
         return { attempt_1: g, attempt_2: fallbackGrid(o.fallback, t.input) };
       });
 
+    /** One task of a lane's group, from its start to its record. */
+    interface Slot {
+      readonly id: string;
+      readonly task: Task;
+      readonly started: number;
+      readonly plan: ReturnType<Scheduler['plan']>;
+      readonly deadline: number;
+      status: TaskStatus;
+      error: ErrorRecord | undefined;
+      train: TaskRecord['train'];
+      predict: TaskRecord['predict'];
+      keptTrain: number[];
+      droppedTrain: number[];
+      byTest: (Attempts | null)[];
+      /** Kept-adapter slot holding its trained adapter (groups of several tasks in `single-task` mode). */
+      adapter: number | undefined;
+    }
+    const timeLeftOf = (deadline: number) => Math.max(1, Math.round(deadline - performance.now()));
+    const record = async (t: Slot) => {
+      const fallback: number[] = [];
+      const attempts = fallbackAttempts(t.id, t.byTest, fallback);
+      await finish({
+        type: 'task',
+        taskId: t.id,
+        status: t.status,
+        attempts,
+        fallback,
+        keptTrain: t.keptTrain,
+        droppedTrain: t.droppedTrain,
+        train: t.train,
+        predict: t.predict,
+        settings: { steps: t.train?.steps ?? 0, augmentations: t.plan.augmentations },
+        error: t.error,
+        seconds: (performance.now() - t.started) / 1000,
+        finishedAt: new Date().toISOString(),
+      });
+    };
+    // What an error means for the task it hit: `abort` (the run stops), `retry` (back in the queue), or recorded.
+    const classify = (
+      t: Slot,
+      caught: unknown,
+      worker: number | undefined,
+    ): 'abort' | 'retry' | 'recorded' => {
+      if (context.signal?.aborted) return 'abort';
+      const poolEngine = worker !== undefined ? pool?.engines[worker] : undefined;
+      // A pool worker died mid-task (not a timeout: that task is recorded as timed out): hand it out again.
+      if (
+        worker !== undefined &&
+        poolEngine?.lost === true &&
+        caught instanceof BridgeError &&
+        caught.reason === 'crashed'
+      ) {
+        if (requeue(t.id, worker, caught)) return 'retry';
+      }
+      if (caught instanceof TaskTooLongError) t.status = 'too_long';
+      else if (caught instanceof TimeoutError) t.status = 'timed_out';
+      else if (caught instanceof ArcTtftError) t.status = 'failed';
+      else throw caught;
+      t.error = errorRecord(caught);
+      // Python restarted (crash or timeout): the whole-set adapter must be loaded again.
+      if (caught instanceof BridgeError || caught instanceof TimeoutError) needAdapterReload = true;
+      return 'recorded';
+    };
+    // Puts a task back at the front of the queue, at most `maxTaskRetries` times (1 without a pool).
+    const requeue = (id: string, worker: number | undefined, cause: unknown): boolean => {
+      const retry = (retries.get(id) ?? 0) + 1;
+      if (retry > (pool?.options.maxTaskRetries ?? 1)) return false;
+      retries.set(id, retry);
+      queue.unshift(id);
+      emit({
+        type: 'task_retried',
+        taskId: id,
+        ...(worker !== undefined ? { worker } : {}),
+        retry,
+        error: errorRecord(cause),
+      });
+      return true;
+    };
+    // Python restarted (a crash, or a call that timed out); a spent time budget (timeoutMs 0) restarts nothing.
+    const restarts = (caught: unknown) =>
+      caught instanceof BridgeError || (caught instanceof TimeoutError && caught.timeoutMs > 0);
+
+    /** Starts a task: its plan, deadline and `task_started` event. */
+    const begin = (id: string, worker: number | undefined): Slot => {
+      const index = handedOut++;
+      const remaining = queue.length + 1;
+      const task = taskSet[id]!;
+      // Workers run side by side: the remaining time is shared over the remaining rounds.
+      const plan = scheduler.plan(Math.ceil(remaining / lanes.length), task.test.length, {
+        steps: o.mode === 'single-task' ? o.train.steps : 0,
+        augmentations: o.predict.augmentations,
+      });
+      emit({
+        type: 'task_started',
+        taskId: id,
+        index,
+        remaining,
+        ...(worker !== undefined ? { worker } : {}),
+        settings: { steps: plan.steps, augmentations: plan.augmentations },
+      });
+      const started = performance.now();
+      return {
+        id,
+        task,
+        started,
+        plan,
+        deadline: started + Math.min(o.taskTimeoutMs, plan.timeMs),
+        status: 'done',
+        error: undefined,
+        train: undefined,
+        predict: undefined,
+        keptTrain: [],
+        droppedTrain: [],
+        byTest: task.test.map(() => null),
+        adapter: undefined,
+      };
+    };
+
+    /** Gets a task ready to predict: trains its adapter (kept in `slot` when given), or fits it. */
+    const prepare = async (engine: TaskEngine, t: Slot, slot: number | undefined): Promise<void> => {
+      const timeLeft = () => timeLeftOf(t.deadline);
+      if (t.plan.timeMs <= 0) {
+        throw new TimeoutError({
+          operation: `task ${t.id}`,
+          timeoutMs: 0,
+          message: 'the time budget is spent',
+        });
+      }
+      if (needAdapterReload && wholeSetAdapter !== undefined) {
+        await engine.call('load_adapter', { path: wholeSetAdapter }, { timeoutMs: timeLeft(), ...signal });
+      }
+      needAdapterReload = false;
+      if (o.mode === 'single-task' && t.plan.steps > 0) {
+        const tuned = await fineTuneTask(
+          engine,
+          t.task,
+          {
+            ...text,
+            ...o.train,
+            steps: t.plan.steps,
+            taskId: t.id,
+            timeoutMs: timeLeft(),
+            ...signal,
+            ...(t.plan.trainSeconds !== undefined ? { maxTrainSeconds: t.plan.trainSeconds } : {}),
+            ...(o.saveAdapters && files !== undefined
+              ? { saveAdapter: join(files.dir, 'adapters', t.id) }
+              : {}),
+          },
+          { onStep: (p: TrainProgress) => emit({ type: 'train_step', taskId: t.id, ...p }) },
+        );
+        t.train = {
+          steps: tuned.steps,
+          losses: tuned.losses,
+          tokens: tuned.tokens,
+          samples: tuned.samples,
+          seconds: tuned.trainSeconds,
+        };
+        t.keptTrain = tuned.keptTrain;
+        t.droppedTrain = tuned.droppedTrain;
+        if (slot !== undefined) {
+          await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
+          t.adapter = slot;
+        }
+      } else {
+        // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
+        if (o.mode !== 'whole-set') {
+          await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft(), ...signal });
+          // In a group a later task's training replaces the live adapter: keep this one's fresh one.
+          if (slot !== undefined) {
+            await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
+            t.adapter = slot;
+          }
+        }
+        const fit = await fitTaskForEngine(engine, t.task, {
+          ...text,
+          taskId: t.id,
+          timeoutMs: timeLeft(),
+          ...signal,
+        });
+        t.keptTrain = fit.kept;
+        t.droppedTrain = fit.dropped;
+      }
+    };
+
+    /** Stores a task's predictions in its slot. */
+    const store = (t: Slot, predicted: PredictResult) => {
+      const tests: TestRecord[] = predicted.tests.map((x) => ({
+        testIndex: x.testIndex,
+        candidates: x.candidates.map((c) => ({
+          grid: c.grid,
+          votes: c.votes,
+          meanLogProb: c.meanLogProb ?? null,
+        })),
+        failures: x.failures.length,
+        views: x.predictions.length,
+      }));
+      t.predict = { tests, generatedTokens: predicted.generatedTokens, seconds: predicted.generateSeconds };
+      for (const x of predicted.tests) {
+        if (x.attempt1 !== null && x.attempt2 !== null)
+          t.byTest[x.testIndex] = { attempt_1: x.attempt1, attempt_2: x.attempt2 };
+      }
+    };
+
+    /** Predicts the ready tasks of a group: one task alone, several in one generation batch. */
+    const predictGroup = async (engine: TaskEngine, ready: Slot[]): Promise<void> => {
+      const shared = { ...text, ...o.predict, ...signal };
+      if (ready.length === 1 && ready[0]!.adapter === undefined) {
+        const t = ready[0]!;
+        const predicted = await predictTask(engine, t.task, {
+          ...shared,
+          augmentations: t.plan.augmentations,
+          taskId: t.id,
+          keptTrain: t.keptTrain,
+          timeoutMs: timeLeftOf(t.deadline),
+        });
+        store(t, predicted);
+        return;
+      }
+      const batch = await predictTasks(
+        engine,
+        ready.map((t) => ({
+          task: t.task,
+          taskId: t.id,
+          keptTrain: t.keptTrain,
+          augmentations: t.plan.augmentations,
+          ...(t.adapter !== undefined ? { adapter: t.adapter } : {}),
+        })),
+        // The batch has the longest time left of its tasks.
+        { ...shared, timeoutMs: Math.max(...ready.map((t) => timeLeftOf(t.deadline))) },
+      );
+      for (const [k, t] of ready.entries()) store(t, batch.results[k]!);
+    };
+
     const runLane = async (engine: TaskEngine, worker: number | undefined): Promise<void> => {
       const poolEngine = worker !== undefined ? pool?.engines[worker] : undefined;
+      const groupSize = o.tasksPerBatch;
       for (;;) {
         if (context.signal?.aborted) {
           aborted = true;
@@ -771,161 +1020,61 @@ export async function runSingleTaskTTFT(
             return; // retired: the other workers take the rest
           }
         }
-        const id = queue.shift();
-        if (id === undefined) return;
-        const index = handedOut++;
-        const remaining = queue.length + 1;
-        const task = taskSet[id]!;
-        const taskStarted = performance.now();
-        // Workers run side by side: the remaining time is shared over the remaining rounds.
-        const plan = scheduler.plan(Math.ceil(remaining / lanes.length), task.test.length, {
-          steps: o.mode === 'single-task' ? o.train.steps : 0,
-          augmentations: o.predict.augmentations,
-        });
-        emit({
-          type: 'task_started',
-          taskId: id,
-          index,
-          remaining,
-          ...(worker !== undefined ? { worker } : {}),
-          settings: { steps: plan.steps, augmentations: plan.augmentations },
-        });
-        const deadline = performance.now() + Math.min(o.taskTimeoutMs, plan.timeMs);
-        const timeLeft = () => Math.max(1, Math.round(deadline - performance.now()));
-
-        let status: TaskStatus = 'done';
-        let error: ErrorRecord | undefined;
-        let train: TaskRecord['train'];
-        let predict: TaskRecord['predict'];
-        let keptTrain: number[] = [];
-        let droppedTrain: number[] = [];
-        const byTest: (Attempts | null)[] = task.test.map(() => null);
-        try {
-          if (plan.timeMs <= 0) {
-            throw new TimeoutError({
-              operation: `task ${id}`,
-              timeoutMs: 0,
-              message: 'the time budget is spent',
-            });
+        const group: string[] = queue.splice(0, groupSize);
+        if (group.length === 0) return;
+        const ready: Slot[] = [];
+        const recorded: Slot[] = [];
+        let lostGroup: unknown;
+        for (const [j, id] of group.entries()) {
+          if (lostGroup !== undefined) {
+            queue.unshift(...group.slice(j));
+            break;
           }
-          if (needAdapterReload && wholeSetAdapter !== undefined) {
-            await engine.call(
-              'load_adapter',
-              { path: wholeSetAdapter },
-              { timeoutMs: timeLeft(), ...signal },
-            );
+          const t = begin(id, worker);
+          try {
+            // In a group each task's adapter is kept in a slot: the next task's training replaces the live one.
+            await prepare(engine, t, group.length > 1 && o.mode === 'single-task' ? j : undefined);
+            ready.push(t);
+          } catch (caught) {
+            const what = classify(t, caught, worker);
+            if (what === 'abort') {
+              aborted = true;
+              return;
+            }
+            if (what === 'recorded') recorded.push(t);
+            if (restarts(caught) && ready.length > 0) {
+              // Python restarted: the adapters kept for the group's earlier tasks are gone; they run again.
+              for (const r of ready.splice(0).reverse()) {
+                if (!requeue(r.id, worker, caught)) {
+                  r.status = 'failed';
+                  r.error = {
+                    type: 'AdapterLost',
+                    message: `its kept adapter was lost when Python restarted (${t.id})`,
+                  };
+                  recorded.push(r);
+                }
+              }
+            }
+            if (restarts(caught)) lostGroup = caught;
           }
-          needAdapterReload = false;
-          if (o.mode === 'single-task' && plan.steps > 0) {
-            const tuned = await fineTuneTask(
-              engine,
-              task,
-              {
-                ...text,
-                ...o.train,
-                steps: plan.steps,
-                taskId: id,
-                timeoutMs: timeLeft(),
-                ...signal,
-                ...(plan.trainSeconds !== undefined ? { maxTrainSeconds: plan.trainSeconds } : {}),
-                ...(o.saveAdapters && files !== undefined
-                  ? { saveAdapter: join(files.dir, 'adapters', id) }
-                  : {}),
-              },
-              { onStep: (p: TrainProgress) => emit({ type: 'train_step', taskId: id, ...p }) },
-            );
-            train = {
-              steps: tuned.steps,
-              losses: tuned.losses,
-              tokens: tuned.tokens,
-              samples: tuned.samples,
-              seconds: tuned.trainSeconds,
-            };
-            keptTrain = tuned.keptTrain;
-            droppedTrain = tuned.droppedTrain;
-          } else {
-            // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
-            if (o.mode !== 'whole-set')
-              await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft(), ...signal });
-            const fit = await fitTaskForEngine(engine, task, {
-              ...text,
-              taskId: id,
-              timeoutMs: timeLeft(),
-              ...signal,
-            });
-            keptTrain = fit.kept;
-            droppedTrain = fit.dropped;
-          }
-          const predicted = await predictTask(engine, task, {
-            ...text,
-            ...o.predict,
-            augmentations: plan.augmentations,
-            taskId: id,
-            keptTrain,
-            timeoutMs: timeLeft(),
-            ...signal,
-          });
-          const tests: TestRecord[] = predicted.tests.map((t) => ({
-            testIndex: t.testIndex,
-            candidates: t.candidates.map((c) => ({
-              grid: c.grid,
-              votes: c.votes,
-              meanLogProb: c.meanLogProb ?? null,
-            })),
-            failures: t.failures.length,
-            views: t.predictions.length,
-          }));
-          predict = { tests, generatedTokens: predicted.generatedTokens, seconds: predicted.generateSeconds };
-          for (const t of predicted.tests) {
-            if (t.attempt1 !== null && t.attempt2 !== null)
-              byTest[t.testIndex] = { attempt_1: t.attempt1, attempt_2: t.attempt2 };
-          }
-        } catch (caught) {
-          if (context.signal?.aborted) {
-            aborted = true;
-            return;
-          }
-          // A pool worker died mid-task (not a timeout: that task is recorded as timed out): hand it out again.
-          if (
-            worker !== undefined &&
-            poolEngine?.lost === true &&
-            caught instanceof BridgeError &&
-            caught.reason === 'crashed'
-          ) {
-            const retry = (retries.get(id) ?? 0) + 1;
-            if (retry <= (pool?.options.maxTaskRetries ?? 0)) {
-              retries.set(id, retry);
-              queue.unshift(id);
-              emit({ type: 'task_retried', taskId: id, worker, retry, error: errorRecord(caught) });
-              continue;
+        }
+        // The tasks not yet started when the group was lost went back to the queue (above), in order.
+        if (ready.length > 0) {
+          try {
+            await predictGroup(engine, ready);
+          } catch (caught) {
+            for (const t of ready) {
+              const what = classify(t, caught, worker);
+              if (what === 'abort') {
+                aborted = true;
+                return;
+              }
+              if (what === 'recorded') recorded.push(t);
             }
           }
-          if (caught instanceof TaskTooLongError) status = 'too_long';
-          else if (caught instanceof TimeoutError) status = 'timed_out';
-          else if (caught instanceof ArcTtftError) status = 'failed';
-          else throw caught;
-          error = errorRecord(caught);
-          // Python restarted (crash or timeout): the whole-set adapter must be loaded again.
-          if (caught instanceof BridgeError || caught instanceof TimeoutError) needAdapterReload = true;
+          for (const t of ready) if (!recorded.includes(t) && !queue.includes(t.id)) recorded.push(t);
         }
-
-        const fallback: number[] = [];
-        const attempts = fallbackAttempts(id, byTest, fallback);
-        await finish({
-          type: 'task',
-          taskId: id,
-          status,
-          attempts,
-          fallback,
-          keptTrain,
-          droppedTrain,
-          train,
-          predict,
-          settings: { steps: train?.steps ?? 0, augmentations: plan.augmentations },
-          error,
-          seconds: (performance.now() - taskStarted) / 1000,
-          finishedAt: new Date().toISOString(),
-        });
+        for (const t of recorded) await record(t);
       }
     };
     await Promise.all(lanes.map((lane, k) => runLane(lane, pool !== undefined ? k : undefined)));

@@ -27,6 +27,8 @@ interface RunFlags {
   format?: 'arc24' | 'compact';
   augmentations?: number;
   trainAugmentations?: number;
+  tasksPerBatch?: number;
+  decode?: 'dynamic' | 'static' | 'compiled';
   taskTimeout?: number;
   timeBudget?: number;
   limit?: number;
@@ -82,6 +84,7 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
   if (flags.trainAugmentations !== undefined) train.augmentationsPerPair = flags.trainAugmentations;
   const predict: NonNullable<RunOptions['predict']> = {};
   if (flags.augmentations !== undefined) predict.augmentations = flags.augmentations;
+  if (flags.decode !== undefined) predict.decode = flags.decode;
   const lora: NonNullable<NonNullable<RunOptions['engine']>['lora']> = {};
   if (flags.loraRank !== undefined) lora.r = flags.loraRank;
   if (flags.loraAlpha !== undefined) lora.alpha = flags.loraAlpha;
@@ -105,6 +108,7 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
     ...(flags.taskTimeout !== undefined ? { taskTimeoutMs: Math.round(flags.taskTimeout * 1000) } : {}),
     ...(flags.timeBudget !== undefined ? { timeBudgetMs: Math.round(flags.timeBudget * 1000) } : {}),
     ...(flags.limit !== undefined ? { limit: flags.limit } : {}),
+    ...(flags.tasksPerBatch !== undefined ? { tasksPerBatch: flags.tasksPerBatch } : {}),
     ...(flags.only !== undefined ? { only: flags.only } : {}),
     ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
     ...(flags.fallback !== undefined ? { fallback: flags.fallback } : {}),
@@ -157,6 +161,17 @@ export function runCommand(): Command {
       '--train-augmentations <n>',
       'augmented samples per leave-one-out target (default 32)',
       positiveInt,
+    )
+    .option(
+      '--tasks-per-batch <n>',
+      'tasks whose views are generated in one batch, each with its own adapter (default 1; more fills a GPU better)',
+      positiveInt,
+    )
+    .addOption(
+      new Option(
+        '--decode <kind>',
+        'decoding loop: dynamic (default), static (fixed-shape steps, static KV cache) or compiled (static + torch.compile)',
+      ).choices(['dynamic', 'static', 'compiled']),
     )
     .option('--task-timeout <duration>', 'time limit per task, e.g. 30m (default 30m)', parseDuration)
     .option(

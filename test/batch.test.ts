@@ -1,0 +1,144 @@
+/**
+ * `keepAdapter` + `predictTasks`: several tasks, each with its own trained adapter, predicted in one
+ * generation batch give what `predictTask` gives for each alone. Needs the project venv (npm test sets
+ * ARC_TTFT_PYTHON).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runOptionsFromFlags } from '../src/cli/commands/run.js';
+import { BridgeError, ValidationError } from '../src/errors.js';
+import { keepAdapter, predictTasks } from '../src/ttft/batch.js';
+import { createEngine, type Engine, makeTinyModel } from '../src/ttft/engine.js';
+import { fineTuneTask } from '../src/ttft/fine-tune.js';
+import { PredictOptionsSchema, type PredictResult, predictTask } from '../src/ttft/predict.js';
+import { RunOptionsSchema } from '../src/ttft/run.js';
+import { constantTasks } from './helpers.js';
+
+const PYTHON = process.env.ARC_TTFT_PYTHON;
+const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
+const TASKS = constantTasks(3);
+const TRAIN = { steps: 30, lr: 5e-3, seed: 1 };
+
+let dir: string;
+let engine: Engine;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'arc-ttft-batch-'));
+  await makeTinyModel(join(dir, 'tiny'), { seed: 0, ...py });
+  engine = await createEngine({ model: join(dir, 'tiny'), threads: 1, ...py });
+}, 180_000);
+
+afterAll(async () => {
+  await engine?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** What a prediction decided, without timings. */
+function decided(r: PredictResult) {
+  return {
+    taskId: r.taskId,
+    keptTrain: r.keptTrain,
+    sequences: r.sequences,
+    generatedTokens: r.generatedTokens,
+    tests: r.tests.map((t) => ({
+      attempts: [t.attempt1, t.attempt2],
+      predictions: t.predictions,
+      failures: t.failures,
+      votes: t.candidates.map((c) => [c.grid, c.votes]),
+    })),
+  };
+}
+
+describe('predictTasks', () => {
+  it('gives each task what predictTask gives it alone, with its own adapter', async () => {
+    const ids = ['const0', 'const1', 'const2'];
+    const alone: PredictResult[] = [];
+    const kept: number[][] = [];
+    for (const [k, id] of ids.entries()) {
+      const tuned = await fineTuneTask(engine, TASKS[id]!, { ...TRAIN, taskId: id });
+      kept.push(tuned.keptTrain);
+      alone.push(
+        await predictTask(engine, TASKS[id]!, {
+          taskId: id,
+          keptTrain: tuned.keptTrain,
+          augmentations: 4 + k,
+        }),
+      );
+      // The last task stays in the live adapter; the others are kept in slots 5 and 6.
+      if (k < 2) expect((await keepAdapter(engine, 5 + k)).slot).toBe(5 + k);
+    }
+    // Different adapters answer differently, so one adapter for the whole batch would show.
+    expect(alone[0]!.tests[0]!.attempt1).not.toEqual(alone[1]!.tests[0]!.attempt1);
+
+    const together = await predictTasks(
+      engine,
+      ids.map((id, k) => ({
+        task: TASKS[id]!,
+        taskId: id,
+        keptTrain: kept[k],
+        augmentations: 4 + k,
+        ...(k < 2 ? { adapter: 5 + k } : {}),
+      })),
+    );
+    expect(together.results.map(decided)).toEqual(alone.map(decided));
+    expect(together.sequences).toBe(4 + 5 + 6);
+    expect(together.generatedTokens).toBe(alone.reduce((s, r) => s + r.generatedTokens, 0));
+    for (const [k, r] of together.results.entries()) {
+      const want = alone[k]!.tests[0]!.candidates;
+      for (const [j, c] of r.tests[0]!.candidates.entries()) {
+        expect(c.meanLogProb).toBeCloseTo(want[j]!.meanLogProb as number, 3);
+      }
+    }
+    const shares = together.results.reduce((s, r) => s + r.generateSeconds, 0);
+    expect(shares).toBeCloseTo(together.generateSeconds, 6);
+  }, 240_000);
+
+  it('rejects bad lists, repeated ids and bad slots with typed errors', async () => {
+    const task = TASKS.const0!;
+    const empty = await predictTasks(engine, []).catch((e: unknown) => e);
+    expect(empty).toBeInstanceOf(ValidationError);
+    expect((empty as ValidationError).path).toBe('items');
+
+    const twice = await predictTasks(engine, [
+      { task, taskId: 'const0' },
+      { task, taskId: 'const0' },
+    ]).catch((e: unknown) => e);
+    expect(twice).toBeInstanceOf(ValidationError);
+    expect((twice as ValidationError).path).toBe('items[1].taskId');
+    expect((twice as ValidationError).taskId).toBe('const0');
+
+    const badItem = await predictTasks(engine, [{ task, taskId: 'const0', adapter: 64 }]).catch(
+      (e: unknown) => e,
+    );
+    expect(badItem).toBeInstanceOf(ValidationError);
+    expect((badItem as ValidationError).path).toBe('items[0].adapter');
+
+    const badSlot = await keepAdapter(engine, -1).catch((e: unknown) => e);
+    expect(badSlot).toBeInstanceOf(ValidationError);
+    expect((badSlot as ValidationError).message).toContain('keepAdapter');
+
+    // A slot nobody kept: Python names the entry.
+    const empty40 = await predictTasks(engine, [{ task, taskId: 'const0', adapter: 40 }]).catch(
+      (e: unknown) => e,
+    );
+    expect(empty40).toBeInstanceOf(BridgeError);
+    expect((empty40 as BridgeError).pythonType).toBe('PayloadError');
+    expect((empty40 as BridgeError).message).toContain('keep_adapter');
+  }, 120_000);
+});
+
+describe('run options for batching and decoding', () => {
+  it('map from the CLI flags and validate', () => {
+    const flags = { tasks: 'x', model: 'embedded', out: 'o', mode: 'single-task' as const, resume: true };
+    const o = runOptionsFromFlags({ ...flags, tasksPerBatch: 4, decode: 'compiled' });
+    expect(o.tasksPerBatch).toBe(4);
+    expect(o.predict?.decode).toBe('compiled');
+    expect(runOptionsFromFlags(flags).tasksPerBatch).toBeUndefined();
+    expect(RunOptionsSchema.parse({}).tasksPerBatch).toBe(1);
+    expect(PredictOptionsSchema.parse({}).decode).toBe('dynamic');
+    expect(RunOptionsSchema.safeParse({ tasksPerBatch: 65 }).success).toBe(false);
+    expect(PredictOptionsSchema.safeParse({ decode: 'fast' }).success).toBe(false);
+  });
+});
