@@ -253,6 +253,8 @@ export {
   type CandidateRecord,
   createEngine,
   createRayPool,
+  type DecodeMode,
+  DecodeModeSchema,
   Engine,
   type EngineHooks,
   type EngineOptions,

@@ -57,6 +57,12 @@ const EXPECTED: Record<string, readonly (string | RegExp)[]> = {
     'aborted: false',
     'out: metrics.json, report.html, results.jsonl, submission.json',
   ],
+  'several-tasks-one-batch.ts': [
+    /one batch: 6 sequences of 3 tasks, \d+ tokens/,
+    /const1: attempt 1 .*; right: (true|false); same as alone: true/,
+    /const3: attempt 1 .*; right: (true|false); same as alone: true/,
+    /const5: attempt 1 .*; right: (true|false); same as alone: true/,
+  ],
   'compare-modes.ts': [
     '4 tasks; single-task: 40 steps per task; whole-set: 160 steps in all; none: 0 steps',
     'ran single-task: 4/4 tasks done',

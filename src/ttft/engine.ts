@@ -72,6 +72,11 @@ export const VllmOptionsSchema = z.strictObject({
    * @default false
    */
   enforceEager: z.boolean().default(false),
+  /**
+   * Adapters one batch may mix: raise it to the run's `tasksPerBatch` so a group's tasks decode together.
+   * @default 1
+   */
+  maxLoras: z.number().int().min(1).max(64).default(1),
 });
 /** Settings of the vLLM generation backend. */
 export type VllmOptions = z.input<typeof VllmOptionsSchema>;
@@ -265,6 +270,7 @@ export function loadModelPayload(o: ResolvedEngineOptions, model: string): Recor
       o.backend === 'vllm'
         ? {
             gpu_memory_utilization: o.vllm.gpuMemoryUtilization,
+            max_loras: o.vllm.maxLoras,
             enforce_eager: o.vllm.enforceEager,
             max_model_len: o.maxSeqLen === 'auto' ? null : o.maxSeqLen,
           }

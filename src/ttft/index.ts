@@ -63,6 +63,8 @@ export {
   type WorkerEvent,
 } from './pool.js';
 export {
+  type DecodeMode,
+  DecodeModeSchema,
   type GenerationFailure,
   type PredictOptions,
   PredictOptionsSchema,

@@ -23,6 +23,15 @@ import { type RankedCandidate, voteAttempts } from '../vote.js';
 import type { TaskEngine } from './engine.js';
 import { callOptionsOf, fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
 
+/**
+ * The decoding loop: `dynamic` (the KV cache grows, finished rows leave the batch), `static`
+ * (fixed-shape steps over a bucketed static KV cache) or `compiled` (`static`, compiled by
+ * torch.compile). All three give the same outputs.
+ */
+export const DecodeModeSchema = z.enum(['dynamic', 'static', 'compiled']);
+/** The decoding loop (see {@link DecodeModeSchema}). */
+export type DecodeMode = z.infer<typeof DecodeModeSchema>;
+
 /** Options of {@link predictTask}. */
 export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
   /**
@@ -65,7 +74,7 @@ export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
    * batch of several tasks' adapters always decodes `dynamic`.
    * @default 'dynamic'
    */
-  decode: z.enum(['dynamic', 'static', 'compiled']).default('dynamic'),
+  decode: DecodeModeSchema.default('dynamic'),
   /** Sequences per generation batch; default: all views of the task in one batch. */
   batchSize: z.number().int().positive().optional(),
   /** Train pairs to show (e.g. `FineTuneResult.keptTrain`); default: fitted again, the same way. */
