@@ -3,37 +3,19 @@
  * generation batch give what `predictTask` gives for each alone. Needs the project venv (npm test sets
  * ARC_TTFT_PYTHON).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runOptionsFromFlags } from '../src/cli/commands/run.js';
 import { BridgeError, ValidationError } from '../src/errors.js';
 import { keepAdapter, predictTasks } from '../src/ttft/batch.js';
-import { createEngine, type Engine, makeTinyModel } from '../src/ttft/engine.js';
 import { fineTuneTask } from '../src/ttft/fine-tune.js';
 import { PredictOptionsSchema, type PredictResult, predictTask } from '../src/ttft/predict.js';
 import { RunOptionsSchema } from '../src/ttft/run.js';
-import { constantTasks } from './helpers.js';
+import { constantTasks, useTinyEngine } from './helpers.js';
 
-const PYTHON = process.env.ARC_TTFT_PYTHON;
-const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
 const TASKS = constantTasks(3);
 const TRAIN = { steps: 30, lr: 5e-3, seed: 1 };
 
-let dir: string;
-let engine: Engine;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'arc-ttft-batch-'));
-  await makeTinyModel(join(dir, 'tiny'), { seed: 0, ...py });
-  engine = await createEngine({ model: join(dir, 'tiny'), threads: 1, ...py });
-}, 180_000);
-
-afterAll(async () => {
-  await engine?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fixture = useTinyEngine('batch');
 
 /** What a prediction decided, without timings. */
 function decided(r: PredictResult) {
@@ -57,23 +39,23 @@ describe('predictTasks', () => {
     const alone: PredictResult[] = [];
     const kept: number[][] = [];
     for (const [k, id] of ids.entries()) {
-      const tuned = await fineTuneTask(engine, TASKS[id]!, { ...TRAIN, taskId: id });
+      const tuned = await fineTuneTask(fixture.engine, TASKS[id]!, { ...TRAIN, taskId: id });
       kept.push(tuned.keptTrain);
       alone.push(
-        await predictTask(engine, TASKS[id]!, {
+        await predictTask(fixture.engine, TASKS[id]!, {
           taskId: id,
           keptTrain: tuned.keptTrain,
           augmentations: 4 + k,
         }),
       );
       // The last task stays in the live adapter; the others are kept in slots 5 and 6.
-      if (k < 2) expect((await keepAdapter(engine, 5 + k)).slot).toBe(5 + k);
+      if (k < 2) expect((await keepAdapter(fixture.engine, 5 + k)).slot).toBe(5 + k);
     }
     // Different adapters answer differently, so one adapter for the whole batch would show.
     expect(alone[0]!.tests[0]!.attempt1).not.toEqual(alone[1]!.tests[0]!.attempt1);
 
     const together = await predictTasks(
-      engine,
+      fixture.engine,
       ids.map((id, k) => ({
         task: TASKS[id]!,
         taskId: id,
@@ -97,11 +79,11 @@ describe('predictTasks', () => {
 
   it('rejects bad lists, repeated ids and bad slots with typed errors', async () => {
     const task = TASKS.const0!;
-    const empty = await predictTasks(engine, []).catch((e: unknown) => e);
+    const empty = await predictTasks(fixture.engine, []).catch((e: unknown) => e);
     expect(empty).toBeInstanceOf(ValidationError);
     expect((empty as ValidationError).path).toBe('items');
 
-    const twice = await predictTasks(engine, [
+    const twice = await predictTasks(fixture.engine, [
       { task, taskId: 'const0' },
       { task, taskId: 'const0' },
     ]).catch((e: unknown) => e);
@@ -109,18 +91,18 @@ describe('predictTasks', () => {
     expect((twice as ValidationError).path).toBe('items[1].taskId');
     expect((twice as ValidationError).taskId).toBe('const0');
 
-    const badItem = await predictTasks(engine, [{ task, taskId: 'const0', adapter: 64 }]).catch(
+    const badItem = await predictTasks(fixture.engine, [{ task, taskId: 'const0', adapter: 64 }]).catch(
       (e: unknown) => e,
     );
     expect(badItem).toBeInstanceOf(ValidationError);
     expect((badItem as ValidationError).path).toBe('items[0].adapter');
 
-    const badSlot = await keepAdapter(engine, -1).catch((e: unknown) => e);
+    const badSlot = await keepAdapter(fixture.engine, -1).catch((e: unknown) => e);
     expect(badSlot).toBeInstanceOf(ValidationError);
     expect((badSlot as ValidationError).message).toContain('keepAdapter');
 
     // A slot nobody kept: Python names the entry.
-    const empty40 = await predictTasks(engine, [{ task, taskId: 'const0', adapter: 40 }]).catch(
+    const empty40 = await predictTasks(fixture.engine, [{ task, taskId: 'const0', adapter: 40 }]).catch(
       (e: unknown) => e,
     );
     expect(empty40).toBeInstanceOf(BridgeError);

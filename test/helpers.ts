@@ -1,10 +1,12 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { vi } from 'vitest';
+import { afterAll, beforeAll, vi } from 'vitest';
 import { createRng } from '../src/rng.js';
 import type { Grid, Task, TaskSet } from '../src/schemas.js';
+import { createEngine, type Engine, type EngineOptions, makeTinyModel } from '../src/ttft/engine.js';
 import type { TaskRecord } from '../src/ttft/records.js';
 
 /** Repository root. */
@@ -102,4 +104,47 @@ export function readJournal(out: string): TaskRecord[] {
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l))
     .filter((v) => v.type === 'task');
+}
+
+/** The engine's Python for tests: `npm test` sets ARC_TTFT_PYTHON; without it the engine finds its own. */
+export const PY: { pythonBin?: string } =
+  process.env.ARC_TTFT_PYTHON !== undefined ? { pythonBin: process.env.ARC_TTFT_PYTHON } : {};
+
+/** What {@link useTinyEngine} gives a test file (read the fields inside tests, after `beforeAll`). */
+export interface TinyEngineFixture {
+  /** A temporary folder, removed after the file's tests. */
+  readonly dir: string;
+  /** The tiny random model's folder (`dir/tiny`, seed 0). */
+  readonly model: string;
+  /** One engine on it (one thread), closed after the file's tests. */
+  readonly engine: Engine;
+}
+
+/** Makes a tiny random model and one engine on it before the file's tests, and closes and removes both after. */
+export function useTinyEngine(name: string, options: EngineOptions = {}): TinyEngineFixture {
+  const state: { dir?: string; model?: string; engine?: Engine } = {};
+  beforeAll(async () => {
+    state.dir = mkdtempSync(join(tmpdir(), `arc-ttft-${name}-`));
+    state.model = (await makeTinyModel(join(state.dir, 'tiny'), { seed: 0, ...PY })).path;
+    state.engine = await createEngine({ model: state.model, threads: 1, ...options, ...PY });
+  }, 180_000);
+  afterAll(async () => {
+    await state.engine?.close();
+    if (state.dir !== undefined) rmSync(state.dir, { recursive: true, force: true });
+  });
+  const need = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`useTinyEngine(${name}): ${what} is read before beforeAll ran`);
+    return value;
+  };
+  return {
+    get dir() {
+      return need(state.dir, 'dir');
+    },
+    get model() {
+      return need(state.model, 'model');
+    },
+    get engine() {
+      return need(state.engine, 'engine');
+    },
+  };
 }
