@@ -1,10 +1,12 @@
-"""Fast paths vs the naive path, measured in one run: training tokens/s, generation tokens/s, per-task overhead, and
-a projection of a whole 100-task single-task run (see docs/performance.md).
+"""Fast paths vs the naive path, measured in one run: training tokens/s, generation tokens/s (also over a static
+KV cache, eager and compiled, and with several tasks in one mixed-adapter batch), per-task overhead, and a projection
+of a whole 100-task single-task run (see docs/performance.md).
 
     python bench/speed.py [--model PATH] [--device cpu] [--threads 1] [--train-batch 8] [--naive-steps 8]
                           [--fast-steps 2] [--gen-tokens 48] [--naive-prompts 2] [--train-task 00dbd492]
                           [--gen-task 00dbd492] [--scale K ...] [--repeats 3] [--tasks 2] [--naive-procs 1]
-                          [--json] [--out FILE]
+                          [--static-tokens 48] [--[no-]compile] [--warm-calls 3] [--mixed-k 4]
+                          [--mixed-tokens 48] [--json] [--out FILE]
 
 Without ``--model`` it builds a tiny random model (the engine's stand-in shape):
 a 165k-parameter Qwen2 with the character tokenizer. Everything runs through the engine's
@@ -18,11 +20,21 @@ bench/gpu/payloads.json.gz (6 ARC-AGI-1 evaluation tasks: their training samples
 - **Generate.** Naive: one prompt per call (``batch_size`` 1). Fast: the 8 views of a task in one batch, finished
   rows leaving the batch; once with the adapter as it is and once with ``merge``. Greedy, at most ``--gen-tokens``
   new tokens, the recorded stop string; tokens/s = new tokens / seconds ``generate`` reports (prefill included).
+- **Static decode** (``static_decode``). The same 8 views, greedy, ``--static-tokens`` new tokens: the dynamic
+  loop vs ``static_cache`` (eager), alternating, medians; then ``compile`` (``compiled``): the first call compiles
+  the bucket (``compile_seconds``, its decoding included), the median of ``--warm-calls`` later calls is its
+  tokens/s. ``same_outputs``: the texts equal the dynamic loop's.
+- **Mixed batch** (``mixed_batch``). The first ``--mixed-k`` recorded tasks, each with an adapter of its own (a
+  reset with its own seed + one packed training step on its samples, saved and kept in a slot): their views in one
+  ``generate`` (``adapters`` = the slots, per-prompt ``max_new_tokens`` proportional to each task's answer length,
+  the longest ``--mixed-tokens``) vs one call per task with its adapter loaded (``merge`` as the generate stage found
+  best). Alternating, medians; ``same_outputs``: the mixed batch's texts equal the separate calls'.
 - **Overhead.** The recorded calls of ``--tasks`` tasks replayed: round trips minus the compute Python reports. The
   naive cost is a fresh process per task (bench/naive_task.py), ``--naive-procs`` times.
 - **Projection.** 100 tasks × (300 training samples of the recorded mean length at the measured training tokens/s,
   plus 8 views × the recorded mean answer length at the measured generation tokens/s, plus the overhead), plus the
-  engine start, for the naive and for the fast path.
+  engine start, for the naive and for the fast path; the fast path generates on the fastest measured generation
+  path (``generate_best``; a compiled path adds its compile seconds once).
 
 Naive and fast runs alternate ``--repeats`` times and the medians are reported, so both see the same machine load.
 The functions here are shared with bench/gpu/bench.py, which runs them on the 0.5B shape.
@@ -153,20 +165,41 @@ def measure_train(
     }
 
 
-def _gen_run(call: Call, prompts: list[str], stop: list[str], tokens: int, extra: dict) -> dict:
-    payload = {"prompts": prompts, "max_new_tokens": tokens, "stop": stop, **extra}
-    call("generate", {**payload, "max_new_tokens": 2})  # warm-up
-    r, _ = call("generate", payload)
+def _gen_summary(r: dict[str, Any]) -> dict[str, Any]:
     reasons: dict[str, int] = {}
     for o in r["outputs"]:
         reasons[o["finish_reason"]] = reasons.get(o["finish_reason"], 0) + 1
     return {
-        "sequences": len(prompts),
+        "sequences": len(r["outputs"]),
         "tokens": r["tokens"],
         "seconds": r["seconds"],
         "tokens_per_s": r["tokens"] / r["seconds"],
         "finish_reasons": reasons,
     }
+
+
+Outputs = list[dict[str, Any]]  # {text, mean_logprob} per prompt
+
+
+def _gen_texts(call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any], Outputs]:
+    """One timed ``generate`` call: its summary and its outputs' texts and mean log-probabilities."""
+    r, _ = call("generate", payload)
+    return _gen_summary(r), [{"text": o["text"], "mean_logprob": o["mean_logprob"]} for o in r["outputs"]]
+
+
+def _compare(outputs: Outputs, reference: Outputs) -> tuple[list[bool], float]:
+    """Which outputs' texts equal the reference's, and the largest difference of their mean log-probabilities
+    (far more sensitive than the texts: a random model's argmax rarely moves)."""
+    equal = [o["text"] == r["text"] for o, r in zip(outputs, reference, strict=True)]
+    diff = max(abs(o["mean_logprob"] - r["mean_logprob"]) for o, r in zip(outputs, reference, strict=True))
+    return equal, diff
+
+
+def _gen_run(call: Call, prompts: list[str], stop: list[str], tokens: int, extra: dict) -> dict:
+    payload = {"prompts": prompts, "max_new_tokens": tokens, "stop": stop, **extra}
+    call("generate", {**payload, "max_new_tokens": 2})  # warm-up
+    r, _ = call("generate", payload)
+    return _gen_summary(r)
 
 
 def measure_generate(
@@ -211,14 +244,250 @@ def measure_generate(
     }
 
 
-def project(work: dict[str, Any], train: dict, gen: dict, overhead_ms: float, start_s: float) -> dict[str, Any]:
-    """Minutes for a whole 100-task single-task run at the measured rates, naive and fast."""
+def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several calls as one measurement: tokens and seconds summed."""
+    tokens, seconds = sum(r["tokens"] for r in runs), sum(r["seconds"] for r in runs)
+    return {
+        "calls": len(runs),
+        "sequences": sum(r["sequences"] for r in runs),
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+    }
+
+
+def measure_static(
+    call: Call, prompts: list[str], stop: list[str], *, tokens: int, repeats: int = 1
+) -> tuple[dict[str, Any], Outputs]:
+    """Generation tokens/s over a static KV cache (``static_cache``, eager) vs the dynamic loop, on the same prompts
+    (one batch, greedy), alternating ``repeats`` times; ``same_outputs``: every static call's texts equal the
+    dynamic loop's. Each path's ``prefill_s`` (the fastest of two 1-token calls) and ``step_ms`` ((median seconds −
+    prefill_s) / (tokens − 1): one decoding step, assuming every row runs to ``tokens``) split its time.
+    ``max_logprob_diff``: the largest difference of an output's mean log-probability from the dynamic loop's.
+    Returns the result and the dynamic loop's outputs (the reference for :func:`measure_compiled`)."""
+    payload = {"prompts": prompts, "max_new_tokens": tokens, "stop": stop}
+    static = {**payload, "static_cache": True}
+    call("generate", {**payload, "max_new_tokens": 2})  # warm-up of both paths (kernels, allocator)
+    call("generate", {**static, "max_new_tokens": 2})
+    dynamic_runs, static_runs = [], []
+    reference: Outputs = []
+    same, lp_diff = True, 0.0
+    for i in range(repeats):
+        run, outputs = _gen_texts(call, payload)
+        dynamic_runs.append(run)
+        reference = outputs if i == 0 else reference
+        run, outputs = _gen_texts(call, static)
+        static_runs.append(run)
+        equal, diff = _compare(outputs, reference)
+        same, lp_diff = same and all(equal), max(lp_diff, diff)
+    dynamic, eager = _median_run(dynamic_runs), _median_run(static_runs)
+    # Prefill vs decoding steps: a 1-token call is the prefill (+ one pick); the rest of a call is its steps.
+    for run, extra in ((dynamic, payload), (eager, static)):
+        run["prefill_s"] = min(call("generate", {**extra, "max_new_tokens": 1})[0]["seconds"] for _ in range(2))
+        if tokens > 1:
+            run["step_ms"] = 1000 * (run["seconds"] - run["prefill_s"]) / (tokens - 1)
+    result = {
+        "max_new_tokens": tokens,
+        "sequences": len(prompts),
+        "repeats": repeats,
+        "dynamic": dynamic,
+        "static": eager,
+        "ratio": eager["tokens_per_s"] / dynamic["tokens_per_s"],
+        "same_outputs": same,
+        "max_logprob_diff": lp_diff,
+    }
+    return result, reference
+
+
+def measure_compiled(
+    call: Call,
+    prompts: list[str],
+    stop: list[str],
+    *,
+    tokens: int,
+    reference: Outputs,
+    dynamic_tokens_per_s: float,
+    warm_calls: int = 3,
+) -> dict[str, Any]:
+    """Static-cache decoding with the step compiled (``compile``; CUDA graphs on CUDA). The first call compiles this
+    (batch, length) bucket: its seconds are ``compile_seconds`` (decoding included); the tokens/s are the median of
+    ``warm_calls`` later calls in the same bucket. ``same_outputs``: every call's texts equal ``reference``;
+    ``max_logprob_diff`` as in :func:`measure_static`."""
+    payload = {"prompts": prompts, "max_new_tokens": tokens, "stop": stop, "static_cache": True, "compile": True}
+    first, outputs = _gen_texts(call, payload)  # no short warm-up: it could compile another length bucket
+    equal, lp_diff = _compare(outputs, reference)
+    same = all(equal)
+    warm = []
+    for _ in range(warm_calls):
+        run, outputs = _gen_texts(call, payload)
+        warm.append(run)
+        equal, diff = _compare(outputs, reference)
+        same, lp_diff = same and all(equal), max(lp_diff, diff)
+    median = _median_run(warm)
+    return {
+        "max_new_tokens": tokens,
+        "sequences": len(prompts),
+        "compile_seconds": first["seconds"],
+        "first_call": first,
+        "warm_calls": warm_calls,
+        "warm": median,
+        "tokens_per_s": median["tokens_per_s"],
+        "ratio": median["tokens_per_s"] / dynamic_tokens_per_s,
+        "same_outputs": same,
+        "max_logprob_diff": lp_diff,
+    }
+
+
+def measure_mixed(
+    call: Call,
+    tasks: list[dict[str, Any]],
+    tmp: str,
+    *,
+    k: int,
+    tokens: int,
+    merge: bool = False,
+    repeats: int = 1,
+    train_batch: int = 2,
+    train_steps: int = 1,
+    train_lr: float = 1e-2,
+) -> dict[str, Any]:
+    """k tasks in one generation batch vs one call per task (greedy).
+
+    Each of the first ``k`` recorded tasks gets a real adapter of its own: a reset with its own seed and
+    ``train_steps`` packed steps on its samples, saved to ``tmp`` and kept in slot i (``keep_adapter``). ``train_lr``
+    is large enough that the tasks' adapters give different greedy texts (at 1e-3 a random model's texts did not
+    move), so ``same_outputs`` would see a row sent through the wrong adapter. Token limits: each task's limit is
+    proportional to its recorded answers' length, the longest task's at ``tokens`` (so rows of shorter tasks leave
+    the batch earlier, as in a real run). Separate: for each task, its adapter loaded
+    (``load_adapter``: the live one) and its views generated in one call (``merge`` as given); mixed: all k × views
+    in one ``generate`` with ``adapters`` = the slots and per-prompt ``max_new_tokens``. Alternates ``repeats`` times;
+    tokens/s = tokens / the seconds ``generate`` reports (adapter loads not counted)."""
+    chosen = tasks[:k]
+    if len(chosen) < k:
+        raise ValueError(f"{k} tasks asked for, {len(tasks)} recorded")
+    stops = {tuple(t["stop"]) for t in chosen}
+    if len(stops) != 1:
+        raise ValueError(f"the recorded tasks' stop strings differ ({sorted(stops)}): one batch takes one list")
+    stop = chosen[0]["stop"]
+    answers = [
+        max(call("count_tokens", {"texts": [s["answer"] for s in t["samples"]]})[0]["counts"]) + 1 for t in chosen
+    ]
+    limits = [max(1, round(tokens * a / max(answers))) for a in answers]
+    paths, training = [], []
+    for i, t in enumerate(chosen):
+        call("reset_adapter", {"seed": 1000 + i})
+        r, _ = call(
+            "train",
+            {
+                "samples": t["samples"],
+                "max_seq_len": t["max_seq_len"],
+                "steps": train_steps,
+                "batch_size": train_batch,
+                "pack": True,
+                "lr": train_lr,
+                "seed": i,
+            },
+        )
+        training.append({"task_id": t["task_id"], "seconds": r["seconds"], "loss_last": r["losses"][-1]})
+        paths.append(call("save_adapter", {"path": os.path.join(tmp, f"mixed-adapter-{i}")})[0]["path"])
+        call("keep_adapter", {"slot": i})
+    prompts = [p for t in chosen for p in t["prompts"]]
+    mixed_payload = {
+        "prompts": prompts,
+        "max_new_tokens": [lim for t, lim in zip(chosen, limits, strict=True) for _ in t["prompts"]],
+        "adapters": [i for i, t in enumerate(chosen) for _ in t["prompts"]],
+        "stop": stop,
+    }
+
+    def separate_call(i: int, limit: int) -> tuple[dict[str, Any], Outputs]:
+        call("load_adapter", {"path": paths[i]})
+        payload = {"prompts": chosen[i]["prompts"], "max_new_tokens": limit, "stop": stop, "merge": merge}
+        return _gen_texts(call, payload)
+
+    separate_call(0, 2)  # warm-up of both paths
+    call("generate", {**mixed_payload, "max_new_tokens": [2] * len(prompts)})
+    separate_runs, mixed_runs = [], []
+    reference: Outputs = []
+    same: list[bool] = []
+    lp_diff = 0.0
+    for rep in range(repeats):
+        runs = []
+        for i, limit in enumerate(limits):
+            run, outputs = separate_call(i, limit)
+            runs.append(run)
+            reference += outputs if rep == 0 else []
+        separate_runs.append(_merge_runs(runs))
+        run, outputs = _gen_texts(call, mixed_payload)
+        mixed_runs.append(run)
+        equal, diff = _compare(outputs, reference)
+        same, lp_diff = same + equal, max(lp_diff, diff)
+    separate, mixed = _median_run(separate_runs), _median_run(mixed_runs)
+    return {
+        "k": k,
+        "task_ids": [t["task_id"] for t in chosen],
+        "views": [len(t["prompts"]) for t in chosen],
+        "prompt_chars": [len(t["prompts"][0]) for t in chosen],
+        "answer_tokens": answers,
+        "max_new_tokens": limits,
+        "repeats": repeats,
+        "adapter_training": training,
+        "separate_merge": merge,
+        "separate": separate,
+        "mixed": mixed,
+        "ratio": mixed["tokens_per_s"] / separate["tokens_per_s"],
+        "same_outputs": all(same),
+        "same_count": f"{sum(same)}/{len(same)}",
+        "max_logprob_diff": lp_diff,
+    }
+
+
+def best_generation(
+    gen: dict[str, Any], static: dict[str, Any] | None = None, mixed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The fastest measured generation path (tokens/s) among those that ran: fast, fast merged, static eager,
+    static compiled (warm; its ``compile_seconds`` come with it), k tasks mixed in one batch."""
+    paths: dict[str, dict[str, Any]] = {
+        "fast": {"tokens_per_s": gen["fast"]["tokens_per_s"]},
+        "fast_merged": {"tokens_per_s": gen["fast_merged"]["tokens_per_s"]},
+    }
+    if static and "static" in static:
+        paths["static"] = {"tokens_per_s": static["static"]["tokens_per_s"], "same_outputs": static["same_outputs"]}
+        c = static.get("compiled") or {}
+        if "tokens_per_s" in c:
+            paths["compiled"] = {
+                "tokens_per_s": c["tokens_per_s"],
+                "same_outputs": c["same_outputs"],
+                "compile_seconds": c["compile_seconds"],
+            }
+    if mixed and "mixed" in mixed:
+        paths[f"mixed_k{mixed['k']}"] = {
+            "tokens_per_s": mixed["mixed"]["tokens_per_s"],
+            "same_outputs": mixed["same_outputs"],
+        }
+    name = max(paths, key=lambda p: paths[p]["tokens_per_s"])
+    return {"path": name, **paths[name], "paths": paths}
+
+
+def project(
+    work: dict[str, Any],
+    train: dict,
+    gen: dict,
+    overhead_ms: float,
+    start_s: float,
+    best: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Minutes for a whole 100-task single-task run at the measured rates, naive and fast. ``best``
+    (:func:`best_generation`): the fast run generates on that path (a compiled path adds its ``compile_seconds``
+    once); without it, the faster of fast and fast merged."""
     train_tokens = PROJECTION_SAMPLES * work["mean_sample_tokens"]
     gen_tokens = PROJECTION_VIEWS * work["mean_answer_tokens"]
+    if best is None:
+        best = {"path": "fast_merged" if gen["merge_pays"] else "fast", "tokens_per_s": gen["best_tokens_per_s"]}
+    compile_s = best.get("compile_seconds", 0.0)
 
-    def minutes(train_tps: float, gen_tps: float, overhead_s: float) -> dict[str, float]:
+    def minutes(train_tps: float, gen_tps: float, overhead_s: float, extra_s: float = 0.0) -> dict[str, float]:
         per_task = train_tokens / train_tps + gen_tokens / gen_tps + overhead_s
-        return {"per_task_s": per_task, "minutes": (PROJECTION_TASKS * per_task + start_s) / 60}
+        return {"per_task_s": per_task, "minutes": (PROJECTION_TASKS * per_task + start_s + extra_s) / 60}
 
     return {
         "tasks": PROJECTION_TASKS,
@@ -227,10 +496,12 @@ def project(work: dict[str, Any], train: dict, gen: dict, overhead_ms: float, st
         "assumes": (
             f"{PROJECTION_SAMPLES} training samples of {work['mean_sample_tokens']:.0f} tokens and "
             f"{PROJECTION_VIEWS} views x {work['mean_answer_tokens']:.0f} answer tokens per task (means of the "
-            "recorded tasks); generation runs every view to its full answer"
+            "recorded tasks); generation runs every view to its full answer; fast generation on the "
+            f"{best['path']} path" + (f" (+ {compile_s:.0f} s: one bucket's compile)" if compile_s else "")
         ),
+        "fast_generation_path": best["path"],
         "naive": minutes(train["naive"]["tokens_per_s"], gen["naive"]["tokens_per_s"], overhead_ms / 1000),
-        "fast": minutes(train["fast"]["tokens_per_s"], gen["best_tokens_per_s"], overhead_ms / 1000),
+        "fast": minutes(train["fast"]["tokens_per_s"], best["tokens_per_s"], overhead_ms / 1000, compile_s),
     }
 
 
@@ -287,8 +558,65 @@ def _table(result: dict[str, Any]) -> str:
             for r in ge["larger_batches_merged"].values()
         ),
         f"projection: {pr['assumes']}",
+        *_paths_table(result),
     ]
     return "\n".join(lines)
+
+
+def _paths_table(result: dict[str, Any]) -> list[str]:
+    """The rows of the static / compiled decode and the mixed-batch measurements (each against its baseline)."""
+    st, mx = result.get("static_decode") or {}, result.get("mixed_batch") or {}
+
+    def row(label: str, base: float, new: float, r: dict[str, Any]) -> str:
+        same = "yes" if r["same_outputs"] else "NO"
+        return f"{label:42} {base:10.1f} {new:10.1f} {new / base:7.2f}x {same:>5} {r['max_logprob_diff']:9.1e}"
+
+    head = (
+        f"{'generate tokens/s, greedy, same prompts':42} {'baseline':>10} {'path':>10} {'ratio':>8} {'same':>5} "
+        f"{'logprob Δ':>9}"
+    )
+    lines = ["", head]
+    if "static" in st:
+        d = st["dynamic"]["tokens_per_s"]
+        eager = st["static"]["tokens_per_s"]
+        lines.append(row("static KV cache, eager (vs dynamic loop)", d, eager, st))
+        c = st.get("compiled") or {}
+        if "tokens_per_s" in c:
+            lines.append(row("static KV cache, compiled, warm median", d, c["tokens_per_s"], c))
+        else:
+            lines.append(f"{'static KV cache, compiled':42} {c.get('skipped') or c.get('error') or 'not run'}")
+    else:
+        lines.append(f"{'static KV cache':42} {st.get('skipped') or st.get('error') or 'not run'}")
+    if "mixed" in mx:
+        lines.append(
+            row(
+                f"{mx['k']} tasks mixed, 1 batch (vs {mx['k']} calls)",
+                mx["separate"]["tokens_per_s"],
+                mx["mixed"]["tokens_per_s"],
+                mx,
+            )
+        )
+    else:
+        lines.append(f"{'tasks mixed in one batch':42} {mx.get('skipped') or mx.get('error') or 'not run'}")
+    lines.append(
+        "same: every text equals the baseline's; logprob Δ: the largest |mean log-prob difference| of an output"
+    )
+    if "static" in st:
+        c = st.get("compiled") or {}
+        first = f"; compile: first call {c['compile_seconds']:.1f} s" if "compile_seconds" in c else ""
+        lines.append(f"static: {st['sequences']} views, {st['max_new_tokens']} new tokens max{first}")
+        d, e = st["dynamic"], st["static"]
+        if "step_ms" in d:
+            lines.append(
+                f"static: prefill {d['prefill_s']:.3f} s dynamic / {e['prefill_s']:.3f} s static; one step "
+                f"{d['step_ms']:.2f} ms dynamic / {e['step_ms']:.2f} ms static"
+            )
+    if "mixed" in mx:
+        lines.append(
+            f"mixed: tasks {', '.join(mx['task_ids'])}, {sum(mx['views'])} rows, max_new_tokens per task "
+            f"{mx['max_new_tokens']}, outputs equal {mx['same_count']}; separate calls merge={mx['separate_merge']}"
+        )
+    return lines
 
 
 def machine(threads: int) -> dict[str, Any]:
@@ -328,6 +656,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating naive/fast repeats; medians reported")
     parser.add_argument("--tasks", type=int, default=2, help="recorded tasks replayed for the overhead")
     parser.add_argument("--naive-procs", type=int, default=1, help="fresh-process runs for the naive overhead")
+    parser.add_argument("--static-tokens", type=int, default=48, help="new tokens of the static / compiled decode")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="also the compiled static decode"
+    )
+    parser.add_argument("--warm-calls", type=int, default=3, help="compiled decode: calls after the compiling one")
+    parser.add_argument("--mixed-k", type=int, default=4, help="tasks in the mixed batch (0: skip it)")
+    parser.add_argument("--mixed-tokens", type=int, default=48, help="mixed batch: new tokens of the longest task")
     parser.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
     parser.add_argument("--out", help="also write the JSON object here")
     args = parser.parse_args()
@@ -399,6 +734,41 @@ def main() -> None:
                 repeats=args.repeats,
                 scale=tuple(args.scale),
             )
+            print("static decode ...", file=sys.stderr, flush=True)
+            static, reference = measure_static(
+                w.call, gen_task["prompts"], gen_task["stop"], tokens=args.static_tokens, repeats=args.repeats
+            )
+            static["task_id"] = gen_task["task_id"]
+            result["static_decode"] = static
+            if args.compile:
+                print("compiled decode ...", file=sys.stderr, flush=True)
+                try:
+                    static["compiled"] = measure_compiled(
+                        w.call,
+                        gen_task["prompts"],
+                        gen_task["stop"],
+                        tokens=args.static_tokens,
+                        reference=reference,
+                        dynamic_tokens_per_s=static["dynamic"]["tokens_per_s"],
+                        warm_calls=args.warm_calls,
+                    )
+                except RuntimeError as e:  # e.g. no C++ compiler for inductor: recorded, the run goes on
+                    static["compiled"] = {"error": str(e)[:4000]}
+            else:
+                static["compiled"] = {"skipped": "--no-compile"}
+            if args.mixed_k > 0:
+                print("mixed batch ...", file=sys.stderr, flush=True)
+                result["mixed_batch"] = measure_mixed(
+                    w.call,
+                    tasks,
+                    tmp,
+                    k=args.mixed_k,
+                    tokens=args.mixed_tokens,
+                    merge=result["generate"]["merge_pays"],
+                    repeats=args.repeats,
+                )
+            else:
+                result["mixed_batch"] = {"skipped": "--mixed-k 0"}
             print("overhead ...", file=sys.stderr, flush=True)
             overhead = measure_overhead(w.call, tasks[: args.tasks])
         finally:
@@ -412,8 +782,14 @@ def main() -> None:
         overhead["ratio"] = 1000 * naive_s / overhead["engine_overhead_ms_median"] if naive_s else None
         result["overhead"] = overhead
     result["machine"]["load_avg_end"] = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+    result["generate_best"] = best_generation(result["generate"], result["static_decode"], result["mixed_batch"])
     result["projection"] = project(
-        work, result["train"], result["generate"], overhead["engine_overhead_ms_median"], start_s
+        work,
+        result["train"],
+        result["generate"],
+        overhead["engine_overhead_ms_median"],
+        start_s,
+        result["generate_best"],
     )
     text = json.dumps(result, indent=2)
     if args.out:

@@ -14,7 +14,19 @@ against the naive path in the same run (the measurements are bench/speed.py's, s
    and ``predictTask`` made for real ARC tasks (bench/gpu/payloads.json.gz, recorded by bench/overhead.ts); its
    overhead is the round trips' wall time minus the compute seconds Python reports for train and generate. The
    naive cost is spawn-to-exit of ``python bench/naive_task.py`` (imports, model load, LoRA attach, one step);
-4. a projection of a whole 100-task single-task run from the figures above (bench/speed.py ``project``).
+4. a projection of a whole 100-task single-task run from the figures above (bench/speed.py ``project``), on the
+   fastest generation path measured (``generate_best``, computed again after 5 and 6);
+5. static-KV-cache decode vs the dynamic loop (``static_decode``), same 8 views, greedy: eager, then compiled
+   (``static_decode.compiled``: ``compile_seconds`` of the first call, tokens/s the median of 3 warm calls; CUDA
+   graphs on CUDA), each with ``same_outputs`` (texts equal to the dynamic loop's);
+6. ARC_TTFT_BENCH_MIXED_K tasks in one mixed-adapter batch vs one call per task (``mixed_batch``): each task a
+   real adapter of its own kept in a slot, per-prompt ``max_new_tokens`` (bench/speed.py ``measure_mixed``).
+
+Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run records ``part_seconds``): build +
+engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
+mixed batch ~45 s, compiled decode ~90 s (mostly the compile). Parts 5 and 6 run after the overhead stage; the
+naive processes after the first leave PATH_BUDGET_S (155 s) for them; each part starts only with half its budget
+left, and its calls are cut at the deadline (the worker is stopped, the part recorded as ``skipped``).
 
 Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on
 a GPU machine): the bridge's Node hops are measured on CPU by bench/overhead.ts.
@@ -25,7 +37,10 @@ ARC_TTFT_BENCH_TRAIN_STEPS (naive training steps, 10; tiny 4), ARC_TTFT_BENCH_TR
 16; tiny 8), ARC_TTFT_BENCH_TRAIN_TASK (00dbd492), ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
 ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
 batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (300: naive processes that
-would end past it are skipped), OUT (a folder: gpu-bench.json is written there after every stage).
+would end past it are skipped, parts 5 and 6 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
+0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_PATHS_RESERVE_S (155: seconds
+the second and later naive processes leave for parts 5 and 6), OUT (a folder: gpu-bench.json is written there
+after every stage).
 Prints progress on stderr and one JSON object on the last line of stdout.
 """
 
@@ -35,11 +50,13 @@ import gzip
 import json
 import os
 import platform
+import select
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,6 +110,14 @@ GEN_NAIVE_PROMPTS = int(os.environ.get("ARC_TTFT_BENCH_GEN_NAIVE", "2"))
 # Also the merged fast path on k copies of the views in one batch (what batching several tasks would give).
 GEN_SCALE = tuple(int(k) for k in os.environ.get("ARC_TTFT_BENCH_GEN_SCALE", "4").split(",") if k.strip())
 DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "300"))
+# The generation paths measured after the overhead stage, with the seconds budgeted for each on an H100 (0.5b shape,
+# 256 new tokens; estimates, not yet measured on a GPU). A part starts only with at least half its budget left,
+# and its calls end at the deadline (the worker is stopped then): a slow part is recorded as skipped.
+MIXED_K = int(os.environ.get("ARC_TTFT_BENCH_MIXED_K", "4"))  # tasks in the mixed batch; 0: skip it
+COMPILE = os.environ.get("ARC_TTFT_BENCH_COMPILE", "1") != "0"  # the compiled static decode; 0: skip it
+PATH_BUDGET_S = {"static_decode": 20.0, "mixed_batch": 45.0, "compiled": 90.0}
+# Naive processes after the first one must leave this much before the deadline for the parts above.
+PATHS_RESERVE_S = float(os.environ.get("ARC_TTFT_BENCH_PATHS_RESERVE_S", str(sum(PATH_BUDGET_S.values()))))
 
 RESULT: dict[str, Any] = {"benchmark": "engine-gpu", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -131,10 +156,19 @@ class Worker:
         if not ready:
             raise RuntimeError("the worker exited before it was ready (see stderr)")
 
-    def call(self, method: str, payload: Any = None) -> tuple[dict[str, Any], float]:
+    def call(self, method: str, payload: Any = None, timeout: float | None = None) -> tuple[dict[str, Any], float]:
+        """One dispatch call. ``timeout`` (seconds): past it the worker is stopped and :class:`TimeoutError` raised
+        (a dispatch call cannot be interrupted; the worker is gone after that)."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{method}: the worker is not running (exit status {self.proc.returncode})")
         start = time.perf_counter()
         self.proc.stdin.write(f"{method}\t{json.dumps(payload or {})}\n")  # type: ignore[union-attr]
         self.proc.stdin.flush()  # type: ignore[union-attr]
+        # One envelope per call and nothing after it, so the text buffer is empty here and select sees the pipe.
+        if timeout is not None and not select.select([self.proc.stdout], [], [], max(0.0, timeout))[0]:
+            self.proc.kill()
+            self.proc.wait()
+            raise TimeoutError(f"{method}: no answer within {timeout:.0f} s (the deadline); the worker was stopped")
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         ms = (time.perf_counter() - start) * 1000
         if not line:
@@ -275,6 +309,97 @@ def run_naive(
     return {"seconds": seconds, **{k: inner[k] for k in ("imports_s", "load_s", "attach_s", "train_s", "device")}}
 
 
+def part(name: str, budget: float, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one generation-path part unless less than half its ``budget`` is left; a part cut at the deadline or
+    failing is recorded (``skipped`` / ``error``), never fatal."""
+    if left() < budget / 2:
+        result = {"skipped": f"{left():.0f} s left before the deadline; {budget:.0f} s budgeted"}
+    else:
+        start = time.perf_counter()
+        try:
+            result = fn()
+        except TimeoutError as e:
+            result = {"skipped": f"cut at the deadline after {time.perf_counter() - start:.0f} s: {e}"}
+        except Exception as e:  # noqa: BLE001 — recorded in the JSON, the run goes on
+            result = {"error": f"{type(e).__name__}: {e}"[:4000]}
+        result["part_seconds"] = time.perf_counter() - start
+    log(f"{name}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))})[:500]}")
+    return result
+
+
+def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str) -> None:
+    """The static (eager, then compiled) decode vs the dynamic loop on ``task``'s views, and MIXED_K tasks in one
+    mixed-adapter batch vs one call per task (bench/speed.py's measurements), each within the deadline."""
+
+    def bounded(method: str, payload: Any = None) -> tuple[dict[str, Any], float]:
+        return w.call(method, payload, timeout=left())
+
+    reference: list[dict[str, Any]] = []
+    adapter = os.path.join(tmp, "static-decode-adapter")
+
+    def static() -> dict[str, Any]:
+        result, outputs = speed.measure_static(bounded, task["prompts"], task["stop"], tokens=GEN_TOKENS)
+        reference.extend(outputs)
+        # The mixed part trains and loads other adapters: the compiled part reloads this one to compare outputs.
+        bounded("save_adapter", {"path": adapter})
+        return {"task_id": task["task_id"], **result}
+
+    log("static-cache decode vs the dynamic loop")
+    RESULT["static_decode"] = st = part("static_decode", PATH_BUDGET_S["static_decode"], static)
+    save()
+    if MIXED_K <= 0:
+        RESULT["mixed_batch"] = {"skipped": "ARC_TTFT_BENCH_MIXED_K=0"}
+    elif w.proc.poll() is not None:
+        RESULT["mixed_batch"] = {"skipped": "the worker was stopped at the deadline"}
+    else:
+        log(f"{MIXED_K} tasks in one mixed-adapter batch vs {MIXED_K} calls")
+        merge = bool(RESULT.get("generate", {}).get("merge_pays"))
+        RESULT["mixed_batch"] = part(
+            "mixed_batch",
+            PATH_BUDGET_S["mixed_batch"],
+            lambda: speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge),
+        )
+    save()
+    if not COMPILE:
+        st["compiled"] = {"skipped": "ARC_TTFT_BENCH_COMPILE=0"}
+    elif "static" not in st:
+        st["compiled"] = {"skipped": "the static-cache part did not run"}
+    elif w.proc.poll() is not None:
+        st["compiled"] = {"skipped": "the worker was stopped at the deadline"}
+    else:
+        log("compiled static-cache decode (the first call compiles)")
+
+        def compiled() -> dict[str, Any]:
+            bounded("load_adapter", {"path": adapter})  # the adapter the reference outputs came from
+            return speed.measure_compiled(
+                bounded,
+                task["prompts"],
+                task["stop"],
+                tokens=GEN_TOKENS,
+                reference=reference,
+                dynamic_tokens_per_s=st["dynamic"]["tokens_per_s"],
+            )
+
+        st["compiled"] = part("compiled", PATH_BUDGET_S["compiled"], compiled)
+    save()
+
+
+def project(work: dict[str, Any], engine_ms: float) -> None:
+    """The 100-task projection, on the fastest generation path measured so far."""
+    if "error" in RESULT["train"] or "error" in RESULT["generate"]:
+        return
+    best = speed.best_generation(RESULT["generate"], RESULT.get("static_decode"), RESULT.get("mixed_batch"))
+    RESULT["generate_best"] = best
+    RESULT["projection"] = speed.project(
+        work, RESULT["train"], RESULT["generate"], engine_ms, RESULT["engine_start_s"], best
+    )
+    p = RESULT["projection"]
+    log(
+        f"100-task run, projected: naive {p['naive']['minutes']:.1f}, fast {p['fast']['minutes']:.1f} min "
+        f"(generation on the {best['path']} path)"
+    )
+
+
 def main() -> None:
     RESULT["environment"] = environment()
     RESULT["shape"] = {"name": SHAPE, **SHAPES[SHAPE], "tokenizer": "arc_ttft char tokenizer (1 token per char)"}
@@ -347,7 +472,8 @@ def main() -> None:
                 tasks.append(row)
                 log(f"engine {t['task_id']}: overhead {row['overhead_ms']:.1f} ms (reset {row['reset_ms']:.1f} ms)")
                 last = naive[-1]["seconds"] if naive else 30.0
-                if len(naive) < N_NAIVE and left() > 1.5 * last + 10:
+                reserve = PATHS_RESERVE_S if naive else 0.0  # the first naive process only needs the deadline
+                if len(naive) < N_NAIVE and left() - reserve > 1.5 * last + 10:
                     train = next(c["payload"] for c in t["calls"] if c["method"] == "train")
                     run = run_naive(model, train["samples"], train["max_seq_len"], tmp)
                     naive.append({"task_id": t["task_id"], **run})
@@ -364,15 +490,14 @@ def main() -> None:
                 "ratio": (1000 * statistics.median(r["seconds"] for r in naive) / engine_ms) if naive else None,
                 "note": "engine = arc_ttft.entry.dispatch in a long-lived process over pipes (no Node hop)",
             }
-            if "error" not in RESULT["train"] and "error" not in RESULT["generate"]:
-                RESULT["projection"] = speed.project(
-                    work, RESULT["train"], RESULT["generate"], engine_ms, RESULT["engine_start_s"]
-                )
-                p = RESULT["projection"]
-                log(f"100-task run, projected: naive {p['naive']['minutes']:.1f}, fast {p['fast']['minutes']:.1f} min")
+            project(work, engine_ms)
             save()
             status, _ = w.call("status")
             RESULT["memory"] = status["memory"]
+            measure_paths(w, recorded_tasks, train_task, tmp)
+            if w.proc.poll() is None:
+                RESULT["memory_after_paths"] = w.call("status")[0]["memory"]
+            project(work, engine_ms)
         finally:
             w.close()
     RESULT["total_s"] = time.perf_counter() - T0

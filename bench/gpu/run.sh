@@ -3,6 +3,8 @@
 # Picks a Python that has CUDA torch + transformers + peft (no network is needed), prints what it uses and how it
 # differs from python/requirements.txt, then runs bench/gpu/bench.py, which prints one JSON object on its last line
 # and writes $OUT/gpu-bench.json when OUT is set. CPU check of the same path: ARC_TTFT_BENCH_SHAPE=tiny.
+# bench.py stops starting work at ARC_TTFT_BENCH_DEADLINE_S (LIMIT - 40 s): the static / compiled decode and the
+# mixed-batch parts are cut there and recorded as skipped, so the JSON is printed before the timeout below.
 #
 # Python, first that works: $PYTHON_BIN; python3 on PATH (the GPU image's, which holds CUDA torch); the venv of
 # `arc-ttft setup` ($ARC_TTFT_VENV); else a venv made here (.cache/gpu-venv) on top of python3's packages
