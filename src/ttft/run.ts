@@ -741,10 +741,11 @@ export async function runSingleTaskTTFT(
     let aborted = false;
     let needAdapterReload = false;
     // On a pool every worker is a lane; locally the one engine is. Longest tasks first on a pool, so
-    // the last to start are short ones and the workers finish together.
+    // the last to start are short ones and the workers finish together; and with groups, so a group's
+    // tasks are of similar size (its rows are padded to its longest prompt).
     const lanes: TaskEngine[] = pool !== undefined ? [...pool.engines] : [engine];
     const queue =
-      pool !== undefined
+      pool !== undefined || o.tasksPerBatch > 1
         ? [...todo].sort((a, b) => taskSize(taskSet[b]!) - taskSize(taskSet[a]!))
         : [...todo];
     const retries = new Map<string, number>();
@@ -854,10 +855,10 @@ export async function runSingleTaskTTFT(
     const restarts = (caught: unknown) =>
       caught instanceof BridgeError || (caught instanceof TimeoutError && caught.timeoutMs > 0);
 
-    /** Starts a task: its plan, deadline and `task_started` event. */
-    const begin = (id: string, worker: number | undefined): Slot => {
+    /** Starts a task: its plan, deadline and `task_started` event (`unstarted`: its group's tasks not started yet, itself included). */
+    const begin = (id: string, worker: number | undefined, unstarted: number): Slot => {
       const index = handedOut++;
-      const remaining = queue.length + 1;
+      const remaining = queue.length + unstarted;
       const task = taskSet[id]!;
       // Workers run side by side: the remaining time is shared over the remaining rounds.
       const plan = scheduler.plan(Math.ceil(remaining / lanes.length), task.test.length, {
@@ -1030,7 +1031,7 @@ export async function runSingleTaskTTFT(
             queue.unshift(...group.slice(j));
             break;
           }
-          const t = begin(id, worker);
+          const t = begin(id, worker, group.length - j);
           try {
             // In a group each task's adapter is kept in a slot: the next task's training replaces the live one.
             await prepare(engine, t, group.length > 1 && o.mode === 'single-task' ? j : undefined);
