@@ -160,6 +160,73 @@ def _select_rows(past: Any, idx: torch.Tensor) -> None:
         past.reorder_cache(idx)
 
 
+def _left_padded(tokenizer: Any, prompt_ids: list[list[int]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of the prompts, left-padded to the longest."""
+    n, length = len(prompt_ids), max(len(p) for p in prompt_ids)
+    input_ids = torch.full((n, length), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((n, length), dtype=torch.long)
+    for row, ids in enumerate(prompt_ids):
+        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, length - len(ids) :] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def _prefill(
+    model: Any, tokenizer: Any, prompt_ids: list[list[int]], device: Any, mixed: dict[str, Any]
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward pass over the left-padded prompts: the KV cache, each row's next-token logits, the mask and each
+    row's last position."""
+    input_ids, mask = _left_padded(tokenizer, prompt_ids, device)
+    # Positions count real tokens only, so a left-padded row sees the same positions as when run alone.
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True, **extra, **mixed)
+    return out.past_key_values, out.logits[:, -1, :], mask, position_ids[:, -1:]
+
+
+def _prefill_by_adapter(
+    model: Any, tokenizer: Any, prompt_ids: list[list[int]], names: list[str], device: Any
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_prefill` for a mixed batch, one pass per adapter: each task's rows are padded only to its own longest
+    prompt (tasks' prompts differ by up to 20× in length) and run through one adapter, with no per-row split. The
+    caches are then joined, left-padded to the longest, into one cache for the mixed decoding steps."""
+    from transformers import DynamicCache
+
+    groups: dict[str, list[int]] = {}
+    for row, name in enumerate(names):
+        groups.setdefault(name, []).append(row)
+    parts = []
+    for name, rows in groups.items():
+        past, logits, mask, last_pos = _prefill(
+            model, tokenizer, [prompt_ids[r] for r in rows], device, {"adapter_names": [name] * len(rows)}
+        )
+        layers = getattr(past, "layers", None)
+        if layers is None or any(getattr(layer, "keys", None) is None for layer in layers):
+            return _prefill(model, tokenizer, prompt_ids, device, {"adapter_names": names})  # an unusual cache
+        parts.append((rows, [(layer.keys, layer.values) for layer in layers], logits, mask, last_pos))
+    n, length = len(prompt_ids), max(mask.shape[1] for *_, mask, _ in parts)
+    logits = torch.empty((n, parts[0][2].shape[-1]), dtype=parts[0][2].dtype, device=device)
+    mask = torch.zeros((n, length), dtype=torch.long, device=device)
+    last_pos = torch.empty((n, 1), dtype=torch.long, device=device)
+    joined = DynamicCache()
+    for layer_idx in range(len(parts[0][1])):
+        k0, v0 = parts[0][1][layer_idx]
+        keys = k0.new_zeros((n, k0.shape[1], length, k0.shape[3]))
+        values = v0.new_zeros((n, v0.shape[1], length, v0.shape[3]))
+        for rows, kv, *_ in parts:
+            k, v = kv[layer_idx]
+            idx = torch.tensor(rows, device=device)
+            keys[idx, :, length - k.shape[2] :] = k  # right-aligned: the padding stays on the left, masked
+            values[idx, :, length - v.shape[2] :] = v
+        joined.update(keys, values, layer_idx)
+    for rows, _, part_logits, part_mask, part_pos in parts:
+        idx = torch.tensor(rows, device=device)
+        logits[idx] = part_logits
+        mask[idx, length - part_mask.shape[1] :] = part_mask
+        last_pos[idx] = part_pos
+    return joined, logits, mask, last_pos
+
+
 def _chunk(
     model: Any,
     tokenizer: Any,
@@ -170,23 +237,14 @@ def _chunk(
     limits: list[int] | None = None,
 ) -> list[dict]:
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    n, length = len(prompt_ids), max(len(p) for p in prompt_ids)
-    input_ids = torch.full((n, length), pad, dtype=torch.long)
-    mask = torch.zeros((n, length), dtype=torch.long)
-    for row, ids in enumerate(prompt_ids):
-        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, length - len(ids) :] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    # Positions count real tokens only, so a left-padded row sees the same positions as when run alone.
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
+    n = len(prompt_ids)
     # PEFT mixed-adapter batch: row i runs through adapter adapter_names[i] (rows leave together with their name).
     names = list(adapter_names) if adapter_names is not None else None
     mixed = {"adapter_names": names} if names is not None else {}
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True, **extra, **mixed)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
-    last_pos = position_ids[:, -1:]
+    if names is not None and len(set(names)) > 1:
+        past, logits, mask, last_pos = _prefill_by_adapter(model, tokenizer, prompt_ids, names, device)
+    else:
+        past, logits, mask, last_pos = _prefill(model, tokenizer, prompt_ids, device, mixed)
 
     active = list(range(n))  # the rows still decoding, in batch order; finished rows leave the batch
     rows = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)

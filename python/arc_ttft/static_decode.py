@@ -178,6 +178,8 @@ def decode_static(
     """
     if not prompt_ids or any(not p for p in prompt_ids):
         raise ValueError("decode_static needs at least one prompt, and no empty prompt")
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
     dtype = _base(model).dtype  # the base weights' (PEFT may keep adapter weights in float32)
     pad = tokenizer.pad_token_id
@@ -203,16 +205,26 @@ def decode_static(
         entry.mask.copy_(mask)
         entry.pos.copy_(position_ids[:, -1:])
         extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
+        # The prefill runs over a dynamic cache (a mask of the prompt's length only: through the static cache it
+        # would attend over the whole bucket with an explicit mask, twice as slow on the CPU), and its keys and
+        # values are then copied into the static slots 0 … prompt_len-1 (update() appends at the reset length 0).
+        prefill = DynamicCache()
         out = model(
             input_ids=input_ids.to(device),
-            attention_mask=entry.mask,
+            attention_mask=entry.mask[:, :prompt_len],
             position_ids=position_ids.to(device),
-            past_key_values=entry.cache,
+            past_key_values=prefill,
             use_cache=True,
             **extra,
         )
         logits = out.logits[:, -1, :]
         del out
+        if len(prefill.layers) != len(entry.cache.layers):
+            n_static = len(entry.cache.layers)
+            raise PayloadError(FIELD, f"{len(prefill.layers)} prefill cache layers for {n_static} static ones")
+        for static_layer, layer in zip(entry.cache.layers, prefill.layers, strict=True):
+            static_layer.update(layer.keys, layer.values)
+        del prefill
 
         done = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
         active = list(range(n))  # real rows still decoding, in batch order: the rows _chunk would sample from

@@ -111,3 +111,25 @@ def test_per_prompt_token_limits_stop_each_row_where_it_would_stop_alone(loaded)
     assert err["type"] == "PayloadError" and "generate.max_new_tokens" in err["message"]
     err = call_error("generate", {"prompts": prompts, "max_new_tokens": [1, 2, 0, 4]})
     assert err["type"] == "PayloadError" and "generate.max_new_tokens[2]" in err["message"]
+
+
+def test_a_mixed_batch_of_prompts_of_different_lengths_gives_each_its_own_outputs(loaded) -> None:
+    """Each adapter's rows are prefilled apart, padded to their own longest prompt, then joined: rows of short and
+    long prompts, in both orders, must still give what each gives alone."""
+    import random
+
+    from conftest import grid_prompt
+
+    rng = random.Random(4)
+    _train("12\n34", seed=1)
+    call("keep_adapter", slot=0)
+    _train("56\n78", seed=2)
+    short = [grid_prompt(rng, 1, rng.randint(1, 2)) for _ in range(3)]
+    long = [grid_prompt(rng, 6, 5) + grid_prompt(rng, rng.randint(3, 6), 6) for _ in range(3)]
+    alone_live = _gen(long) + _gen(short)
+    alone_kept = _gen(short, adapters=[0] * 3) + _gen(long, adapters=[0] * 3)
+    prompts = [short[0], long[0], long[1], short[1], short[2], long[2]]
+    slots = [0, None, 0, None, 0, None]
+    want = [alone_kept[0], alone_live[0], alone_kept[4], alone_live[4], alone_kept[2], alone_live[2]]
+    _same(_gen(prompts, adapters=slots), want)
+    assert max(map(len, prompts)) > 5 * min(map(len, prompts))  # the groups' own paddings differ a lot
