@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeExitEvent } from '../src/bridge/index.js';
 import { BridgeError, ValidationError } from '../src/errors.js';
-import { createEngine, Engine, EngineOptionsSchema, makeTinyModel } from '../src/ttft/engine.js';
+import {
+  createEngine,
+  Engine,
+  EngineOptionsSchema,
+  loadModelPayload,
+  makeTinyModel,
+} from '../src/ttft/engine.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON;
 const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
@@ -53,7 +59,18 @@ describe('backend option', () => {
   it("defaults to 'transformers' with the vLLM settings at their defaults", () => {
     const o = EngineOptionsSchema.parse({});
     expect(o.backend).toBe('transformers');
-    expect(o.vllm).toEqual({ gpuMemoryUtilization: 0.5, enforceEager: false });
+    expect(o.vllm).toEqual({ gpuMemoryUtilization: 0.5, enforceEager: false, maxLoras: 1 });
+  });
+
+  it('hands the vLLM settings to Python in snake_case, maxLoras included', () => {
+    const o = EngineOptionsSchema.parse({ backend: 'vllm', vllm: { maxLoras: 4, enforceEager: true } });
+    expect(loadModelPayload(o, 'model').vllm).toEqual({
+      gpu_memory_utilization: 0.5,
+      enforce_eager: true,
+      max_model_len: null,
+      max_loras: 4,
+    });
+    expect(EngineOptionsSchema.safeParse({ vllm: { maxLoras: 0 } }).success).toBe(false);
   });
 
   it('rejects combinations vLLM cannot serve before Python starts, naming each option', async () => {
