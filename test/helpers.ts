@@ -97,6 +97,24 @@ export function stableRecord(r: TaskRecord): unknown {
   };
 }
 
+/** A record without timings, its log-probs rounded: a batch of other shapes changes float rounding only. */
+export function roundedRecord(r: TaskRecord): unknown {
+  const x = stableRecord(r) as TaskRecord;
+  return {
+    ...x,
+    predict: x.predict && {
+      ...x.predict,
+      tests: x.predict.tests.map((t) => ({
+        ...t,
+        candidates: t.candidates.map((c) => ({
+          ...c,
+          meanLogProb: c.meanLogProb === null ? null : c.meanLogProb.toFixed(3),
+        })),
+      })),
+    },
+  };
+}
+
 /** The task records of a run's journal (`results.jsonl`), in the order written. */
 export function readJournal(out: string): TaskRecord[] {
   return readFileSync(join(out, 'results.jsonl'), 'utf8')

@@ -15,7 +15,7 @@ import { resolvePythonBin } from '../src/setup/env.js';
 import { makeTinyModel } from '../src/ttft/engine.js';
 import { createRayPool, type RayPool } from '../src/ttft/pool.js';
 import { type RunEvent, type RunOptions, type RunResult, runSingleTaskTTFT } from '../src/ttft/run.js';
-import { constantTasks, readJournal, stableRecord } from './helpers.js';
+import { constantTasks, readJournal, roundedRecord, stableRecord } from './helpers.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON ?? (await resolvePythonBin());
 const HAS_RAY = spawnSync(PYTHON, ['-c', 'import ray'], { stdio: 'ignore' }).status === 0;
@@ -76,6 +76,18 @@ describe.skipIf(!HAS_RAY)('runSingleTaskTTFT on a Ray pool', () => {
     expect(workers).toEqual(new Set([0, 1]));
     expect(events.some((e) => e.type === 'train_step')).toBe(true);
     expect(events.at(-1)?.type).toBe('run_finished');
+  }, 300_000);
+
+  it('predicts groups of tasks (tasksPerBatch) on each worker with the local result', async () => {
+    const result = await runSingleTaskTTFT(
+      tasksFile,
+      { ...options(join(dir, 'ray-groups')), tasksPerBatch: 2 },
+      {
+        pool: pool!,
+      },
+    );
+    expect(result.submission).toEqual(reference.submission);
+    expect(result.records.map(roundedRecord)).toEqual(reference.records.map(roundedRecord));
   }, 300_000);
 
   it('survives a worker killed mid-task: the task is retried, nothing else is lost', async () => {

@@ -20,31 +20,13 @@ import {
   runSingleTaskTTFT,
   type TaskRecord,
 } from '../src/index.js';
-import { constantTasks, ROOT, readJournal, stableRecord } from './helpers.js';
+import { constantTasks, ROOT, readJournal, roundedRecord, stableRecord } from './helpers.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON;
 const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
 
 let dir: string;
 let model: string;
-
-/** A record without timings, its log-probs rounded: a batch of other shapes changes float rounding only. */
-function roundedRecord(r: TaskRecord): unknown {
-  const x = stableRecord(r) as TaskRecord;
-  return {
-    ...x,
-    predict: x.predict && {
-      ...x.predict,
-      tests: x.predict.tests.map((t) => ({
-        ...t,
-        candidates: t.candidates.map((c) => ({
-          ...c,
-          meanLogProb: c.meanLogProb === null ? null : c.meanLogProb.toFixed(3),
-        })),
-      })),
-    },
-  };
-}
 
 function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
   return {
