@@ -248,7 +248,7 @@ class VLLMBackend(Backend):
         return GenerateResult(tuple(outputs), sum(o.n_tokens for o in outputs), time.perf_counter() - start)
 
     def release(self, adapter: AdapterRef) -> None:
-        # With max_loras=1 vLLM's LRU cache evicts old adapters anyway; removing one is only tidier.
+        # vLLM's LRU cache (max_loras adapters on the GPU) evicts old adapters anyway; removing one is only tidier.
         remove = getattr(getattr(self._llm, "llm_engine", None), "remove_lora", None)
         if remove is not None:
             try:
