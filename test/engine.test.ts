@@ -3,23 +3,19 @@
  * crash and timeout recovery, clean exit. Needs the project venv (npm test sets ARC_TTFT_PYTHON).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ArcTtftError,
   BridgeError,
   buildInferencePrompt,
   buildTrainingText,
   createEngine,
-  type Engine,
   fineTuneTask,
   type Grid,
   gridsEqual,
-  makeTinyModel,
   predictTask,
   type Task,
   TaskTooLongError,
@@ -27,7 +23,7 @@ import {
   vocabKeepSet,
 } from '../src/index.js';
 import { createRng } from '../src/rng.js';
-import { ROOT } from './helpers.js';
+import { ROOT, useTinyEngine } from './helpers.js';
 
 const PYTHON = process.env.ARC_TTFT_PYTHON;
 const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
@@ -60,40 +56,25 @@ const TUNE = {
 };
 const PREDICT = { augmentations: 2, transforms: ['identity' as const], colourPermutation: 'none' as const };
 
-let dir: string;
-let engine: Engine;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'arc-ttft-engine-'));
-  await makeTinyModel(join(dir, 'tiny'), { seed: 0, ...py });
-  engine = await createEngine({
-    model: join(dir, 'tiny'),
-    threads: 1,
-    lora: { r: 16, alpha: 32, modulesToSave: ['embed_tokens', 'lm_head'] },
-    ...py,
-  });
-}, 180_000);
-
-afterAll(async () => {
-  await engine?.close();
-  rmSync(dir, { recursive: true, force: true });
+const fixture = useTinyEngine('engine', {
+  lora: { r: 16, alpha: 32, modulesToSave: ['embed_tokens', 'lm_head'] },
 });
 
 describe('engine', () => {
   it('loads the model once and reports it', () => {
-    expect(engine.model.modelType).toBe('qwen2');
-    expect(engine.model.vocabSize).toBeLessThan(512);
-    expect(engine.format).toBe('compact');
-    expect(engine.maxSeqLen).toBe(8192);
+    expect(fixture.engine.model.modelType).toBe('qwen2');
+    expect(fixture.engine.model.vocabSize).toBeLessThan(512);
+    expect(fixture.engine.format).toBe('compact');
+    expect(fixture.engine.maxSeqLen).toBe(8192);
   });
 
   it('learns: predictTask is wrong before fineTuneTask and right after', async () => {
     const task = constantTask(7, ANSWER_A);
-    const before = await predictTask(engine, task, { taskId: 'const-a', ...PREDICT });
+    const before = await predictTask(fixture.engine, task, { taskId: 'const-a', ...PREDICT });
     const b = before.tests[0]!;
     expect(b.attempt1 === null || !gridsEqual(b.attempt1, ANSWER_A)).toBe(true);
 
-    const tuned = await fineTuneTask(engine, task, { taskId: 'const-a', ...TUNE });
+    const tuned = await fineTuneTask(fixture.engine, task, { taskId: 'const-a', ...TUNE });
     expect(tuned.steps).toBe(100);
     expect(tuned.losses).toHaveLength(100);
     expect(tuned.keptTrain).toEqual([0, 1, 2, 3]);
@@ -101,7 +82,7 @@ describe('engine', () => {
     const last = tuned.losses.at(-1)!;
     expect(last).toBeLessThan(first / 4);
 
-    const after = await predictTask(engine, task, { taskId: 'const-a', ...PREDICT });
+    const after = await predictTask(fixture.engine, task, { taskId: 'const-a', ...PREDICT });
     expect(after.tests[0]!.status).toBe('ok');
     expect(after.tests[0]!.attempt1).toEqual(ANSWER_A);
   });
@@ -109,23 +90,23 @@ describe('engine', () => {
   it('resets in place: a task trains and predicts the same whether or not another task came first', async () => {
     const taskA = constantTask(7, ANSWER_A);
     const taskB = constantTask(11, ANSWER_B);
-    const pid = engine.pythonPid;
+    const pid = fixture.engine.pythonPid;
 
-    const b1 = await fineTuneTask(engine, taskB, { taskId: 'const-b', ...TUNE });
-    const p1 = await predictTask(engine, taskB, { taskId: 'const-b', ...PREDICT });
-    await fineTuneTask(engine, taskA, { taskId: 'const-a', ...TUNE });
-    const b2 = await fineTuneTask(engine, taskB, { taskId: 'const-b', ...TUNE });
-    const p2 = await predictTask(engine, taskB, { taskId: 'const-b', ...PREDICT });
+    const b1 = await fineTuneTask(fixture.engine, taskB, { taskId: 'const-b', ...TUNE });
+    const p1 = await predictTask(fixture.engine, taskB, { taskId: 'const-b', ...PREDICT });
+    await fineTuneTask(fixture.engine, taskA, { taskId: 'const-a', ...TUNE });
+    const b2 = await fineTuneTask(fixture.engine, taskB, { taskId: 'const-b', ...TUNE });
+    const p2 = await predictTask(fixture.engine, taskB, { taskId: 'const-b', ...PREDICT });
 
     expect(b2.losses).toEqual(b1.losses);
     expect(p2.tests).toEqual(p1.tests);
     expect(p1.tests[0]!.attempt1).toEqual(ANSWER_B);
     // No model reload in between: still the same Python process.
-    expect(engine.pythonPid).toBe(pid);
+    expect(fixture.engine.pythonPid).toBe(pid);
   });
 
   it('surfaces a Python exception as a typed BridgeError with its traceback', async () => {
-    const error = await engine.call('debug_raise', { message: 'boom' }).catch((e: unknown) => e);
+    const error = await fixture.engine.call('debug_raise', { message: 'boom' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BridgeError);
     const e = error as BridgeError;
     expect(e.reason).toBe('exception');
@@ -136,7 +117,7 @@ describe('engine', () => {
   });
 
   it('rejects a bad payload with the Python error type and the field', async () => {
-    const error = await engine.call('train', { steps: 1 }).catch((e: unknown) => e);
+    const error = await fixture.engine.call('train', { steps: 1 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BridgeError);
     expect((error as BridgeError).pythonType).toBe('PayloadError');
     expect((error as BridgeError).message).toContain('samples');
@@ -145,15 +126,15 @@ describe('engine', () => {
   it('raises TaskTooLongError when one train pair does not fit maxSeqLen', async () => {
     const task = constantTask(3, ANSWER_A);
     await expect(
-      fineTuneTask(engine, task, { taskId: 'short', maxSeqLen: 20, steps: 1 }),
+      fineTuneTask(fixture.engine, task, { taskId: 'short', maxSeqLen: 20, steps: 1 }),
     ).rejects.toBeInstanceOf(TaskTooLongError);
   });
 
   it('notices a killed Python within 5 s, and the next call works after a restart', async () => {
     const task = constantTask(5, ANSWER_A);
-    const pid = engine.pythonPid!;
-    const starts = engine.startCount;
-    const running = fineTuneTask(engine, task, { taskId: 'killed', ...TUNE, steps: 100_000 }).catch(
+    const pid = fixture.engine.pythonPid!;
+    const starts = fixture.engine.startCount;
+    const running = fineTuneTask(fixture.engine, task, { taskId: 'killed', ...TUNE, steps: 100_000 }).catch(
       (e: unknown) => e,
     );
     await new Promise((r) => setTimeout(r, 1500));
@@ -164,15 +145,15 @@ describe('engine', () => {
     expect(error).toBeInstanceOf(BridgeError);
     expect((error as BridgeError).reason).toBe('crashed');
 
-    const next = await predictTask(engine, task, { taskId: 'killed', ...PREDICT });
+    const next = await predictTask(fixture.engine, task, { taskId: 'killed', ...PREDICT });
     expect(next.tests).toHaveLength(1);
-    expect(engine.startCount).toBe(starts + 1);
-    expect(engine.pythonPid).not.toBe(pid);
+    expect(fixture.engine.startCount).toBe(starts + 1);
+    expect(fixture.engine.pythonPid).not.toBe(pid);
   }, 120_000);
 
   it('times out a call that runs too long, then recovers', async () => {
     const task = constantTask(5, ANSWER_A);
-    const error = await fineTuneTask(engine, task, {
+    const error = await fineTuneTask(fixture.engine, task, {
       taskId: 'slow',
       ...TUNE,
       steps: 100_000,
@@ -180,12 +161,12 @@ describe('engine', () => {
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error).toBeInstanceOf(ArcTtftError);
-    const next = await predictTask(engine, task, { taskId: 'slow', ...PREDICT });
+    const next = await predictTask(fixture.engine, task, { taskId: 'slow', ...PREDICT });
     expect(next.tests[0]!.predictions).toHaveLength(2);
   }, 120_000);
 
   it('fails up front with a clear error when the model folder does not exist', async () => {
-    const missing = join(dir, 'no-such-model');
+    const missing = join(fixture.dir, 'no-such-model');
     const error = await createEngine({ model: missing, ...py }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ArcTtftError);
     expect(String((error as Error).message)).toContain('no-such-model');
@@ -203,7 +184,7 @@ describe('reduced vocabulary', () => {
     }
 
     const reduced = await createEngine({
-      model: join(dir, 'tiny'),
+      model: fixture.model,
       threads: 1,
       reduceVocab: true,
       lora: { modulesToSave: ['embed_tokens', 'lm_head'] },
@@ -214,7 +195,7 @@ describe('reduced vocabulary', () => {
       expect(reduced.model.vocabSize).toBeLessThan(reduced.model.fullVocabSize);
       // Same tokens as the full tokenizer: the budget does not change.
       const prompt = buildInferencePrompt(task.train, task.test[0]!.input, 'compact');
-      expect(await reduced.countTokens([prompt])).toEqual(await engine.countTokens([prompt]));
+      expect(await reduced.countTokens([prompt])).toEqual(await fixture.engine.countTokens([prompt]));
       const tuned = await fineTuneTask(reduced, task, { taskId: 'const-a', ...TUNE });
       expect(tuned.losses.at(-1)!).toBeLessThan(tuned.losses[0]! / 4);
       // Generation stays inside the kept tokens: every view parses as a grid.
@@ -232,7 +213,7 @@ describe('process lifetime', () => {
     const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
     const child = spawn(
       process.execPath,
-      ['--import', tsx, join(ROOT, 'test/fixtures/node/engine-child.ts'), join(dir, 'tiny')],
+      ['--import', tsx, join(ROOT, 'test/fixtures/node/engine-child.ts'), fixture.model],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env },
     );
     let out = '';
