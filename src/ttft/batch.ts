@@ -87,25 +87,7 @@ export const PredictTasksItemSchema = z.strictObject({
 export type PredictTasksItem = z.input<typeof PredictTasksItemSchema>;
 
 /** Options of {@link predictTasks}: those of {@link predictTask} but the per-task ones. */
-export const PredictTasksOptionsSchema = PredictOptionsSchema.pick({
-  format: true,
-  style: true,
-  maxSeqLen: true,
-  dropStrategy: true,
-  seed: true,
-  timeoutMs: true,
-  signal: true,
-  augmentations: true,
-  transforms: true,
-  colourPermutation: true,
-  shuffleTrain: true,
-  doSample: true,
-  temperature: true,
-  topP: true,
-  decode: true,
-  batchSize: true,
-  minVotes: true,
-});
+export const PredictTasksOptionsSchema = PredictOptionsSchema.omit({ taskId: true, keptTrain: true });
 /** Options of {@link predictTasks}. */
 export type PredictTasksOptions = z.input<typeof PredictTasksOptionsSchema>;
 
