@@ -23,10 +23,7 @@ import {
   vocabKeepSet,
 } from '../src/index.js';
 import { createRng } from '../src/rng.js';
-import { ROOT, useTinyEngine } from './helpers.js';
-
-const PYTHON = process.env.ARC_TTFT_PYTHON;
-const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
+import { PY, ROOT, useTinyEngine } from './helpers.js';
 
 /** A task whose answer is one fixed grid whatever the input: a random base cannot guess it, a LoRA learns it fast. */
 function constantTask(seed: number, answer: Grid, nTrain = 4): Task {
@@ -167,7 +164,7 @@ describe('engine', () => {
 
   it('fails up front with a clear error when the model folder does not exist', async () => {
     const missing = join(fixture.dir, 'no-such-model');
-    const error = await createEngine({ model: missing, ...py }).catch((e: unknown) => e);
+    const error = await createEngine({ model: missing, ...PY }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ArcTtftError);
     expect(String((error as Error).message)).toContain('no-such-model');
   }, 120_000);
@@ -188,7 +185,7 @@ describe('reduced vocabulary', () => {
       threads: 1,
       reduceVocab: true,
       lora: { modulesToSave: ['embed_tokens', 'lm_head'] },
-      ...py,
+      ...PY,
     });
     try {
       expect(reduced.model.reducedVocab).toBe(true);

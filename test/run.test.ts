@@ -20,10 +20,7 @@ import {
   runSingleTaskTTFT,
   type TaskRecord,
 } from '../src/index.js';
-import { constantTasks, ROOT, readJournal, roundedRecord, stableRecord } from './helpers.js';
-
-const PYTHON = process.env.ARC_TTFT_PYTHON;
-const py = PYTHON !== undefined ? { pythonBin: PYTHON } : {};
+import { constantTasks, PY, ROOT, readJournal, roundedRecord, stableRecord } from './helpers.js';
 
 let dir: string;
 let model: string;
@@ -31,7 +28,7 @@ let model: string;
 function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
   return {
     out,
-    engine: { model, threads: 1, lora: { modulesToSave: ['embed_tokens', 'lm_head'] }, ...py },
+    engine: { model, threads: 1, lora: { modulesToSave: ['embed_tokens', 'lm_head'] }, ...PY },
     train: { steps: 40, lr: 2e-3, transforms: ['identity'], colourPermutation: 'none' },
     predict: { augmentations: 2, transforms: ['identity'], colourPermutation: 'none' },
     ...extra,
@@ -40,7 +37,7 @@ function options(out: string, extra: Partial<RunOptions> = {}): RunOptions {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'arc-ttft-run-'));
-  model = (await makeTinyModel(join(dir, 'tiny'), py)).path;
+  model = (await makeTinyModel(join(dir, 'tiny'), PY)).path;
   writeFileSync(join(dir, 'const.json'), JSON.stringify(constantTasks(4)));
 }, 180_000);
 
