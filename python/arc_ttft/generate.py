@@ -203,7 +203,8 @@ def _prefill_by_adapter(
         layers = getattr(past, "layers", None)
         if layers is None or any(getattr(layer, "keys", None) is None for layer in layers):
             return _prefill(model, tokenizer, prompt_ids, device, {"adapter_names": names})  # an unusual cache
-        parts.append((rows, [(layer.keys, layer.values) for layer in layers], logits, mask, last_pos))
+        idx = torch.tensor(rows, device=device)
+        parts.append((idx, [(layer.keys, layer.values) for layer in layers], logits, mask, last_pos))
     n, length = len(prompt_ids), max(mask.shape[1] for *_, mask, _ in parts)
     logits = torch.empty((n, parts[0][2].shape[-1]), dtype=parts[0][2].dtype, device=device)
     mask = torch.zeros((n, length), dtype=torch.long, device=device)
@@ -213,14 +214,12 @@ def _prefill_by_adapter(
         k0, v0 = parts[0][1][layer_idx]
         keys = k0.new_zeros((n, k0.shape[1], length, k0.shape[3]))
         values = v0.new_zeros((n, v0.shape[1], length, v0.shape[3]))
-        for rows, kv, *_ in parts:
+        for idx, kv, *_ in parts:
             k, v = kv[layer_idx]
-            idx = torch.tensor(rows, device=device)
             keys[idx, :, length - k.shape[2] :] = k  # right-aligned: the padding stays on the left, masked
             values[idx, :, length - v.shape[2] :] = v
         joined.update(keys, values, layer_idx)
-    for rows, _, part_logits, part_mask, part_pos in parts:
-        idx = torch.tensor(rows, device=device)
+    for idx, _, part_logits, part_mask, part_pos in parts:
         logits[idx] = part_logits
         mask[idx, length - part_mask.shape[1] :] = part_mask
         last_pos[idx] = part_pos
