@@ -441,7 +441,10 @@ def _generate(f: Fields) -> dict[str, Any]:
         raise PayloadError(f.path("compile"), "compiles the static-cache step: set static_cache too")
     if any(s == "" for s in cfg.stop):
         raise PayloadError(f.path("stop"), "stop strings must not be empty")
-    adapters = _adapter_slots(f, len(prompts))
+    from .lora import MAX_SLOTS
+
+    # null, or one entry per prompt: a kept slot, or null for the current adapter
+    adapters = f.int_each("adapters", len(prompts), min=0, max=MAX_SLOTS - 1, nullable=True)
     f.finish()
     e = _loaded()
     live = _adapter_ref(e)
@@ -457,30 +460,9 @@ def _generate(f: Fields) -> dict[str, Any]:
 
 def _token_limits(f: Fields, n: int) -> int | tuple[int, ...]:
     """``generate.max_new_tokens``: one limit for all prompts, or an array with one per prompt."""
-    raw = f.raw("max_new_tokens")
-    if not isinstance(raw, list):
+    if not isinstance(f.raw("max_new_tokens"), list):
         return f.int("max_new_tokens", min=1)
-    if len(raw) != n:
-        raise PayloadError(f.path("max_new_tokens"), f"expected an integer or an array of {n} (one per prompt)")
-    for i, m in enumerate(raw):
-        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-            raise PayloadError(f"{f.path('max_new_tokens')}[{i}]", "expected an integer ≥ 1")
-    return tuple(raw)
-
-
-def _adapter_slots(f: Fields, n: int) -> list[int | None] | None:
-    """``generate.adapters``: null, or one entry per prompt: a kept slot, or null for the current adapter."""
-    raw = f.raw("adapters", None)
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or len(raw) != n:
-        raise PayloadError(f.path("adapters"), f"expected an array of {n} entries (one per prompt), or null")
-    from .lora import MAX_SLOTS
-
-    for i, slot in enumerate(raw):
-        if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < MAX_SLOTS):
-            raise PayloadError(f"{f.path('adapters')}[{i}]", f"expected null or a slot from 0 to {MAX_SLOTS - 1}")
-    return raw
+    return tuple(f.int_each("max_new_tokens", n, min=1))
 
 
 def _keep_adapter(f: Fields) -> dict[str, Any]:

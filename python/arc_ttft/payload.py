@@ -112,6 +112,28 @@ class Fields:
             raise PayloadError(self.path(name), "must not be empty")
         return list(value)
 
+    def int_each(
+        self, name: str, count: int, *, min: int | None = None, max: int | None = None, nullable: bool = False
+    ) -> Any:
+        """An array of ``count`` integers, one per item of another array (``null`` items too with ``nullable``);
+        ``None`` when the field is absent or null."""
+        value, given = self._get(name, None)
+        if not given:
+            return None
+        if not isinstance(value, list) or len(value) != count:
+            raise PayloadError(self.path(name), f"expected an array of {count} entries (one per prompt)")
+        bounds = ""
+        if min is not None:
+            bounds = f" from {min} to {max}" if max is not None else f" ≥ {min}"
+        for i, item in enumerate(value):
+            if item is None and nullable:
+                continue
+            bad = isinstance(item, bool) or not isinstance(item, int)
+            if bad or (min is not None and item < min) or (max is not None and item > max):
+                what = f"{'null or ' if nullable else ''}an integer{bounds}"
+                raise PayloadError(f"{self.path(name)}[{i}]", f"expected {what}, got {item!r}")
+        return list(value)
+
     def list(self, name: str, default: Any = REQUIRED) -> Any:
         value, given = self._get(name, default)
         if given and not isinstance(value, list):
