@@ -50,7 +50,7 @@ import {
 } from './engine.js';
 import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
 import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
-import { PredictOptionsSchema, type PredictResult, predictTask } from './predict.js';
+import { PredictOptionsSchema, type PredictResult } from './predict.js';
 import {
   type ErrorRecord,
   type RunMode,
@@ -976,21 +976,8 @@ export async function runSingleTaskTTFT(
       }
     };
 
-    /** Predicts the ready tasks of a group: one task alone, several in one generation batch. */
+    /** Predicts the ready tasks of a group in one generation batch (a group of one is plain `predictTask`). */
     const predictGroup = async (engine: TaskEngine, ready: Slot[]): Promise<void> => {
-      const shared = { ...text, ...o.predict, ...signal };
-      if (ready.length === 1 && ready[0]!.adapter === undefined) {
-        const t = ready[0]!;
-        const predicted = await predictTask(engine, t.task, {
-          ...shared,
-          augmentations: t.plan.augmentations,
-          taskId: t.id,
-          keptTrain: t.keptTrain,
-          timeoutMs: timeLeftOf(t.deadline),
-        });
-        store(t, predicted);
-        return;
-      }
       const batch = await predictTasks(
         engine,
         ready.map((t) => ({
@@ -1001,7 +988,12 @@ export async function runSingleTaskTTFT(
           ...(t.adapter !== undefined ? { adapter: t.adapter } : {}),
         })),
         // The batch has the longest time left of its tasks.
-        { ...shared, timeoutMs: Math.max(...ready.map((t) => timeLeftOf(t.deadline))) },
+        {
+          ...text,
+          ...o.predict,
+          ...signal,
+          timeoutMs: Math.max(...ready.map((t) => timeLeftOf(t.deadline))),
+        },
       );
       for (const [k, t] of ready.entries()) store(t, batch.results[k]!);
     };
