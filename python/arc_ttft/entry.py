@@ -33,10 +33,11 @@ train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1
                 (8192), max_grad_norm (1.0; 0 = off), seed (0), progress_every      seconds
                 (0 = off; else a stderr line every N steps, see train.py),
                 max_seconds (null; stop early after this long, ``steps`` says how  packed, rows, fused_optimizer,
-                many ran), pack (false; pack each step's samples into rows,         autocast
+                many ran), pack (false; pack each step's samples into rows,         autocast, compiled
                 batch_size rows per forward pass, see train.py), pack_len (null:
                 see train.pack_capacity), fused_optimizer (null = on CUDA),
-                autocast (null = bfloat16 on CUDA for bfloat16 weights)
+                autocast (null = bfloat16 on CUDA for bfloat16 weights), compile
+                (false; with pack: torch.compile the forward pass, see train.py)
 generate        prompts [str], max_new_tokens (int, or [int] per prompt), do_sample   outputs [{text, n_tokens,
                 (false), temperature (1), top_p (1), seed (0), batch_size (null =   mean_logprob, finish_reason}],
                 all), stop ([str]), merge (false; LoRA merged into the base         tokens, seconds
@@ -169,8 +170,10 @@ def _loaded() -> _Engine:
 
 def _free() -> bool:
     had = _engine.model is not None
-    if had and "arc_ttft.static_decode" in sys.modules:  # its caches and compiled steps hold memory
-        sys.modules["arc_ttft.static_decode"].release(_engine.model)
+    if had:  # static caches and compiled graphs hold memory: free them now, not at garbage collection
+        from . import compiling
+
+        compiling.release(_engine.model)
     if _engine.backend is not None:
         _engine.backend.close()
     if _engine.export_dir is not None:
@@ -412,6 +415,7 @@ def _train(f: Fields) -> dict[str, Any]:
         pack_len=f.int("pack_len", None, min=2),
         fused_optimizer=f.bool("fused_optimizer", None),
         autocast=f.bool("autocast", None),
+        compile=f.bool("compile", False),
     )
     f.finish()
     e = _loaded()

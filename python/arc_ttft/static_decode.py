@@ -23,7 +23,6 @@ compiled steps at once (e.g. before the model is unloaded); otherwise they go wh
 
 from __future__ import annotations
 
-import types
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from . import compiling
 from .errors import PayloadError
 from .generate import GenerateConfig, Rows, _pick
 from .model import supports_logits_to_keep
@@ -41,7 +41,7 @@ LENGTH_STEP = 256
 """Cache lengths are rounded up to a multiple of this, so prompts of similar length share one compiled step."""
 MAX_ENTRIES = 4
 """Caches (and compiled steps) kept per model; the least recently used one is dropped beyond this."""
-_ATTR = "_arc_ttft_static_decode"  # the per-model store, an attribute so that it dies with the model
+_OWNER = "static_decode"  # this module's key in the model's store of compiled things (compiling.kept)
 
 
 def batch_bucket(n: int) -> int:
@@ -98,28 +98,18 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 def _store(model: Any) -> OrderedDict[tuple, _Entry]:
-    store = model.__dict__.get(_ATTR)
-    if store is None:
-        store = OrderedDict()
-        object.__setattr__(model, _ATTR, store)  # a plain attribute: not a submodule, parameter or buffer
-    return store
+    return compiling.kept(model).setdefault(_OWNER, OrderedDict())
 
 
 def release(model: Any) -> int:
     """Drop every cache and compiled step kept for ``model``; returns how many buckets were dropped."""
-    store = model.__dict__.pop(_ATTR, None)
+    store = compiling.kept(model).pop(_OWNER, None)
     return 0 if store is None else len(store)
 
 
 def cached_buckets(model: Any) -> list[tuple[int, int, torch.dtype, torch.device]]:
     """The ``(batch, length, dtype, device)`` buckets kept for ``model``, least recently used first."""
-    return list(model.__dict__.get(_ATTR, {}))
-
-
-def _copy_function(fn: Callable) -> Callable:
-    """``fn`` with a code object of its own. Dynamo keeps compiled graphs and its recompile budget (8) per code
-    object: one per bucket keeps buckets from evicting each other, and the graphs die with the bucket."""
-    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return list(compiling.kept(model).get(_OWNER, {}))
 
 
 def _entry(model: Any, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> _Entry:
@@ -156,7 +146,8 @@ def _compiled(entry: _Entry, device: torch.device) -> Callable[[], torch.Tensor]
         for t in (entry.ids, entry.pos, entry.mask):
             torch._dynamo.mark_static_address(t)  # written in place between steps: no copy into graph inputs
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs; CPU has no launch cost to hide
-        entry.compiled = torch.compile(_copy_function(entry.eager), mode=mode, dynamic=False, fullgraph=False)
+        # one code object per bucket: buckets do not evict each other's graphs, which die with the bucket
+        entry.compiled = torch.compile(compiling.own_code(entry.eager), mode=mode, dynamic=False, fullgraph=False)
     return entry.compiled
 
 

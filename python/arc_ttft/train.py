@@ -10,6 +10,11 @@ transformers reads those restarts as sample boundaries (a block-diagonal causal 
 kernels under flash attention), so a packed row computes exactly what its samples would compute one by one, without
 padding. On CUDA the optimizer is fused AdamW and a bfloat16 model runs under bfloat16 autocast (the LoRA weights
 stay float32).
+
+With ``compile`` the forward pass over packed rows (the decoder body for plain-head models) runs through
+``torch.compile`` with dynamic shapes: the first call compiles it (once for one-row passes, once for several), later
+steps and later tasks reuse the graphs (the adapter is reset in place, so its parameters stay the same tensors).
+The loss and gradients equal the eager ones up to float rounding.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import compiling
 from .errors import NoTrainableSamplesError, PayloadError
 from .model import supports_logits_to_keep
 from .tokens import encode_batch
@@ -50,6 +56,7 @@ class TrainConfig:
     pack_len: int | None = None  # tokens per packed row; None: see pack_capacity
     fused_optimizer: bool | None = None  # fused AdamW; None: on CUDA
     autocast: bool | None = None  # bfloat16 autocast; None: on CUDA when the model's weights are bfloat16
+    compile: bool = False  # torch.compile the packed forward pass (needs pack; see compiled_forward)
 
 
 # Progress lines go to stderr, which the bridge forwards line by line; calls stay one request/one reply.
@@ -221,22 +228,59 @@ def collate_packed(rows: list[list[Example]], pad_id: int, device: torch.device)
     }
 
 
-def packed_answer_logits(model: Any, b: dict[str, Any], use_keep: bool) -> torch.Tensor:
+_OWNER = "train"  # this module's key in the model's store of compiled things (compiling.kept)
+
+
+def compiled_forward(model: Any, module: Any) -> Any:
+    """``module(**inputs)`` through ``torch.compile``, compiled once per ``(model, module)`` and kept on ``model``.
+
+    Shapes are dynamic (the row length changes every step): one graph serves every length, and a second one
+    several-row passes (a batch of 1 is specialised). The callable has a code object of its own, so its graphs
+    and its recompile budget are not shared with any other model; :func:`.compiling.release` drops them."""
+    store = compiling.kept(model).setdefault(_OWNER, {})
+    fn = store.get(id(module))
+    if fn is None:
+
+        def forward(**inputs: Any) -> Any:
+            return module(**inputs)
+
+        compiling.allow_recompiles()
+        fn = store[id(module)] = torch.compile(compiling.own_code(forward), dynamic=None)
+    return fn
+
+
+def _mark_dynamic(*tensors: torch.Tensor) -> None:
+    # Without this the first call compiles for its exact shapes, and the second step recompiles.
+    for t in tensors:
+        for dim in range(t.dim()):
+            torch._dynamo.maybe_mark_dynamic(t, dim)
+
+
+def packed_answer_logits(model: Any, b: dict[str, Any], use_keep: bool, compile: bool = False) -> torch.Tensor:
     """Forward pass over packed rows with no attention mask (the position ids mark the samples); float logits at
     the answer positions, one row per label.
 
     For plain-head models the output layer runs on the gathered answer positions only. Otherwise the model is asked
-    for the logits of every column any row needs (``logits_to_keep`` as an index), or all of them."""
+    for the logits of every column any row needs (``logits_to_keep`` as an index), or all of them. ``compile`` runs
+    the forward pass (the decoder body, or the whole model) through :func:`compiled_forward`; the gather, the
+    output layer of plain-head models and the loss stay eager (their shapes depend on the answers)."""
     base = _base(model)
     head = base.get_output_embeddings() if base.config.model_type in PLAIN_HEAD_MODELS else None
+    inputs: dict[str, Any] = {"input_ids": b["input_ids"], "position_ids": b["position_ids"], "use_cache": False}
+    if compile:
+        _mark_dynamic(b["input_ids"], b["position_ids"])
     if head is not None and hasattr(base, "model"):
-        hidden = base.model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False)
+        body = compiled_forward(model, base.model) if compile else base.model
+        hidden = body(**inputs)
         return head(hidden.last_hidden_state[b["row"], b["col"]]).float()
+    forward = compiled_forward(model, model) if compile else model
     if use_keep:
         cols, inverse = torch.unique(b["col"], return_inverse=True)
-        out = model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False, logits_to_keep=cols)
+        if compile:
+            _mark_dynamic(cols)
+        out = forward(**inputs, logits_to_keep=cols)
         return out.logits[b["row"], inverse].float()
-    out = model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False)
+    out = forward(**inputs)
     return out.logits[b["row"], b["col"]].float()
 
 
@@ -252,10 +296,12 @@ def step_loss(
     micro_size: int,
     scale: float,
     autocast: bool = False,
+    compile: bool = False,
 ) -> tuple[float, int, int]:
     """Forward and backward over one step's samples, the gradient of ``summed loss × scale`` accumulating in the
     parameters. Unpacked: left-padded micro-batches of ``micro_size`` samples. Packed: rows of ≤ ``capacity``
-    tokens, ``micro_size`` rows per forward pass. Returns (summed loss, tokens fed without padding, rows)."""
+    tokens, ``micro_size`` rows per forward pass (``compile``: through :func:`compiled_forward`). Returns (summed
+    loss, tokens fed without padding, rows)."""
     ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     loss_sum = 0.0
     tokens = 0
@@ -264,7 +310,7 @@ def step_loss(
         for i in range(0, len(rows), micro_size):
             b = collate_packed(rows[i : i + micro_size], pad_id, device)
             with ctx:
-                logits = packed_answer_logits(model, b, use_keep)
+                logits = packed_answer_logits(model, b, use_keep, compile)
             loss = summed_loss(logits, b["labels"])
             (loss * scale).backward()
             loss_sum += loss.item()
@@ -332,7 +378,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     batch_size=1 equals batch_size=2 up to float rounding). With ``cfg.pack`` the same samples are packed into rows
     instead (``batch_size`` rows per forward pass), which again gives the same loss and gradients up to float
     rounding; ``packed`` in the result says whether packing ran (it needs an attention that honours the position
-    ids, see :func:`can_pack`), ``rows`` how many sequences all steps fed (packed rows, or samples).
+    ids, see :func:`can_pack`), ``rows`` how many sequences all steps fed (packed rows, or samples), ``compiled``
+    whether the forward passes ran compiled (``cfg.compile``, and packing ran).
     """
     start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -350,6 +397,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, warmup))
     use_keep = supports_logits_to_keep(model)
     pack = cfg.pack and can_pack(model)
+    compile = pack and cfg.compile  # the compiled forward is the packed one (no attention mask, dynamic shapes)
     autocast = use_autocast(model, cfg, device)
     pad_id = tokenizer.pad_token_id
     order = sample_order(len(examples), cfg.seed)
@@ -378,6 +426,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
                 micro_size=cfg.batch_size,
                 scale=1.0 / n_step,
                 autocast=autocast,
+                compile=compile,
             )
             tokens += n_tokens
             rows += n_rows
@@ -404,4 +453,5 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
         "rows": rows,
         "fused_optimizer": any(g.get("fused") for g in optimizer.param_groups),
         "autocast": autocast,
+        "compiled": compile,
     }

@@ -125,9 +125,9 @@ def test_a_bucket_reuses_its_cache_and_the_store_is_bounded(loaded, monkeypatch)
     cfg = GenerateConfig(max_new_tokens=3)
     _engine_run(sd.decode_static, ["I\n1\nO\n", "x", "ab"], cfg, compile=False)
     (key,) = sd.cached_buckets(model)
-    first = model.__dict__[sd._ATTR][key].cache
+    first = sd._store(model)[key].cache
     _engine_run(sd.decode_static, ["I\n22\nO\n", "yz", "c", "d"], cfg, compile=False)  # another batch, same bucket
-    assert sd.cached_buckets(model) == [key] and model.__dict__[sd._ATTR][key].cache is first
+    assert sd.cached_buckets(model) == [key] and sd._store(model)[key].cache is first
     monkeypatch.setattr(sd, "MAX_ENTRIES", 2)
     _engine_run(sd.decode_static, ["x"], cfg, compile=False)
     _engine_run(sd.decode_static, ["x" * sd.LENGTH_STEP], cfg, compile=False)

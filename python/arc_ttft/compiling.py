@@ -1,0 +1,48 @@
+"""What the compiled paths share: ``torch.compile``'d callables kept per model, with code objects of their own.
+
+Dynamo keeps compiled graphs, and its recompile budget, per *code object*. A closure made afresh per model or per
+bucket still shares one code object with every other copy, so their graphs would pile up in one cache and evict each
+other. :func:`own_code` gives each compiled callable a code object of its own, whose graphs go when it goes.
+The callables are kept in a plain attribute of the model (not a submodule, parameter or buffer), so ``state_dict``
+and PEFT never see them, and :func:`release` drops them with the memory they hold (e.g. before an unload).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+_ATTR = "_arc_ttft_compiled"
+RECOMPILE_LIMIT = 64
+"""Graphs Dynamo keeps per code object here (its default, 8, is for code that recompiles by mistake). Changing the
+adapter layout (a new kept slot) recompiles the training graphs; beyond the limit Dynamo would silently run eager."""
+
+
+def own_code(fn: Callable) -> Callable:
+    """``fn`` with a code object of its own (see the module docstring)."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def allow_recompiles() -> None:
+    """Raise Dynamo's per-code-object recompile limit to :data:`RECOMPILE_LIMIT` (this process is the engine's)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # renamed in torch 2.6
+    setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+
+
+def kept(model: Any) -> dict[str, Any]:
+    """The compiled things kept for ``model``, by owner (``"static_decode"``, ``"train"``); created empty."""
+    store = model.__dict__.get(_ATTR)
+    if store is None:
+        store = {}
+        object.__setattr__(model, _ATTR, store)
+    return store
+
+
+def release(model: Any) -> list[str]:
+    """Drop everything compiled for ``model``; returns the owners that had something."""
+    store = model.__dict__.pop(_ATTR, None)
+    return sorted(store) if store else []

@@ -1,0 +1,96 @@
+"""Compiled training (``train`` with ``compile``): the eager losses and gradients, one set of graphs for every row
+length and every task, no recompile from kept slots or generation, and the graphs freed on unload."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo.utils
+from conftest import call
+from test_fast_paths import _samples
+
+from arc_ttft import compiling, entry
+from arc_ttft import train as train_mod
+from arc_ttft.model import supports_logits_to_keep
+from arc_ttft.train import build_examples, step_loss
+
+
+def _graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def _grads(compile: bool, seed: int) -> tuple[float, dict[str, torch.Tensor]]:
+    """Summed loss and every adapter gradient of one packed step (3 samples per pass, rows of mixed lengths)."""
+    e = entry._engine
+    examples, _ = build_examples(e.tokenizer, _samples(7, seed=seed), max_seq_len=120)
+    e.model.zero_grad(set_to_none=True)
+    e.model.train()
+    loss, _, _ = step_loss(
+        e.model,
+        examples,
+        pack=True,
+        capacity=120,
+        pad_id=e.tokenizer.pad_token_id,
+        device=torch.device("cpu"),
+        use_keep=supports_logits_to_keep(e.model),
+        micro_size=3,
+        scale=1.0,
+        compile=compile,
+    )
+    e.model.eval()
+    grads = {name: p.grad.clone() for name, p in e.model.named_parameters() if p.requires_grad}
+    e.model.zero_grad(set_to_none=True)
+    return loss, grads
+
+
+def _assert_same_step(seed: int) -> None:
+    ref_loss, ref = _grads(compile=False, seed=seed)
+    loss, got = _grads(compile=True, seed=seed)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    assert got.keys() == ref.keys()
+    for name, g in ref.items():  # the embedding's scatter-add sums in another order: rounding near zero
+        assert torch.allclose(got[name], g, rtol=1e-4, atol=1e-6 * g.abs().max().item()), name
+    assert max(g.abs().max().item() for g in ref.values()) > 0
+
+
+def test_compiled_training_equals_eager_and_compiles_once(loaded) -> None:
+    call("train", samples=_samples(4, seed=9), steps=3, lr=5e-3, seed=1)  # a non-zero adapter (LoRA B starts at 0)
+    _assert_same_step(seed=3)  # compiles: one graph for one-row passes, one for several
+    graphs = _graphs()
+    _assert_same_step(seed=4)  # other samples, other row lengths: the same graphs
+    assert _graphs() == graphs
+
+    params = {"samples": _samples(10), "steps": 3, "batch_size": 2, "grad_accum": 2, "lr": 2e-3, "seed": 0}
+    call("reset_adapter")
+    eager = call("train", **params, pack=True)
+    call("reset_adapter")
+    compiled = call("train", **params, pack=True, compile=True)
+    assert (eager["compiled"], compiled["compiled"]) == (False, True)
+    assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-4)
+    assert compiled["tokens"] == eager["tokens"] and compiled["rows"] == eager["rows"]
+    assert call("train", **params, compile=True)["compiled"] is False  # compile applies to packed rows only
+
+    # Slots kept before training and mixed-adapter batches leave the graphs alone (the run keeps its slots first).
+    call("keep_adapter", slot=0)
+    call("keep_adapter", slot=1)
+    call("reset_adapter")
+    call("train", **params, pack=True, compile=True)
+    graphs = _graphs()
+    call("generate", prompts=["I\n12\nO\n", "I\n3\nO\n", "x"], max_new_tokens=3, adapters=[0, 1, None])
+    call("keep_adapter", slot=1)
+    call("reset_adapter")
+    again = call("train", **params, pack=True, compile=True)
+    assert _graphs() == graphs
+    assert again["losses"] == pytest.approx(eager["losses"], rel=1e-4)
+
+    model = entry._engine.model
+    assert compiling.kept(model)["train"]
+    call("unload")
+    assert "train" not in compiling.kept(model)  # freed at once, not at garbage collection
+
+
+def test_models_without_a_plain_head_compile_the_whole_forward(loaded, monkeypatch) -> None:
+    call("train", samples=_samples(4, seed=9), steps=3, lr=5e-3, seed=1)
+    monkeypatch.setattr(train_mod, "PLAIN_HEAD_MODELS", set())
+    _assert_same_step(seed=3)
+    (fn,) = compiling.kept(entry._engine.model)["train"].values()  # one compiled forward: the model's
