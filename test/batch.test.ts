@@ -114,10 +114,12 @@ describe('predictTasks', () => {
 describe('run options for batching and decoding', () => {
   it('map from the CLI flags and validate', () => {
     const flags = { tasks: 'x', model: 'embedded', out: 'o', mode: 'single-task' as const, resume: true };
-    const o = runOptionsFromFlags({ ...flags, tasksPerBatch: 4, decode: 'compiled' });
+    const o = runOptionsFromFlags({ ...flags, tasksPerBatch: 4, decode: 'compiled', compileTrain: true });
     expect(o.tasksPerBatch).toBe(4);
     expect(o.predict?.decode).toBe('compiled');
+    expect(o.train?.compile).toBe(true);
     expect(runOptionsFromFlags(flags).tasksPerBatch).toBeUndefined();
+    expect(runOptionsFromFlags(flags).train?.compile).toBeUndefined();
     expect(RunOptionsSchema.parse({}).tasksPerBatch).toBe(1);
     expect(PredictOptionsSchema.parse({}).decode).toBe('dynamic');
     expect(RunOptionsSchema.safeParse({ tasksPerBatch: 65 }).success).toBe(false);

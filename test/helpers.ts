@@ -97,11 +97,15 @@ export function stableRecord(r: TaskRecord): unknown {
   };
 }
 
-/** A record without timings, its log-probs rounded: a batch of other shapes changes float rounding only. */
+/**
+ * A record without timings, its losses and log-probs rounded: a batch of other shapes (or compiled
+ * training) changes float rounding only.
+ */
 export function roundedRecord(r: TaskRecord): unknown {
   const x = stableRecord(r) as TaskRecord;
   return {
     ...x,
+    train: x.train && { ...x.train, losses: x.train.losses.map((l) => (l === null ? null : l.toFixed(3))) },
     predict: x.predict && {
       ...x.predict,
       tests: x.predict.tests.map((t) => ({

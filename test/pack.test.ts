@@ -1,5 +1,6 @@
 /**
- * `pack` (fine-tune option): packed training gives the unpacked losses on the real engine, and it is on by default.
+ * `pack` (fine-tune option): packed training gives the unpacked losses on the real engine, and it is on by default;
+ * `compile` runs the packed forward pass compiled, with the same losses.
  * Needs the project venv (npm test sets ARC_TTFT_PYTHON).
  */
 import { describe, expect, it } from 'vitest';
@@ -64,5 +65,23 @@ describe('pack', () => {
     expect(u.packed).toBe(false);
     expect(u.rows).toBe(3);
     expect(u.losses[0]).toBeCloseTo(r.losses[0] as number, 4);
+    expect(r.compiled).toBe(false);
   });
+
+  it('compiles the packed forward pass on request (compile), with the eager losses', async () => {
+    expect(FineTuneOptionsSchema.parse({}).compile).toBe(false);
+    const options = { taskId: 'flip', steps: 3, batchSize: 2, gradAccum: 2, lr: 1e-3, seed: 5 };
+    const eager = await fineTuneTask(fixture.engine, TASK, options);
+    const compiled = await fineTuneTask(fixture.engine, TASK, { ...options, compile: true });
+    expect(compiled.tokens).toBe(eager.tokens);
+    for (const [i, loss] of eager.losses.entries()) {
+      expect(compiled.losses[i]).toBeCloseTo(loss as number, 4);
+    }
+    const samples = [{ prompt: 'I\n12\nO\n', answer: '21' }];
+    const settings = { ...options, warmupRatio: 0, weightDecay: 0, progressEvery: 0, compile: true };
+    const r = await trainSamples(fixture.engine, samples, settings, 64);
+    expect(r.compiled).toBe(true);
+    const unpacked = await trainSamples(fixture.engine, samples, { ...settings, pack: false }, 64);
+    expect(unpacked.compiled).toBe(false); // compile applies to packed rows only
+  }, 180_000);
 });

@@ -197,6 +197,8 @@ describe('runSingleTaskTTFT', () => {
       join(dir, 'const.json'),
       options(join(dir, 'grouped'), {
         tasksPerBatch: 3,
+        // Compiled training too: the run keeps the group's slots early, and the losses match the eager ones.
+        train: { ...options('').train, compile: true },
         predict: { ...options('').predict, decode: 'static' },
       }),
       { onEvent: (e) => events.push(e) },

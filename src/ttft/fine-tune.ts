@@ -84,6 +84,16 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
    */
   pack: z.boolean().default(true),
   /**
+   * Run the forward pass over packed rows through `torch.compile` (dynamic shapes: one compile serves
+   * every row length and every later task; the first step of the process pays it, from seconds on a
+   * tiny model to minutes on a large one). The loss and gradients equal the eager ones up to float
+   * rounding. Needs `pack` (no effect otherwise). Whether it pays depends on the model and device:
+   * measure it with the benchmarks first (docs/performance.md). With {@link keepAdapter}, keep every
+   * slot before training: a new slot changes the adapter layout and recompiles (a run does this itself).
+   * @default false
+   */
+  compile: z.boolean().default(false),
+  /**
    * Peak learning rate (linear warm-up, then linear decay to 0).
    * @default 1e-4
    */
@@ -170,8 +180,11 @@ export interface FineTuneHooks {
   onStep?: (progress: TrainProgress) => void;
 }
 
-/** The training settings {@link trainSamples} takes (a subset of the fine-tune options; `pack` defaults to true). */
-export type TrainSettings = Partial<Pick<z.output<typeof FineTuneOptionsSchema>, 'pack'>> &
+/**
+ * The training settings {@link trainSamples} takes (a subset of the fine-tune options; `pack` defaults
+ * to true, `compile` to false).
+ */
+export type TrainSettings = Partial<Pick<z.output<typeof FineTuneOptionsSchema>, 'pack' | 'compile'>> &
   Pick<
     z.output<typeof FineTuneOptionsSchema>,
     | 'steps'
@@ -205,6 +218,8 @@ export interface TrainResult {
   packed?: boolean;
   /** Forward rows over all steps (packed rows, or micro-batches). */
   rows?: number;
+  /** Whether the forward passes ran compiled (`compile` asked, and the samples were packed). */
+  compiled?: boolean;
 }
 
 /** Trains the current adapter on prompt/answer texts (one Python call, no reset). */
@@ -228,6 +243,7 @@ export async function trainSamples(
     progress_every: onStep ? s.progressEvery : 0,
     max_seconds: s.maxTrainSeconds ?? null,
     pack: s.pack ?? true,
+    compile: s.compile ?? false,
   };
   const callOptions = callOptionsOf(s);
   return engine.withTrainProgress(onStep, () => engine.call<TrainResult>('train', payload, callOptions));

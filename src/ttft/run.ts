@@ -66,6 +66,7 @@ export const RunTrainOptionsSchema = FineTuneOptionsSchema.pick({
   batchSize: true,
   gradAccum: true,
   pack: true,
+  compile: true,
   lr: true,
   warmupRatio: true,
   weightDecay: true,
@@ -346,8 +347,9 @@ function fingerprint(o: Resolved, model: string): string {
       style: o.style,
       maxSeqLen: o.maxSeqLen ?? e.maxSeqLen,
       seed: o.seed,
-      train: o.train,
-      // The decoding loop changes only float rounding: a resume may switch it (as it may tasksPerBatch).
+      // Compiled training and the decoding loop change only float rounding: a resume may switch them (as it may
+      // tasksPerBatch).
+      train: { ...o.train, compile: undefined },
       predict: { ...o.predict, decode: undefined },
       wholeSetSteps: o.wholeSetSteps ?? null,
       fallback: o.fallback,
@@ -933,8 +935,15 @@ export async function runSingleTaskTTFT(
         t.keptTrain = tuned.keptTrain;
         t.droppedTrain = tuned.droppedTrain;
         if (slot !== undefined) {
-          await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
+          const kept = await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
           t.adapter = slot;
+          if (o.train.compile && kept.kept < o.tasksPerBatch) {
+            // A new slot changes the adapter layout, and so recompiles the training graphs: make the group's
+            // later slots now (their tasks overwrite them), so that the layout changes once per Python process.
+            for (let s = slot + 1; s < o.tasksPerBatch; s++) {
+              await keepAdapter(engine, s, { timeoutMs: timeLeft(), ...signal });
+            }
+          }
         }
       } else {
         // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.

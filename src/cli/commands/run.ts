@@ -29,6 +29,7 @@ interface RunFlags {
   trainAugmentations?: number;
   tasksPerBatch?: number;
   decode?: 'dynamic' | 'static' | 'compiled';
+  compileTrain?: boolean;
   taskTimeout?: number;
   timeBudget?: number;
   limit?: number;
@@ -82,6 +83,7 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
   if (flags.steps !== undefined) train.steps = flags.steps;
   if (flags.lr !== undefined) train.lr = flags.lr;
   if (flags.trainAugmentations !== undefined) train.augmentationsPerPair = flags.trainAugmentations;
+  if (flags.compileTrain) train.compile = true;
   const predict: NonNullable<RunOptions['predict']> = {};
   if (flags.augmentations !== undefined) predict.augmentations = flags.augmentations;
   if (flags.decode !== undefined) predict.decode = flags.decode;
@@ -172,6 +174,10 @@ export function runCommand(): Command {
         '--decode <kind>',
         'decoding loop: dynamic (default), static (fixed-shape steps, static KV cache) or compiled (static + torch.compile)',
       ).choices(['dynamic', 'static', 'compiled']),
+    )
+    .option(
+      '--compile-train',
+      'torch.compile the training forward pass (compiles once per process; see docs/performance.md for when it pays)',
     )
     .option('--task-timeout <duration>', 'time limit per task, e.g. 30m (default 30m)', parseDuration)
     .option(
