@@ -6,7 +6,7 @@ of a whole 100-task single-task run (see docs/performance.md).
                           [--fast-steps 2] [--gen-tokens 48] [--naive-prompts 2] [--train-task 00dbd492]
                           [--gen-task 00dbd492] [--scale K ...] [--repeats 3] [--tasks 2] [--naive-procs 1]
                           [--static-tokens 48] [--[no-]compile] [--warm-calls 3] [--mixed-k 4]
-                          [--mixed-tokens 48] [--json] [--out FILE]
+                          [--mixed-tokens 48] [--[no-]compile-train] [--json] [--out FILE]
 
 Without ``--model`` it builds a tiny random model (the engine's stand-in shape):
 a 165k-parameter Qwen2 with the character tokenizer. Everything runs through the engine's
@@ -29,12 +29,16 @@ bench/gpu/payloads.json.gz (6 ARC-AGI-1 evaluation tasks: their training samples
   ``generate`` (``adapters`` = the slots, per-prompt ``max_new_tokens`` proportional to each task's answer length,
   the longest ``--mixed-tokens``) vs one call per task with its adapter loaded (``merge`` as the generate stage found
   best). Alternating, medians; ``same_outputs``: the mixed batch's texts equal the separate calls'.
+- **Compiled training** (``train_compiled``). The fast path's packed steps with ``compile`` vs without, alternating,
+  medians; the first compiled call (``compile_seconds``) compiles. ``max_loss_rel_diff``: the losses' largest
+  relative difference between the two.
 - **Overhead.** The recorded calls of ``--tasks`` tasks replayed: round trips minus the compute Python reports. The
   naive cost is a fresh process per task (bench/naive_task.py), ``--naive-procs`` times.
 - **Projection.** 100 tasks × (300 training samples of the recorded mean length at the measured training tokens/s,
   plus 8 views × the recorded mean answer length at the measured generation tokens/s, plus the overhead), plus the
   engine start, for the naive and for the fast path; the fast path generates on the fastest measured generation
-  path (``generate_best``; a compiled path adds its compile seconds once).
+  path (``generate_best``; a compiled path adds its compile seconds once) and trains compiled when that measured
+  faster (adding its compile seconds once).
 
 Naive and fast runs alternate ``--repeats`` times and the medians are reported, so both see the same machine load.
 The functions here are shared with bench/gpu/bench.py, which runs them on the 0.5B shape.
@@ -162,6 +166,48 @@ def measure_train(
         "naive": naive,
         "fast": fast,
         "ratio": fast["tokens_per_s"] / naive["tokens_per_s"],
+    }
+
+
+def measure_train_compiled(
+    call: Call,
+    samples: list[dict[str, str]],
+    max_seq_len: int,
+    *,
+    batch: int,
+    steps: int,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Compiled training (``compile``) vs the fast eager path, on the same packed steps. The first compiled call
+    compiles (``compile_seconds``: its seconds, two steps included); tokens/s are medians of alternating warm runs.
+    ``max_loss_rel_diff``: the largest relative difference of the first and last step's loss between the two paths
+    (float rounding when the compiled graph computes the same thing)."""
+    fast_cfg = {"batch_size": batch, "grad_accum": 1, "pack": True}
+    compiled_cfg = {**fast_cfg, "compile": True}
+    call("reset_adapter", {"seed": None})
+    payload = {"samples": samples, "max_seq_len": max_seq_len, "lr": 1e-4, "seed": 0, **compiled_cfg}
+    first, _ = call("train", {**payload, "steps": 2})
+    if not first.get("compiled"):
+        raise RuntimeError("the engine did not compile training (packing did not run?)")
+    eager_runs, compiled_runs = [], []
+    for _ in range(repeats):
+        eager_runs.append(_train_run(call, samples, max_seq_len, steps, fast_cfg))
+        compiled_runs.append(_train_run(call, samples, max_seq_len, steps, compiled_cfg))
+    eager, compiled = _median_run(eager_runs), _median_run(compiled_runs)
+    diff = max(
+        abs(c[k] - e[k]) / max(abs(e[k]), 1e-12)
+        for c, e in zip(compiled_runs, eager_runs, strict=True)
+        for k in ("loss_first", "loss_last")
+    )
+    return {
+        "samples": len(samples),
+        "repeats": repeats,
+        "compile_seconds": first["seconds"],
+        "eager": eager,
+        "compiled": compiled,
+        "tokens_per_s": compiled["tokens_per_s"],
+        "ratio": compiled["tokens_per_s"] / eager["tokens_per_s"],
+        "max_loss_rel_diff": diff,
     }
 
 
@@ -475,15 +521,21 @@ def project(
     overhead_ms: float,
     start_s: float,
     best: dict[str, Any] | None = None,
+    train_compiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Minutes for a whole 100-task single-task run at the measured rates, naive and fast. ``best``
     (:func:`best_generation`): the fast run generates on that path (a compiled path adds its ``compile_seconds``
-    once); without it, the faster of fast and fast merged."""
+    once); without it, the faster of fast and fast merged. ``train_compiled`` (:func:`measure_train_compiled`): the
+    fast run trains compiled when that was faster (adding its ``compile_seconds`` once)."""
     train_tokens = PROJECTION_SAMPLES * work["mean_sample_tokens"]
     gen_tokens = PROJECTION_VIEWS * work["mean_answer_tokens"]
     if best is None:
         best = {"path": "fast_merged" if gen["merge_pays"] else "fast", "tokens_per_s": gen["best_tokens_per_s"]}
     compile_s = best.get("compile_seconds", 0.0)
+    train_tps, train_path = train["fast"]["tokens_per_s"], "fast"
+    if train_compiled and train_compiled.get("tokens_per_s", 0.0) > train_tps:
+        train_tps, train_path = train_compiled["tokens_per_s"], "compiled"
+        compile_s += train_compiled["compile_seconds"]
 
     def minutes(train_tps: float, gen_tps: float, overhead_s: float, extra_s: float = 0.0) -> dict[str, float]:
         per_task = train_tokens / train_tps + gen_tokens / gen_tps + overhead_s
@@ -497,11 +549,13 @@ def project(
             f"{PROJECTION_SAMPLES} training samples of {work['mean_sample_tokens']:.0f} tokens and "
             f"{PROJECTION_VIEWS} views x {work['mean_answer_tokens']:.0f} answer tokens per task (means of the "
             "recorded tasks); generation runs every view to its full answer; fast generation on the "
-            f"{best['path']} path" + (f" (+ {compile_s:.0f} s: one bucket's compile)" if compile_s else "")
+            f"{best['path']} path, training on the {train_path} path"
+            + (f" (+ {compile_s:.0f} s of compiling, once)" if compile_s else "")
         ),
         "fast_generation_path": best["path"],
+        "fast_train_path": train_path,
         "naive": minutes(train["naive"]["tokens_per_s"], gen["naive"]["tokens_per_s"], overhead_ms / 1000),
-        "fast": minutes(train["fast"]["tokens_per_s"], best["tokens_per_s"], overhead_ms / 1000, compile_s),
+        "fast": minutes(train_tps, best["tokens_per_s"], overhead_ms / 1000, compile_s),
     }
 
 
@@ -564,7 +618,8 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def _paths_table(result: dict[str, Any]) -> list[str]:
-    """The rows of the static / compiled decode and the mixed-batch measurements (each against its baseline)."""
+    """The rows of the static / compiled decode, the mixed-batch and the compiled-training measurements (each
+    against its baseline)."""
     st, mx = result.get("static_decode") or {}, result.get("mixed_batch") or {}
 
     def row(label: str, base: float, new: float, r: dict[str, Any]) -> str:
@@ -616,6 +671,16 @@ def _paths_table(result: dict[str, Any]) -> list[str]:
             f"mixed: tasks {', '.join(mx['task_ids'])}, {sum(mx['views'])} rows, max_new_tokens per task "
             f"{mx['max_new_tokens']}, outputs equal {mx['same_count']}; separate calls merge={mx['separate_merge']}"
         )
+    tc = result.get("train_compiled") or {}
+    lines.append("")
+    if "compiled" in tc:
+        lines.append(
+            f"{'train tokens/s, compiled (vs fast eager)':42} {tc['eager']['tokens_per_s']:10.0f} "
+            f"{tc['tokens_per_s']:10.0f} {tc['ratio']:7.2f}x  loss Δ {tc['max_loss_rel_diff']:.1e} (relative); "
+            f"compile: first call {tc['compile_seconds']:.1f} s"
+        )
+    else:
+        lines.append(f"{'train, compiled':42} {tc.get('skipped') or tc.get('error') or 'not run'}")
     return lines
 
 
@@ -661,6 +726,12 @@ def main() -> None:
         "--compile", action=argparse.BooleanOptionalAction, default=True, help="also the compiled static decode"
     )
     parser.add_argument("--warm-calls", type=int, default=3, help="compiled decode: calls after the compiling one")
+    parser.add_argument(
+        "--compile-train",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also compiled training (vs the fast eager path)",
+    )
     parser.add_argument("--mixed-k", type=int, default=4, help="tasks in the mixed batch (0: skip it)")
     parser.add_argument("--mixed-tokens", type=int, default=48, help="mixed batch: new tokens of the longest task")
     parser.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
@@ -769,6 +840,21 @@ def main() -> None:
                 )
             else:
                 result["mixed_batch"] = {"skipped": "--mixed-k 0"}
+            if args.compile_train:
+                print("compiled training ...", file=sys.stderr, flush=True)
+                try:
+                    result["train_compiled"] = measure_train_compiled(
+                        w.call,
+                        train_task["samples"],
+                        train_task["max_seq_len"],
+                        batch=args.train_batch,
+                        steps=args.fast_steps,
+                        repeats=args.repeats,
+                    )
+                except RuntimeError as e:  # e.g. no C++ compiler for inductor: recorded, the run goes on
+                    result["train_compiled"] = {"error": str(e)[:4000]}
+            else:
+                result["train_compiled"] = {"skipped": "--no-compile-train"}
             print("overhead ...", file=sys.stderr, flush=True)
             overhead = measure_overhead(w.call, tasks[: args.tasks])
         finally:
@@ -790,6 +876,7 @@ def main() -> None:
         overhead["engine_overhead_ms_median"],
         start_s,
         result["generate_best"],
+        result.get("train_compiled"),
     )
     text = json.dumps(result, indent=2)
     if args.out:

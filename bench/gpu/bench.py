@@ -20,13 +20,16 @@ against the naive path in the same run (the measurements are bench/speed.py's, s
    (``static_decode.compiled``: ``compile_seconds`` of the first call, tokens/s the median of 3 warm calls; CUDA
    graphs on CUDA), each with ``same_outputs`` (texts equal to the dynamic loop's);
 6. ARC_TTFT_BENCH_MIXED_K tasks in one mixed-adapter batch vs one call per task (``mixed_batch``): each task a
-   real adapter of its own kept in a slot, per-prompt ``max_new_tokens`` (bench/speed.py ``measure_mixed``).
+   real adapter of its own kept in a slot, per-prompt ``max_new_tokens`` (bench/speed.py ``measure_mixed``);
+7. compiled training vs the fast eager path (``train_compiled``): the same packed steps with ``compile``, the first
+   call compiling (``compile_seconds``), then alternating warm runs (bench/speed.py ``measure_train_compiled``).
 
 Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run records ``part_seconds``): build +
 engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
-mixed batch ~45 s, compiled decode ~90 s (mostly the compile). Parts 5 and 6 run after the overhead stage; the
-naive processes after the first leave PATH_BUDGET_S (155 s) for them; each part starts only with half its budget
-left, and its calls are cut at the deadline (the worker is stopped, the part recorded as ``skipped``).
+mixed batch ~45 s, compiled decode ~90 s (mostly the compile), compiled training ~90 s (likewise). Parts 5 to 7 run
+after the overhead stage, in that order; the naive processes after the first leave PATH_BUDGET_S (245 s) for them;
+each part starts only with half its budget left, and its calls are cut at the deadline (the worker is stopped, the
+part recorded as ``skipped``).
 
 Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on
 a GPU machine): the bridge's Node hops are measured on CPU by bench/overhead.ts.
@@ -38,8 +41,9 @@ ARC_TTFT_BENCH_TRAIN_STEPS (naive training steps, 10; tiny 4), ARC_TTFT_BENCH_TR
 ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
 batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (300: naive processes that
 would end past it are skipped, parts 5 and 6 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
-0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_PATHS_RESERVE_S (155: seconds
-the second and later naive processes leave for parts 5 and 6), OUT (a folder: gpu-bench.json is written there
+0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_COMPILE_TRAIN (1; 0: skip the
+compiled training), ARC_TTFT_BENCH_PATHS_RESERVE_S (245: seconds the second and later naive processes leave for
+parts 5 to 7), OUT (a folder: gpu-bench.json is written there
 after every stage).
 Prints progress on stderr and one JSON object on the last line of stdout.
 """
@@ -115,7 +119,8 @@ DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "300"))
 # and its calls end at the deadline (the worker is stopped then): a slow part is recorded as skipped.
 MIXED_K = int(os.environ.get("ARC_TTFT_BENCH_MIXED_K", "4"))  # tasks in the mixed batch; 0: skip it
 COMPILE = os.environ.get("ARC_TTFT_BENCH_COMPILE", "1") != "0"  # the compiled static decode; 0: skip it
-PATH_BUDGET_S = {"static_decode": 20.0, "mixed_batch": 45.0, "compiled": 90.0}
+COMPILE_TRAIN = os.environ.get("ARC_TTFT_BENCH_COMPILE_TRAIN", "1") != "0"  # compiled training; 0: skip it
+PATH_BUDGET_S = {"static_decode": 20.0, "mixed_batch": 45.0, "compiled": 90.0, "train_compiled": 90.0}
 # Naive processes after the first one must leave this much before the deadline for the parts above.
 PATHS_RESERVE_S = float(os.environ.get("ARC_TTFT_BENCH_PATHS_RESERVE_S", str(sum(PATH_BUDGET_S.values()))))
 
@@ -328,8 +333,9 @@ def part(name: str, budget: float, fn: Callable[[], dict[str, Any]]) -> dict[str
 
 
 def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str) -> None:
-    """The static (eager, then compiled) decode vs the dynamic loop on ``task``'s views, and MIXED_K tasks in one
-    mixed-adapter batch vs one call per task (bench/speed.py's measurements), each within the deadline."""
+    """The static (eager, then compiled) decode vs the dynamic loop on ``task``'s views, MIXED_K tasks in one
+    mixed-adapter batch vs one call per task, and compiled vs eager training on ``task``'s samples (bench/speed.py's
+    measurements), each within the deadline."""
 
     def bounded(method: str, payload: Any = None) -> tuple[dict[str, Any], float]:
         return w.call(method, payload, timeout=left())
@@ -382,6 +388,26 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
 
         st["compiled"] = part("compiled", PATH_BUDGET_S["compiled"], compiled)
     save()
+    if not COMPILE_TRAIN:
+        RESULT["train_compiled"] = {"skipped": "ARC_TTFT_BENCH_COMPILE_TRAIN=0"}
+    elif "error" in RESULT["train"]:
+        RESULT["train_compiled"] = {"skipped": "the train stage failed"}
+    elif w.proc.poll() is not None:
+        RESULT["train_compiled"] = {"skipped": "the worker was stopped at the deadline"}
+    else:
+        log("compiled training vs the fast eager path (the first call compiles)")
+        RESULT["train_compiled"] = part(
+            "train_compiled",
+            PATH_BUDGET_S["train_compiled"],
+            lambda: speed.measure_train_compiled(
+                bounded,
+                task["samples"],
+                task["max_seq_len"],
+                batch=TRAIN_BATCH,
+                steps=RESULT["train"]["fast"]["steps"],
+            ),
+        )
+    save()
 
 
 def project(work: dict[str, Any], engine_ms: float) -> None:
@@ -391,7 +417,13 @@ def project(work: dict[str, Any], engine_ms: float) -> None:
     best = speed.best_generation(RESULT["generate"], RESULT.get("static_decode"), RESULT.get("mixed_batch"))
     RESULT["generate_best"] = best
     RESULT["projection"] = speed.project(
-        work, RESULT["train"], RESULT["generate"], engine_ms, RESULT["engine_start_s"], best
+        work,
+        RESULT["train"],
+        RESULT["generate"],
+        engine_ms,
+        RESULT["engine_start_s"],
+        best,
+        RESULT.get("train_compiled"),
     )
     p = RESULT["projection"]
     log(
