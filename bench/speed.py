@@ -684,6 +684,18 @@ def _paths_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def optional_part(name: str, wanted: bool, flag: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A compiled part: ``{"skipped": flag}`` when not ``wanted``; a failure (e.g. no C++ compiler for inductor)
+    is recorded as ``{"error": ...}`` and the run goes on."""
+    if not wanted:
+        return {"skipped": flag}
+    print(f"{name} ...", file=sys.stderr, flush=True)
+    try:
+        return fn()
+    except RuntimeError as e:
+        return {"error": str(e)[:4000]}
+
+
 def machine(threads: int) -> dict[str, Any]:
     import torch
 
@@ -811,22 +823,20 @@ def main() -> None:
             )
             static["task_id"] = gen_task["task_id"]
             result["static_decode"] = static
-            if args.compile:
-                print("compiled decode ...", file=sys.stderr, flush=True)
-                try:
-                    static["compiled"] = measure_compiled(
-                        w.call,
-                        gen_task["prompts"],
-                        gen_task["stop"],
-                        tokens=args.static_tokens,
-                        reference=reference,
-                        dynamic_tokens_per_s=static["dynamic"]["tokens_per_s"],
-                        warm_calls=args.warm_calls,
-                    )
-                except RuntimeError as e:  # e.g. no C++ compiler for inductor: recorded, the run goes on
-                    static["compiled"] = {"error": str(e)[:4000]}
-            else:
-                static["compiled"] = {"skipped": "--no-compile"}
+            static["compiled"] = optional_part(
+                "compiled decode",
+                args.compile,
+                "--no-compile",
+                lambda: measure_compiled(
+                    w.call,
+                    gen_task["prompts"],
+                    gen_task["stop"],
+                    tokens=args.static_tokens,
+                    reference=reference,
+                    dynamic_tokens_per_s=static["dynamic"]["tokens_per_s"],
+                    warm_calls=args.warm_calls,
+                ),
+            )
             if args.mixed_k > 0:
                 print("mixed batch ...", file=sys.stderr, flush=True)
                 result["mixed_batch"] = measure_mixed(
@@ -840,21 +850,19 @@ def main() -> None:
                 )
             else:
                 result["mixed_batch"] = {"skipped": "--mixed-k 0"}
-            if args.compile_train:
-                print("compiled training ...", file=sys.stderr, flush=True)
-                try:
-                    result["train_compiled"] = measure_train_compiled(
-                        w.call,
-                        train_task["samples"],
-                        train_task["max_seq_len"],
-                        batch=args.train_batch,
-                        steps=args.fast_steps,
-                        repeats=args.repeats,
-                    )
-                except RuntimeError as e:  # e.g. no C++ compiler for inductor: recorded, the run goes on
-                    result["train_compiled"] = {"error": str(e)[:4000]}
-            else:
-                result["train_compiled"] = {"skipped": "--no-compile-train"}
+            result["train_compiled"] = optional_part(
+                "compiled training",
+                args.compile_train,
+                "--no-compile-train",
+                lambda: measure_train_compiled(
+                    w.call,
+                    train_task["samples"],
+                    train_task["max_seq_len"],
+                    batch=args.train_batch,
+                    steps=args.fast_steps,
+                    repeats=args.repeats,
+                ),
+            )
             print("overhead ...", file=sys.stderr, flush=True)
             overhead = measure_overhead(w.call, tasks[: args.tasks])
         finally:

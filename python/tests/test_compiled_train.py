@@ -7,45 +7,20 @@ import pytest
 import torch
 import torch._dynamo.utils
 from conftest import call
-from test_fast_paths import _samples
+from test_fast_paths import _loss_and_grads, _samples
 
 from arc_ttft import compiling, entry
 from arc_ttft import train as train_mod
-from arc_ttft.model import supports_logits_to_keep
-from arc_ttft.train import build_examples, step_loss
 
 
 def _graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def _grads(compile: bool, seed: int) -> tuple[float, dict[str, torch.Tensor]]:
-    """Summed loss and every adapter gradient of one packed step (3 samples per pass, rows of mixed lengths)."""
-    e = entry._engine
-    examples, _ = build_examples(e.tokenizer, _samples(7, seed=seed), max_seq_len=120)
-    e.model.zero_grad(set_to_none=True)
-    e.model.train()
-    loss, _, _ = step_loss(
-        e.model,
-        examples,
-        pack=True,
-        capacity=120,
-        pad_id=e.tokenizer.pad_token_id,
-        device=torch.device("cpu"),
-        use_keep=supports_logits_to_keep(e.model),
-        micro_size=3,
-        scale=1.0,
-        compile=compile,
-    )
-    e.model.eval()
-    grads = {name: p.grad.clone() for name, p in e.model.named_parameters() if p.requires_grad}
-    e.model.zero_grad(set_to_none=True)
-    return loss, grads
-
-
 def _assert_same_step(seed: int) -> None:
-    ref_loss, ref = _grads(compile=False, seed=seed)
-    loss, got = _grads(compile=True, seed=seed)
+    # 7 samples packed into rows of mixed lengths, 3 rows per pass
+    ref_loss, _, ref = _loss_and_grads(pack=True, capacity=120, seed=seed, micro_size=3)
+    loss, _, got = _loss_and_grads(pack=True, capacity=120, seed=seed, micro_size=3, compile=True)
     assert loss == pytest.approx(ref_loss, rel=1e-5)
     assert got.keys() == ref.keys()
     for name, g in ref.items():  # the embedding's scatter-add sums in another order: rounding near zero

@@ -36,9 +36,12 @@ def _samples(n: int, seed: int = 3) -> list[dict[str, str]]:
     return out
 
 
-def _loss_and_grads(pack: bool, capacity: int, n: int = 7) -> tuple[float, int, dict[str, torch.Tensor]]:
+def _loss_and_grads(
+    pack: bool, capacity: int, n: int = 7, *, seed: int = 3, micro_size: int | None = None, compile: bool = False
+) -> tuple[float, int, dict[str, torch.Tensor]]:
+    """Summed loss, rows fed and every adapter gradient of one step over ``n`` samples (one pass by default)."""
     e = entry._engine
-    examples, _ = build_examples(e.tokenizer, _samples(n), max_seq_len=capacity)
+    examples, _ = build_examples(e.tokenizer, _samples(n, seed), max_seq_len=capacity)
     e.model.zero_grad(set_to_none=True)
     e.model.train()
     loss, _, rows = step_loss(
@@ -49,8 +52,9 @@ def _loss_and_grads(pack: bool, capacity: int, n: int = 7) -> tuple[float, int, 
         pad_id=e.tokenizer.pad_token_id,
         device=torch.device("cpu"),
         use_keep=supports_logits_to_keep(e.model),
-        micro_size=len(examples),
+        micro_size=micro_size or len(examples),
         scale=1.0,
+        compile=compile,
     )
     e.model.eval()
     grads = {name: p.grad.clone() for name, p in e.model.named_parameters() if p.requires_grad}
