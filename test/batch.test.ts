@@ -114,10 +114,17 @@ describe('predictTasks', () => {
 describe('run options for batching and decoding', () => {
   it('map from the CLI flags and validate', () => {
     const flags = { tasks: 'x', model: 'embedded', out: 'o', mode: 'single-task' as const, resume: true };
-    const o = runOptionsFromFlags({ ...flags, tasksPerBatch: 4, decode: 'compiled', compileTrain: true });
+    const o = runOptionsFromFlags({
+      ...flags,
+      tasksPerBatch: 4,
+      decode: 'compiled',
+      compileTrain: true,
+      trainBatch: 8,
+    });
     expect(o.tasksPerBatch).toBe(4);
     expect(o.predict?.decode).toBe('compiled');
     expect(o.train?.compile).toBe(true);
+    expect(o.train?.batchSize).toBe(8);
     expect(runOptionsFromFlags(flags).tasksPerBatch).toBeUndefined();
     expect(runOptionsFromFlags(flags).train?.compile).toBeUndefined();
     expect(RunOptionsSchema.parse({}).tasksPerBatch).toBe(1);

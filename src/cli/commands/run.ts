@@ -19,6 +19,7 @@ interface RunFlags {
   out: string;
   mode: 'single-task' | 'whole-set' | 'none';
   steps?: number;
+  trainBatch?: number;
   lr?: number;
   loraRank?: number;
   loraAlpha?: number;
@@ -81,6 +82,7 @@ export function parseDuration(value: string): number {
 export function runOptionsFromFlags(flags: RunFlags): RunOptions {
   const train: NonNullable<RunOptions['train']> = {};
   if (flags.steps !== undefined) train.steps = flags.steps;
+  if (flags.trainBatch !== undefined) train.batchSize = flags.trainBatch;
   if (flags.lr !== undefined) train.lr = flags.lr;
   if (flags.trainAugmentations !== undefined) train.augmentationsPerPair = flags.trainAugmentations;
   if (flags.compileTrain) train.compile = true;
@@ -146,6 +148,11 @@ export function runCommand(): Command {
         .default('single-task'),
     )
     .option('--steps <n>', 'training steps per task (default 300)', positiveInt)
+    .option(
+      '--train-batch <n>',
+      'training samples per step, packed into rows (default 1; more fills a GPU)',
+      positiveInt,
+    )
     .option('--lr <lr>', 'peak learning rate (default 1e-4)', positiveNumber)
     .option('--lora-rank <r>', 'LoRA rank (default 16)', positiveInt)
     .option('--lora-alpha <alpha>', 'LoRA alpha (default 32)', positiveNumber)
