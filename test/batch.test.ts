@@ -9,7 +9,7 @@ import { BridgeError, ValidationError } from '../src/errors.js';
 import { keepAdapter, predictTasks } from '../src/ttft/batch.js';
 import { fineTuneTask } from '../src/ttft/fine-tune.js';
 import { PredictOptionsSchema, type PredictResult, predictTask } from '../src/ttft/predict.js';
-import { RunOptionsSchema } from '../src/ttft/run.js';
+import { RunOptionsSchema, runSingleTaskTTFT } from '../src/ttft/run.js';
 import { constantTasks, useTinyEngine } from './helpers.js';
 
 const TASKS = constantTasks(3);
@@ -131,5 +131,14 @@ describe('run options for batching and decoding', () => {
     expect(PredictOptionsSchema.parse({}).decode).toBe('dynamic');
     expect(RunOptionsSchema.safeParse({ tasksPerBatch: 65 }).success).toBe(false);
     expect(PredictOptionsSchema.safeParse({ decode: 'fast' }).success).toBe(false);
+  });
+
+  it('reject compiled training without packing before anything starts', async () => {
+    const error = await runSingleTaskTTFT('no-such-tasks.json', {
+      train: { compile: true, pack: false },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).path).toBe('train.compile');
+    expect((error as ValidationError).message).toContain('needs pack');
   });
 });

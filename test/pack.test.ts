@@ -83,5 +83,10 @@ describe('pack', () => {
     expect(r.compiled).toBe(true);
     const unpacked = await trainSamples(fixture.engine, samples, { ...settings, pack: false }, 64);
     expect(unpacked.compiled).toBe(false); // compile applies to packed rows only
+    const error = await fineTuneTask(fixture.engine, TASK, { ...options, compile: true, pack: false }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).path).toBe('compile');
   }, 180_000);
 });

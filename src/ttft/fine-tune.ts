@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ColourPermutationSchema, TransformSchema } from '../augment.js';
 import { DropStrategySchema, type FitSuccess, fitTask } from '../budget.js';
 import { parseOptions, validateTask } from '../data/validate.js';
+import { ValidationError } from '../errors.js';
 import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { buildTrainingSamples } from '../samples.js';
@@ -87,7 +88,7 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
    * Run the forward pass over packed rows through `torch.compile` (dynamic shapes: one compile serves
    * every row length and every later task; the first step of the process pays it, from seconds on a
    * tiny model to minutes on a large one). The loss and gradients equal the eager ones up to float
-   * rounding. Needs `pack` (no effect otherwise). Whether it pays depends on the model and device:
+   * rounding. Needs `pack` (a `ValidationError` otherwise). Whether it pays depends on the model and device:
    * measure it with the benchmarks first (docs/performance.md). With {@link keepAdapter}, keep every
    * slot before training: a new slot changes the adapter layout and recompiles (a run does this itself).
    * @default false
@@ -147,6 +148,24 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
 });
 /** Options of {@link fineTuneTask}. */
 export type FineTuneOptions = z.input<typeof FineTuneOptionsSchema>;
+
+/**
+ * Throws a {@link ValidationError} for `compile` without `pack` (the compiled forward pass is the packed
+ * one). `prefix` leads the reported path (`'train.'` in a run's options).
+ */
+export function checkTrainOptions(o: { compile: boolean; pack: boolean }, source: string, prefix = ''): void {
+  if (o.compile && !o.pack) {
+    throw new ValidationError({
+      source,
+      issues: [
+        {
+          path: `${prefix}compile`,
+          message: 'needs pack: true (the compiled forward pass is the packed one)',
+        },
+      ],
+    });
+  }
+}
 
 /** What {@link fineTuneTask} did. */
 export interface FineTuneResult {
@@ -291,6 +310,7 @@ export async function fineTuneTask(
 ): Promise<FineTuneResult> {
   const started = performance.now();
   const o = parseOptions(FineTuneOptionsSchema, options, 'fineTuneTask');
+  checkTrainOptions(o, 'fineTuneTask options');
   validateTask(task, { taskId: o.taskId });
   const callOptions = callOptionsOf(o);
   const fit = await fitTaskForEngine(engine, task, o);

@@ -48,7 +48,13 @@ import {
   type TaskEngine,
   type TrainProgress,
 } from './engine.js';
-import { FineTuneOptionsSchema, fineTuneTask, fitTaskForEngine, trainSamples } from './fine-tune.js';
+import {
+  checkTrainOptions,
+  FineTuneOptionsSchema,
+  fineTuneTask,
+  fitTaskForEngine,
+  trainSamples,
+} from './fine-tune.js';
 import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
 import { PredictOptionsSchema, type PredictResult } from './predict.js';
 import {
@@ -564,6 +570,7 @@ export async function runSingleTaskTTFT(
 ): Promise<RunResult> {
   const started = performance.now();
   const o = parseOptions(RunOptionsSchema, options, 'runSingleTaskTTFT');
+  checkTrainOptions(o.train, 'runSingleTaskTTFT options', 'train.');
   const scheduler = new Scheduler(o.timeBudgetMs);
   const emit = (event: RunEvent) => context.onEvent?.(event);
   // Aborting stops the engine call in flight too (Python restarts if anything runs after).
