@@ -88,9 +88,10 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
    * Run the forward pass over packed rows through `torch.compile` (dynamic shapes: one compile serves
    * every row length and every later task; the first step of the process pays it, from seconds on a
    * tiny model to minutes on a large one). The loss and gradients equal the eager ones up to float
-   * rounding. Needs `pack` (a `ValidationError` otherwise). Whether it pays depends on the model and device:
-   * measure it with the benchmarks first (docs/performance.md). With {@link keepAdapter}, keep every
-   * slot before training: a new slot changes the adapter layout and recompiles (a run does this itself).
+   * rounding. Needs `pack` (a `ValidationError` otherwise). Whether it pays depends on the model and
+   * the device: measure it with the benchmarks first (docs/performance.md). With {@link keepAdapter},
+   * keep every slot before training: a new slot changes the adapter layout and recompiles (a run does
+   * this itself).
    * @default false
    */
   compile: z.boolean().default(false),
