@@ -92,7 +92,7 @@ export function stableRecord(r: TaskRecord): unknown {
   const { seconds: _s, finishedAt: _f, ...rest } = r;
   return {
     ...rest,
-    train: r.train && { ...r.train, seconds: 0 },
+    train: r.train && { ...r.train, seconds: 0, compileSeconds: undefined },
     predict: r.predict && { ...r.predict, seconds: 0 },
   };
 }

@@ -74,6 +74,9 @@ describe('pack', () => {
     const eager = await fineTuneTask(fixture.engine, TASK, options);
     const compiled = await fineTuneTask(fixture.engine, TASK, { ...options, compile: true });
     expect(compiled.tokens).toBe(eager.tokens);
+    expect(eager.compileSeconds).toBe(0);
+    expect(compiled.compileSeconds).toBeGreaterThan(0); // the first compiled training of this engine
+    expect(compiled.compileSeconds).toBeLessThanOrEqual(compiled.trainSeconds);
     for (const [i, loss] of eager.losses.entries()) {
       expect(compiled.losses[i]).toBeCloseTo(loss as number, 4);
     }

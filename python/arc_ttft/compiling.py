@@ -33,6 +33,13 @@ def allow_recompiles() -> None:
     setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
 
 
+def graphs_compiled() -> int:
+    """How many graphs Dynamo has compiled in this process so far (rises when a step compiles)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
 def kept(model: Any) -> dict[str, Any]:
     """The compiled things kept for ``model``, by owner (``"static_decode"``, ``"train"``); created empty."""
     store = model.__dict__.get(_ATTR)

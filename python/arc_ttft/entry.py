@@ -33,8 +33,8 @@ train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1
                 (8192), max_grad_norm (1.0; 0 = off), seed (0), progress_every      seconds
                 (0 = off; else a stderr line every N steps, see train.py),
                 max_seconds (null; stop early after this long, ``steps`` says how  packed, rows, fused_optimizer,
-                many ran), pack (false; pack each step's samples into rows,         autocast, compiled
-                batch_size rows per forward pass, see train.py), pack_len (null:
+                many ran), pack (false; pack each step's samples into rows,         autocast, compiled,
+                batch_size rows per forward pass, see train.py), pack_len (null:    compile_seconds
                 see train.pack_capacity), fused_optimizer (null = on CUDA),
                 autocast (null = bfloat16 on CUDA for bfloat16 weights), compile
                 (false; with pack: torch.compile the forward pass, see train.py)

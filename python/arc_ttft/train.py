@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -379,7 +380,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     instead (``batch_size`` rows per forward pass), which again gives the same loss and gradients up to float
     rounding; ``packed`` in the result says whether packing ran (it needs an attention that honours the position
     ids, see :func:`can_pack`), ``rows`` how many sequences all steps fed (packed rows, or samples), ``compiled``
-    whether the forward passes ran compiled (``cfg.compile``, and packing ran).
+    whether the forward passes ran compiled (``cfg.compile``, and packing ran), ``compile_seconds`` what the
+    steps that compiled a graph took beyond a plain step (the median of the others; all of it when none ran).
     """
     start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -407,6 +409,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     tokens = 0
     answer_tokens = 0
     rows = 0
+    compiling_steps: list[float] = []  # seconds of the steps that compiled a graph, and of the others
+    plain_steps: list[float] = []
     model.train()
     try:
         for _ in range(cfg.steps):
@@ -415,6 +419,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
             batch = [examples[next(order)] for _ in range(per_step)]
             n_step = sum(len(e.ids) - e.n_prompt for e in batch)
             optimizer.zero_grad(set_to_none=True)
+            step_start, graphs = time.perf_counter(), compiling.graphs_compiled() if compile else 0
             loss_sum, n_tokens, n_rows = step_loss(
                 model,
                 batch,
@@ -428,6 +433,9 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
                 autocast=autocast,
                 compile=compile,
             )
+            if compile:
+                seconds = time.perf_counter() - step_start
+                (compiling_steps if compiling.graphs_compiled() != graphs else plain_steps).append(seconds)
             tokens += n_tokens
             rows += n_rows
             if cfg.max_grad_norm is not None:
@@ -441,6 +449,10 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     finally:
         model.eval()
         optimizer.zero_grad(set_to_none=True)  # free gradient memory between tasks
+    # What compiling cost beyond a plain step (all of it when no plain step ran): a time budget that sizes later
+    # tasks from the seconds per step must not count it.
+    plain = statistics.median(plain_steps) if plain_steps else 0.0
+    compile_seconds = sum((max(0.0, s - plain) for s in compiling_steps), 0.0)
     return {
         "steps": len(losses),
         "losses": losses,
@@ -454,4 +466,5 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
         "fused_optimizer": any(g.get("fused") for g in optimizer.param_groups),
         "autocast": autocast,
         "compiled": compile,
+        "compile_seconds": compile_seconds,
     }

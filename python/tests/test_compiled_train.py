@@ -41,6 +41,7 @@ def test_compiled_training_equals_eager_and_compiles_once(loaded) -> None:
     call("reset_adapter")
     compiled = call("train", **params, pack=True, compile=True)
     assert (eager["compiled"], compiled["compiled"]) == (False, True)
+    assert eager["compile_seconds"] == compiled["compile_seconds"] == 0.0  # the graphs exist: nothing compiled
     assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-4)
     assert compiled["tokens"] == eager["tokens"] and compiled["rows"] == eager["rows"]
     assert call("train", **params, compile=True)["compiled"] is False  # compile applies to packed rows only
@@ -49,7 +50,8 @@ def test_compiled_training_equals_eager_and_compiles_once(loaded) -> None:
     call("keep_adapter", slot=0)
     call("keep_adapter", slot=1)
     call("reset_adapter")
-    call("train", **params, pack=True, compile=True)
+    recompiled = call("train", **params, pack=True, compile=True)  # the new slots changed the adapter layout
+    assert 0 < recompiled["compile_seconds"] < recompiled["seconds"]
     graphs = _graphs()
     call("generate", prompts=["I\n12\nO\n", "I\n3\nO\n", "x"], max_new_tokens=3, adapters=[0, 1, None])
     call("keep_adapter", slot=1)

@@ -188,6 +188,8 @@ export interface FineTuneResult {
   readonly droppedTrain: number[];
   /** Seconds in Python training (reset excluded). */
   readonly trainSeconds: number;
+  /** Of `trainSeconds`, what compiling took (`compile`: the first steps of a process); 0 otherwise. */
+  readonly compileSeconds: number;
   /** Seconds for the whole call, as seen from Node. */
   readonly seconds: number;
   /** Absolute path of the saved adapter, when `saveAdapter` was given. */
@@ -240,6 +242,11 @@ export interface TrainResult {
   rows?: number;
   /** Whether the forward passes ran compiled (`compile` asked, and the samples were packed). */
   compiled?: boolean;
+  /**
+   * Of `seconds`, what compiling took: the steps that compiled a graph, beyond a plain step's time (0
+   * without `compile`, and once the graphs exist).
+   */
+  compileSeconds: number;
 }
 
 /** Trains the current adapter on prompt/answer texts (one Python call, no reset). */
@@ -266,7 +273,14 @@ export async function trainSamples(
     compile: s.compile ?? false,
   };
   const callOptions = callOptionsOf(s);
-  return engine.withTrainProgress(onStep, () => engine.call<TrainResult>('train', payload, callOptions));
+  const { compile_seconds, ...r } = await engine.withTrainProgress(onStep, () =>
+    engine.call<Omit<TrainResult, 'compileSeconds'> & { compile_seconds?: number }>(
+      'train',
+      payload,
+      callOptions,
+    ),
+  );
+  return { ...r, compileSeconds: compile_seconds ?? 0 };
 }
 
 /**
@@ -355,6 +369,7 @@ export async function fineTuneTask(
     keptTrain: fit.kept,
     droppedTrain: fit.dropped,
     trainSeconds: r.seconds,
+    compileSeconds: r.compileSeconds,
     seconds: (performance.now() - started) / 1000,
     adapterPath,
   };

@@ -85,6 +85,8 @@ export interface TaskRecord {
         readonly samples: number;
         /** Seconds in Python training. */
         readonly seconds: number;
+        /** Of `seconds`, what compiling took (`train.compile`; absent when nothing compiled). */
+        readonly compileSeconds?: number;
       }
     | undefined;
   /** Prediction details (absent when it did not run). */

@@ -440,14 +440,16 @@ function checkWritable(dir: string): void {
  * Shares the remaining time over the remaining tasks, from what finished tasks cost. Training stops at
  * its allowance by itself (Python's `max_seconds`); prediction is sized from the measured time per
  * view. Until something is measured, each timed-out task halves the settings of the next.
+ * @internal exported for its tests
  */
-class Scheduler {
+export class Scheduler {
   readonly #budgetMs: number | undefined;
   readonly #started = performance.now();
   #trainSecondsPerStep: number | undefined;
   #predictSecondsPerView: number | undefined;
   #overheadSeconds = 0;
   #measured = 0;
+  #trainMeasured = 0;
   /** Shrinks the un-calibrated settings after each timeout. */
   #scale = 1;
 
@@ -502,10 +504,14 @@ class Scheduler {
     if (record.status === 'timed_out' && this.#measured === 0) this.#scale /= 2;
     if (record.status !== 'done' || record.predict === undefined) return;
     const n = ++this.#measured;
-    const mean = (old: number | undefined, x: number) => (old === undefined ? x : old + (x - old) / n);
-    if (record.train && record.train.steps > 0) {
-      this.#trainSecondsPerStep = mean(this.#trainSecondsPerStep, record.train.seconds / record.train.steps);
-    } else {
+    const mean = (old: number | undefined, x: number, count = n) =>
+      old === undefined ? x : old + (x - old) / count;
+    // Compiling is paid once per process: it is not what a step costs (a task that only compiled says nothing).
+    const trainSeconds = record.train ? record.train.seconds - (record.train.compileSeconds ?? 0) : 0;
+    if (record.train && record.train.steps > 0 && trainSeconds > 0) {
+      const perStep = trainSeconds / record.train.steps;
+      this.#trainSecondsPerStep = mean(this.#trainSecondsPerStep, perStep, ++this.#trainMeasured);
+    } else if (!record.train?.compileSeconds) {
       this.#trainSecondsPerStep ??= 0;
     }
     const views = record.predict.tests.reduce((a, t) => a + t.views, 0);
@@ -938,6 +944,7 @@ export async function runSingleTaskTTFT(
           tokens: tuned.tokens,
           samples: tuned.samples,
           seconds: tuned.trainSeconds,
+          ...(tuned.compileSeconds > 0 ? { compileSeconds: tuned.compileSeconds } : {}),
         };
         t.keptTrain = tuned.keptTrain;
         t.droppedTrain = tuned.droppedTrain;
