@@ -54,17 +54,20 @@ describe('predictTasks', () => {
     // Different adapters answer differently, so one adapter for the whole batch would show.
     expect(alone[0]!.tests[0]!.attempt1).not.toEqual(alone[1]!.tests[0]!.attempt1);
 
-    const together = await predictTasks(
-      fixture.engine,
-      ids.map((id, k) => ({
-        task: TASKS[id]!,
-        taskId: id,
-        keptTrain: kept[k],
-        augmentations: 4 + k,
-        ...(k < 2 ? { adapter: 5 + k } : {}),
-      })),
-    );
+    const items = ids.map((id, k) => ({
+      task: TASKS[id]!,
+      taskId: id,
+      keptTrain: kept[k],
+      augmentations: 4 + k,
+      ...(k < 2 ? { adapter: 5 + k } : {}),
+    }));
+    const together = await predictTasks(fixture.engine, items);
     expect(together.results.map(decided)).toEqual(alone.map(decided));
+    // Fixed-shape steps (eager and compiled) read each row's adapter from stacked copies: the same decisions.
+    for (const decode of ['static', 'compiled'] as const) {
+      const fixed = await predictTasks(fixture.engine, items, { decode });
+      expect(fixed.results.map(decided)).toEqual(alone.map(decided));
+    }
     expect(together.sequences).toBe(4 + 5 + 6);
     expect(together.generatedTokens).toBe(alone.reduce((s, r) => s + r.generatedTokens, 0));
     for (const [k, r] of together.results.entries()) {

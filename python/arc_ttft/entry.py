@@ -46,7 +46,7 @@ generate        prompts [str], max_new_tokens (int, or [int] per prompt), do_sam
                 [slot|null] per prompt: a kept adapter, null = the current one;
                 one batch mixes them, merge is then off), static_cache (false;
                 fixed-shape steps over a bucketed static KV cache, see
-                static_decode.py; not for mixed batches), compile (false; with
+                static_decode.py; a mixed batch too, see multi_lora.py), compile (false; with
                 static_cache: torch.compile the step, CUDA graphs on CUDA)
 keep_adapter    slot (0-63): copy the current adapter into that slot for a later    slot, kept, seconds
                 mixed ``generate`` (several tasks in one batch)

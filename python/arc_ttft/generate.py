@@ -278,6 +278,13 @@ def _chunk(
     return rows.results()
 
 
+def _per_row_ok(model: Any, names: list[str]) -> bool:
+    """Whether the static path can mix these adapters per row (:mod:`.multi_lora`)."""
+    from .multi_lora import unsupported_reason
+
+    return unsupported_reason(model, list(dict.fromkeys(names))) is None
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -291,9 +298,10 @@ def generate(
     a batch and still stop where each would alone.
 
     ``adapter_names`` (one PEFT adapter name per prompt) decodes prompts of several adapters in one batch (PEFT's
-    mixed-adapter batches; the adapter must stay unmerged, so ``merge`` is ignored then, and so is ``static_cache``).
-    ``None``: the active adapter. ``cfg.static_cache`` decodes with :func:`.static_decode.decode_static` (same
-    outputs, fixed shapes: compilable).
+    mixed-adapter batches; the adapter must stay unmerged, so ``merge`` is ignored then). ``None``: the active
+    adapter. ``cfg.static_cache`` decodes with :func:`.static_decode.decode_static` (same outputs, fixed shapes:
+    compilable), a mixed batch too, with per-row adapters from :mod:`.multi_lora`, unless the adapters are of a kind
+    it does not support (e.g. ``modules_to_save``): such a batch takes PEFT's mixed batches in the dynamic loop.
 
     Each output: ``text`` (EOS and any stop string removed), ``n_tokens`` (generated tokens, counting the EOS or the
     token that completed a stop string), ``mean_logprob`` (mean log-probability of those tokens, ≤ 0) and
@@ -325,10 +333,12 @@ def generate(
                 names = [adapter_names[i] for i in idx] if adapter_names is not None else None
                 lims = [limits[i] for i in idx]
                 chunk_ids = [ids[i] for i in idx]
-                if cfg.static_cache and names is None:  # a mixed-adapter batch takes the dynamic loop
+                if cfg.static_cache and (names is None or _per_row_ok(model, names)):
                     from .static_decode import decode_static
 
-                    rows = decode_static(model, tokenizer, chunk_ids, cfg, gen, compile=cfg.compile, limits=lims)
+                    rows = decode_static(
+                        model, tokenizer, chunk_ids, cfg, gen, compile=cfg.compile, limits=lims, adapter_names=names
+                    )
                 else:
                     rows = _chunk(model, tokenizer, chunk_ids, cfg, gen, names, lims)
                 for i, res in zip(idx, rows, strict=True):

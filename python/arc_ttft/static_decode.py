@@ -11,6 +11,11 @@ generator draws the same tokens), the log-probability of each chosen token, EOS 
 dicts. What differs: finished rows and the padding rows of the batch bucket keep stepping (their outputs are dropped),
 and the cache holds ``bucket_length`` slots whatever the prompt; masked slots contribute exactly nothing.
 
+Several tasks in one batch (``adapter_names``): the prefill runs per adapter as in the dynamic loop (each task's rows
+padded to its own longest prompt, through PEFT), and the steps read each row's adapter from :mod:`.multi_lora`'s
+stacked copies by a row index, so their shapes do not depend on the rows' adapters; the bucket key then also holds
+the stacks' capacity, and the stacks (one copy of each adapter in play) live with the bucket.
+
 Buckets and memory. The batch is padded to :func:`batch_bucket` (a power of two up to 64, then a multiple of 64) and
 the cache to :func:`length_bucket` (prompt + ``max_new_tokens`` rounded up to a multiple of :data:`LENGTH_STEP`). Each
 model keeps at most :data:`MAX_ENTRIES` caches (least recently used first out), each with its compiled step. One cache
@@ -23,6 +28,7 @@ compiled steps at once (e.g. before the model is unloaded); otherwise they go wh
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +36,7 @@ from typing import Any
 
 import torch
 
-from . import compiling
+from . import compiling, multi_lora
 from .errors import PayloadError
 from .generate import GenerateConfig, Rows, _pick
 from .model import supports_logits_to_keep
@@ -67,6 +73,7 @@ class _Entry:
     mask: torch.Tensor  # (batch, length) 1 on real prompt tokens and on every generated slot
     eager: Callable[[], torch.Tensor]
     compiled: Callable[[], torch.Tensor] | None = None
+    stacks: multi_lora.Stacks | None = None  # per-row adapters (a mixed batch); None: the model's active adapter
 
 
 def _base(model: Any) -> Any:
@@ -107,16 +114,19 @@ def release(model: Any) -> int:
     return 0 if store is None else len(store)
 
 
-def cached_buckets(model: Any) -> list[tuple[int, int, torch.dtype, torch.device]]:
-    """The ``(batch, length, dtype, device)`` buckets kept for ``model``, least recently used first."""
+def cached_buckets(model: Any) -> list[tuple[int, int, torch.dtype, torch.device, int]]:
+    """The ``(batch, length, dtype, device, adapters)`` buckets kept for ``model``, least recently used first
+    (``adapters``: the stack capacity of a mixed batch, 0 for the active adapter)."""
     return list(compiling.kept(model).get(_OWNER, {}))
 
 
-def _entry(model: Any, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> _Entry:
+def _entry(
+    model: Any, batch: int, length: int, dtype: torch.dtype, device: torch.device, capacity: int = 0
+) -> _Entry:
     from transformers import StaticCache
 
     store = _store(model)
-    key = (batch, length, dtype, device)
+    key = (batch, length, dtype, device, capacity)
     entry = store.get(key)
     if entry is not None:
         store.move_to_end(key)
@@ -136,14 +146,19 @@ def _entry(model: Any, batch: int, length: int, dtype: torch.dtype, device: torc
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
         return out.logits[:, -1, :]
 
-    entry = _Entry(cache=cache, ids=ids, pos=pos, mask=mask, eager=step)
+    stacks = multi_lora.Stacks.allocate(model, batch, capacity, device) if capacity else None
+    entry = _Entry(cache=cache, ids=ids, pos=pos, mask=mask, eager=step, stacks=stacks)
     store[key] = entry
     return entry
 
 
 def _compiled(entry: _Entry, device: torch.device) -> Callable[[], torch.Tensor]:
     if entry.compiled is None:
-        for t in (entry.ids, entry.pos, entry.mask):
+        static = [entry.ids, entry.pos, entry.mask]
+        if entry.stacks is not None:
+            static += [entry.stacks.idx]
+            static += [t for layer in entry.stacks.layers for t in (layer.a, layer.b, layer.scaling)]
+        for t in static:
             torch._dynamo.mark_static_address(t)  # written in place between steps: no copy into graph inputs
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs; CPU has no launch cost to hide
         # one code object per bucket: buckets do not evict each other's graphs, which die with the bucket
@@ -160,80 +175,144 @@ def decode_static(
     *,
     compile: bool,
     limits: list[int] | None = None,
+    adapter_names: list[str] | None = None,
 ) -> list[dict]:
     """Complete ``prompt_ids`` like :func:`.generate._chunk` (same outputs, same keys, same order), decoding with
     fixed-shape steps over a bucketed static KV cache; ``compile`` compiles the step (CUDA graphs on CUDA).
+    ``adapter_names`` (one PEFT adapter per prompt) mixes adapters per row: the prefill runs per adapter as in
+    :func:`.generate._prefill_by_adapter`, and the steps read each row's adapter from :mod:`.multi_lora`'s stacks
+    (check :func:`.multi_lora.unsupported_reason` first); the bucket then also has the stacks' capacity.
 
     Call it as ``_chunk`` is called: model in eval mode, under ``torch.inference_mode()`` (entered here too). Raises
     :class:`PayloadError` (field :data:`FIELD`) for a model whose cache or attention this path does not support.
     """
     if not prompt_ids or any(not p for p in prompt_ids):
         raise ValueError("decode_static needs at least one prompt, and no empty prompt")
-    from transformers import DynamicCache
-
     device = next(model.parameters()).device
     dtype = _base(model).dtype  # the base weights' (PEFT may keep adapter weights in float32)
-    pad = tokenizer.pad_token_id
     n, prompt_len = len(prompt_ids), max(len(p) for p in prompt_ids)
     batch, length = batch_bucket(n), length_bucket(prompt_len, cfg.max_new_tokens)
+    distinct = list(dict.fromkeys(adapter_names)) if adapter_names is not None else []
     with torch.inference_mode():
-        entry = _entry(model, batch, length, dtype, device)
+        capacity = multi_lora.capacity_bucket(len(distinct)) if distinct else 0
+        entry = _entry(model, batch, length, dtype, device, capacity)
+        if adapter_names is None:
+            logits = _prefill(model, tokenizer, prompt_ids, entry)
+        else:
+            logits = _prefill_by_adapter(model, tokenizer, prompt_ids, adapter_names, entry)
+            entry.stacks.load(distinct, [distinct.index(name) for name in adapter_names])
         step = _compiled(entry, device) if compile else entry.eager
+        with multi_lora.patched(entry.stacks) if entry.stacks is not None else contextlib.nullcontext():
+            return _steps(tokenizer, cfg, gen, entry, step, logits, limits, n, compile and device.type == "cuda")
 
-        # Prefill (eager: its length varies). A padding row is one pad token at the last prompt slot: it attends to
-        # itself only, so nothing in it is undefined, and nothing reads it.
-        input_ids = torch.full((batch, prompt_len), pad, dtype=torch.long)
-        mask = torch.zeros((batch, length), dtype=torch.long)
-        mask[n:, prompt_len - 1] = 1
-        for row, ids in enumerate(prompt_ids):
-            input_ids[row, prompt_len - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[row, prompt_len - len(ids) : prompt_len] = 1
-        # Every slot after the prompt is open from the start: the causal mask (query slot vs key slot) hides the
-        # ones not yet written, so the mask never changes during decoding.
-        mask[:, prompt_len:] = 1
-        # Positions count real tokens only, as in _chunk, so a left-padded row sees the positions it has alone.
-        position_ids = (mask[:, :prompt_len].cumsum(-1) - 1).clamp(min=0)
-        entry.mask.copy_(mask)
-        entry.pos.copy_(position_ids[:, -1:])
-        extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
-        # The prefill runs over a dynamic cache (a mask of the prompt's length only: through the static cache it
-        # would attend over the whole bucket with an explicit mask, twice as slow on the CPU), and its keys and
-        # values are then copied into the static slots 0 … prompt_len-1 (update() appends at the reset length 0).
-        prefill = DynamicCache()
-        out = model(
-            input_ids=input_ids.to(device),
-            attention_mask=entry.mask[:, :prompt_len],
-            position_ids=position_ids.to(device),
-            past_key_values=prefill,
-            use_cache=True,
-            **extra,
-        )
-        logits = out.logits[:, -1, :]
-        del out
-        if len(prefill.layers) != len(entry.cache.layers):
-            n_static = len(entry.cache.layers)
-            raise PayloadError(FIELD, f"{len(prefill.layers)} prefill cache layers for {n_static} static ones")
-        for static_layer, layer in zip(entry.cache.layers, prefill.layers, strict=True):
-            static_layer.update(layer.keys, layer.values)
-        del prefill
 
-        done = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
-        active = list(range(n))  # real rows still decoding, in batch order: the rows _chunk would sample from
-        rows = torch.arange(n, device=device)
-        for _ in range(max(done.limits)):
-            sel = logits.index_select(0, rows).float()  # a copy: a CUDA-graph output is overwritten by the next step
-            chosen = _pick(sel, cfg, gen)
-            chosen_lp = torch.log_softmax(sel, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
-            keep = done.record(active, chosen.tolist(), chosen_lp.tolist())
-            if not keep:
-                break
-            # Finished rows keep stepping on their last token (fixed shape); their outputs are never read.
-            entry.ids.index_copy_(0, rows, chosen[:, None])
-            entry.pos.add_(1)
-            if len(keep) < len(active):
-                active = [active[j] for j in keep]
-                rows = torch.tensor(active, dtype=torch.long, device=device)
-            if compile and device.type == "cuda":
-                torch.compiler.cudagraph_mark_step_begin()
-            logits = step()
-        return done.results()
+def _fill(entry: _Entry, n: int, prompt_len: int, mask: torch.Tensor, last_pos: torch.Tensor, layers: list) -> None:
+    """Write a prefill's state into ``entry``: the mask of its ``n`` rows (left-padded to ``prompt_len``), each row's
+    last position, and its keys and values into the static slots 0 … prompt_len-1 (``update()`` appends at the reset
+    length 0). A padding row of the bucket has one open slot, the last prompt slot: it attends to that slot only
+    (zeros, or its own pad token), so nothing in it is undefined, and nothing reads it. Every slot after the prompt
+    is open from the start: the causal mask (query slot vs key slot) hides the ones not yet written, so the mask
+    never changes during decoding."""
+    batch = entry.mask.shape[0]
+    full = torch.zeros_like(entry.mask)
+    full[:n, :prompt_len] = mask
+    full[n:, prompt_len - 1] = 1
+    full[:, prompt_len:] = 1
+    entry.mask.copy_(full)
+    entry.pos.zero_()
+    entry.pos[:n].copy_(last_pos)
+    if len(layers) != len(entry.cache.layers):
+        raise PayloadError(FIELD, f"{len(layers)} prefill cache layers for {len(entry.cache.layers)} static ones")
+    for static_layer, (keys, values) in zip(entry.cache.layers, layers, strict=True):
+        if keys.shape[0] < batch:  # the bucket's padding rows: zeros
+            keys = torch.cat([keys, keys.new_zeros((batch - keys.shape[0], *keys.shape[1:]))])
+            values = torch.cat([values, values.new_zeros((batch - values.shape[0], *values.shape[1:]))])
+        static_layer.update(keys, values)
+
+
+def _prefill(model: Any, tokenizer: Any, prompt_ids: list[list[int]], entry: _Entry) -> torch.Tensor:
+    """One forward pass over the left-padded prompts (and a pad token per padding row of the bucket) into
+    ``entry``; each row's next-token logits. It runs over a dynamic cache (a mask of the prompt's length only:
+    through the static cache it would attend over the whole bucket with an explicit mask, twice as slow on the
+    CPU), whose keys and values are then copied into the static slots."""
+    from transformers import DynamicCache
+
+    device = entry.mask.device
+    batch = entry.mask.shape[0]
+    n, prompt_len = len(prompt_ids), max(len(p) for p in prompt_ids)
+    input_ids = torch.full((batch, prompt_len), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((batch, prompt_len), dtype=torch.long)
+    mask[n:, prompt_len - 1] = 1
+    for row, ids in enumerate(prompt_ids):
+        input_ids[row, prompt_len - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, prompt_len - len(ids) :] = 1
+    # Positions count real tokens only, as in _chunk, so a left-padded row sees the positions it has alone.
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
+    cache = DynamicCache()
+    out = model(
+        input_ids=input_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=position_ids.to(device),
+        past_key_values=cache,
+        use_cache=True,
+        **extra,
+    )
+    logits = out.logits[:, -1, :]
+    del out
+    _fill(entry, batch, prompt_len, mask.to(device), position_ids[:, -1:].to(device), _kv(cache))
+    return logits
+
+
+def _prefill_by_adapter(
+    model: Any, tokenizer: Any, prompt_ids: list[list[int]], names: list[str], entry: _Entry
+) -> torch.Tensor:
+    """:func:`.generate._prefill_by_adapter` (each adapter's rows apart, padded to their own longest prompt, joined
+    left-padded) into ``entry``; each real row's next-token logits."""
+    from .generate import _prefill_by_adapter as prefill_by_adapter
+
+    cache, logits, mask, last_pos = prefill_by_adapter(model, tokenizer, prompt_ids, names, entry.mask.device)
+    _fill(entry, len(prompt_ids), mask.shape[1], mask, last_pos, _kv(cache))
+    return logits
+
+
+def _kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    layers = getattr(cache, "layers", None)
+    if layers is None or any(getattr(layer, "keys", None) is None for layer in layers):
+        raise PayloadError(FIELD, f"the prefill cache ({type(cache).__name__}) has no per-layer keys and values")
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _steps(
+    tokenizer: Any,
+    cfg: GenerateConfig,
+    gen: Any,
+    entry: _Entry,
+    step: Callable[[], torch.Tensor],
+    logits: torch.Tensor,
+    limits: list[int] | None,
+    n: int,
+    cuda_graphs: bool,
+) -> list[dict]:
+    """The fixed-shape decoding steps after the prefill (``logits``: each row's next-token logits)."""
+    device = entry.ids.device
+    done = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
+    active = list(range(n))  # real rows still decoding, in batch order: the rows _chunk would sample from
+    rows = torch.arange(n, device=device)
+    for _ in range(max(done.limits)):
+        sel = logits.index_select(0, rows).float()  # a copy: a CUDA-graph output is overwritten by the next step
+        chosen = _pick(sel, cfg, gen)
+        chosen_lp = torch.log_softmax(sel, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+        keep = done.record(active, chosen.tolist(), chosen_lp.tolist())
+        if not keep:
+            break
+        # Finished rows keep stepping on their last token (fixed shape); their outputs are never read.
+        entry.ids.index_copy_(0, rows, chosen[:, None])
+        entry.pos.add_(1)
+        if len(keep) < len(active):
+            active = [active[j] for j in keep]
+            rows = torch.tensor(active, dtype=torch.long, device=device)
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = step()
+    return done.results()

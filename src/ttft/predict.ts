@@ -71,7 +71,8 @@ export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
    * Decoding loop: `dynamic` (the KV cache grows, finished rows leave the batch), `static` (fixed-shape
    * steps over a bucketed static KV cache, the same outputs) or `compiled` (`static` with the step
    * compiled by torch.compile: CUDA graphs on a GPU; compiling takes seconds per new shape bucket). A
-   * batch of several tasks' adapters always decodes `dynamic`.
+   * batch of several tasks' adapters (`predictTasks`) takes them too, with per-row adapters, unless the
+   * adapters train `modulesToSave`: such a batch decodes `dynamic`.
    * @default 'dynamic'
    */
   decode: DecodeModeSchema.default('dynamic'),
