@@ -29,6 +29,9 @@ bench/gpu/payloads.json.gz (6 ARC-AGI-1 evaluation tasks: their training samples
   ``generate`` (``adapters`` = the slots, per-prompt ``max_new_tokens`` proportional to each task's answer length,
   the longest ``--mixed-tokens``) vs one call per task with its adapter loaded (``merge`` as the generate stage found
   best). Alternating, medians; ``same_outputs``: the mixed batch's texts equal the separate calls'.
+- **Mixed batch, fixed shapes** (``mixed_batch.static`` / ``mixed_batch.compiled``). The same mixed batch over the
+  static KV cache, each row reading its task's adapter from stacked copies (multi_lora.py), eager and compiled:
+  the first call timed apart, then the median of ``--warm-calls`` calls, against the separate calls.
 - **Compiled training** (``train_compiled``). The fast path's packed steps with ``compile`` vs without, alternating,
   medians; the first compiled call (``compile_seconds``) compiles. ``max_loss_rel_diff``: the losses' largest
   relative difference between the two.
@@ -396,7 +399,7 @@ def measure_mixed(
     train_batch: int = 2,
     train_steps: int = 1,
     train_lr: float = 1e-2,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """k tasks in one generation batch vs one call per task (greedy).
 
     Each of the first ``k`` recorded tasks gets a real adapter of its own: a reset with its own seed and
@@ -407,7 +410,8 @@ def measure_mixed(
     the batch earlier, as in a real run). Separate: for each task, its adapter loaded
     (``load_adapter``: the live one) and its views generated in one call (``merge`` as given); mixed: all k × views
     in one ``generate`` with ``adapters`` = the slots and per-prompt ``max_new_tokens``. Alternates ``repeats`` times;
-    tokens/s = tokens / the seconds ``generate`` reports (adapter loads not counted)."""
+    tokens/s = tokens / the seconds ``generate`` reports (adapter loads not counted). Returns the result and what
+    :func:`measure_mixed_fixed` needs: the mixed payload and the separate calls' outputs (the slots stay kept)."""
     chosen = tasks[:k]
     if len(chosen) < k:
         raise ValueError(f"{k} tasks asked for, {len(tasks)} recorded")
@@ -468,7 +472,7 @@ def measure_mixed(
         equal, diff = _compare(outputs, reference)
         same, lp_diff = same + equal, max(lp_diff, diff)
     separate, mixed = _median_run(separate_runs), _median_run(mixed_runs)
-    return {
+    result = {
         "k": k,
         "task_ids": [t["task_id"] for t in chosen],
         "views": [len(t["prompts"]) for t in chosen],
@@ -485,13 +489,53 @@ def measure_mixed(
         "same_count": f"{sum(same)}/{len(same)}",
         "max_logprob_diff": lp_diff,
     }
+    return result, {"payload": mixed_payload, "reference": reference}
+
+
+def measure_mixed_fixed(
+    call: Call,
+    state: dict[str, Any],
+    *,
+    compile: bool,
+    separate_tokens_per_s: float,
+    warm_calls: int = 3,
+) -> dict[str, Any]:
+    """The mixed batch of :func:`measure_mixed` on the fixed-shape path (``static_cache``; ``compile``: compiled),
+    each row reading its task's adapter from stacked copies (multi_lora.py). The first call is timed apart
+    (``compile_seconds`` when compiling; it may also allocate the bucket); tokens/s are the median of ``warm_calls``
+    later calls. ``ratio`` is against the separate calls; ``same_outputs`` / ``max_logprob_diff`` against their
+    outputs."""
+    payload = {**state["payload"], "static_cache": True, "compile": compile}
+    first, outputs = _gen_texts(call, payload)
+    equal, lp_diff = _compare(outputs, state["reference"])
+    same = list(equal)
+    warm = []
+    for _ in range(warm_calls):
+        run, outputs = _gen_texts(call, payload)
+        warm.append(run)
+        equal, diff = _compare(outputs, state["reference"])
+        same, lp_diff = same + equal, max(lp_diff, diff)
+    median = _median_run(warm)
+    return {
+        "compile": compile,
+        "first_call_seconds": first["seconds"],
+        **({"compile_seconds": first["seconds"]} if compile else {}),
+        "warm_calls": warm_calls,
+        "warm": median,
+        "tokens_per_s": median["tokens_per_s"],
+        "ratio": median["tokens_per_s"] / separate_tokens_per_s,
+        "same_outputs": all(same),
+        "same_count": f"{sum(same)}/{len(same)}",
+        "max_logprob_diff": lp_diff,
+    }
 
 
 def best_generation(
     gen: dict[str, Any], static: dict[str, Any] | None = None, mixed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The fastest measured generation path (tokens/s) among those that ran: fast, fast merged, static eager,
-    static compiled (warm; its ``compile_seconds`` come with it), k tasks mixed in one batch."""
+    static compiled (warm; its ``compile_seconds`` come with it), k tasks mixed in one batch (dynamic loop, static,
+    compiled)."""
     paths: dict[str, dict[str, Any]] = {
         "fast": {"tokens_per_s": gen["fast"]["tokens_per_s"]},
         "fast_merged": {"tokens_per_s": gen["fast_merged"]["tokens_per_s"]},
@@ -510,6 +554,14 @@ def best_generation(
             "tokens_per_s": mixed["mixed"]["tokens_per_s"],
             "same_outputs": mixed["same_outputs"],
         }
+        for mode in ("static", "compiled"):
+            m = mixed.get(mode) or {}
+            if "tokens_per_s" in m:
+                paths[f"mixed_k{mixed['k']}_{mode}"] = {
+                    "tokens_per_s": m["tokens_per_s"],
+                    "same_outputs": m["same_outputs"],
+                    **({"compile_seconds": m["compile_seconds"]} if "compile_seconds" in m else {}),
+                }
     name = max(paths, key=lambda p: paths[p]["tokens_per_s"])
     return {"path": name, **paths[name], "paths": paths}
 
@@ -643,14 +695,15 @@ def _paths_table(result: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"{'static KV cache':42} {st.get('skipped') or st.get('error') or 'not run'}")
     if "mixed" in mx:
-        lines.append(
-            row(
-                f"{mx['k']} tasks mixed, 1 batch (vs {mx['k']} calls)",
-                mx["separate"]["tokens_per_s"],
-                mx["mixed"]["tokens_per_s"],
-                mx,
-            )
-        )
+        base = mx["separate"]["tokens_per_s"]
+        lines.append(row(f"{mx['k']} tasks mixed, 1 batch (vs {mx['k']} calls)", base, mx["mixed"]["tokens_per_s"], mx))
+        for mode in ("static", "compiled"):
+            m = mx.get(mode) or {}
+            label = f"{mx['k']} tasks mixed, {mode} (warm median)"
+            if "tokens_per_s" in m:
+                lines.append(row(label, base, m["tokens_per_s"], m))
+            else:
+                lines.append(f"{label:42} {m.get('skipped') or m.get('error') or 'not run'}")
     else:
         lines.append(f"{'tasks mixed in one batch':42} {mx.get('skipped') or mx.get('error') or 'not run'}")
     lines.append(
@@ -671,6 +724,9 @@ def _paths_table(result: dict[str, Any]) -> list[str]:
             f"mixed: tasks {', '.join(mx['task_ids'])}, {sum(mx['views'])} rows, max_new_tokens per task "
             f"{mx['max_new_tokens']}, outputs equal {mx['same_count']}; separate calls merge={mx['separate_merge']}"
         )
+        c = mx.get("compiled") or {}
+        if "compile_seconds" in c:
+            lines.append(f"mixed, compiled: first call {c['compile_seconds']:.1f} s")
     tc = result.get("train_compiled") or {}
     lines.append("")
     if "compiled" in tc:
@@ -839,7 +895,7 @@ def main() -> None:
             )
             if args.mixed_k > 0:
                 print("mixed batch ...", file=sys.stderr, flush=True)
-                result["mixed_batch"] = measure_mixed(
+                mixed, mixed_state = measure_mixed(
                     w.call,
                     tasks,
                     tmp,
@@ -848,6 +904,20 @@ def main() -> None:
                     merge=result["generate"]["merge_pays"],
                     repeats=args.repeats,
                 )
+                result["mixed_batch"] = mixed
+                for mode, wanted, flag in (("static", True, ""), ("compiled", args.compile, "--no-compile")):
+                    mixed[mode] = optional_part(
+                        f"mixed batch, {mode}",
+                        wanted,
+                        flag,
+                        lambda mode=mode: measure_mixed_fixed(
+                            w.call,
+                            mixed_state,
+                            compile=mode == "compiled",
+                            separate_tokens_per_s=mixed["separate"]["tokens_per_s"],
+                            warm_calls=args.warm_calls,
+                        ),
+                    )
             else:
                 result["mixed_batch"] = {"skipped": "--mixed-k 0"}
             result["train_compiled"] = optional_part(

@@ -20,14 +20,18 @@ against the naive path in the same run (the measurements are bench/speed.py's, s
    (``static_decode.compiled``: ``compile_seconds`` of the first call, tokens/s the median of 3 warm calls; CUDA
    graphs on CUDA), each with ``same_outputs`` (texts equal to the dynamic loop's);
 6. ARC_TTFT_BENCH_MIXED_K tasks in one mixed-adapter batch vs one call per task (``mixed_batch``): each task a
-   real adapter of its own kept in a slot, per-prompt ``max_new_tokens`` (bench/speed.py ``measure_mixed``);
+   real adapter of its own kept in a slot, per-prompt ``max_new_tokens`` (bench/speed.py ``measure_mixed``); then
+   the same batch on the fixed-shape path with per-row adapters, eager and compiled (``mixed_batch.static``,
+   ``mixed_batch.compiled``: bench/speed.py ``measure_mixed_fixed``);
 7. compiled training vs the fast eager path (``train_compiled``): the same packed steps with ``compile``, the first
    call compiling (``compile_seconds``), then alternating warm runs (bench/speed.py ``measure_train_compiled``).
 
 Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run records ``part_seconds``): build +
 engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
-mixed batch ~45 s, compiled decode ~90 s (mostly the compile), compiled training ~90 s (likewise). Parts 5 to 7 run
-after the overhead stage, in that order; the naive processes after the first leave PATH_BUDGET_S (245 s) for them;
+mixed batch ~45 s, its static and compiled runs ~20 + ~80 s, compiled decode ~80 s (mostly the compile), compiled
+training ~80 s (likewise). Parts 5 to 7 run after the overhead stage: the static decode, the mixed batch (dynamic,
+static, compiled), the compiled decode, compiled training; the naive processes after the first leave PATH_BUDGET_S
+(325 s) for them;
 each part starts only with half its budget left, and its calls are cut at the deadline (the worker is stopped, the
 part recorded as ``skipped``).
 
@@ -39,10 +43,10 @@ ARC_TTFT_BENCH_NAIVE (naive processes, 3), ARC_TTFT_BENCH_TASKS (recorded tasks 
 ARC_TTFT_BENCH_TRAIN_STEPS (naive training steps, 10; tiny 4), ARC_TTFT_BENCH_TRAIN_BATCH (fast: samples per step,
 16; tiny 8), ARC_TTFT_BENCH_TRAIN_TASK (00dbd492), ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
 ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
-batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (300: naive processes that
-would end past it are skipped, parts 5 and 6 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
+batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (310: naive processes that
+would end past it are skipped, parts 5 to 7 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
 0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_COMPILE_TRAIN (1; 0: skip the
-compiled training), ARC_TTFT_BENCH_PATHS_RESERVE_S (245: seconds the second and later naive processes leave for
+compiled training), ARC_TTFT_BENCH_PATHS_RESERVE_S (325: seconds the second and later naive processes leave for
 parts 5 to 7), OUT (a folder: gpu-bench.json is written there
 after every stage).
 Prints progress on stderr and one JSON object on the last line of stdout.
@@ -113,14 +117,21 @@ GEN_TOKENS = int(os.environ.get("ARC_TTFT_BENCH_GEN_TOKENS", "16" if TINY else "
 GEN_NAIVE_PROMPTS = int(os.environ.get("ARC_TTFT_BENCH_GEN_NAIVE", "2"))
 # Also the merged fast path on k copies of the views in one batch (what batching several tasks would give).
 GEN_SCALE = tuple(int(k) for k in os.environ.get("ARC_TTFT_BENCH_GEN_SCALE", "4").split(",") if k.strip())
-DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "300"))
+DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "310"))
 # The generation paths measured after the overhead stage, with the seconds budgeted for each on an H100 (0.5b shape,
 # 256 new tokens; estimates, not yet measured on a GPU). A part starts only with at least half its budget left,
 # and its calls end at the deadline (the worker is stopped then): a slow part is recorded as skipped.
 MIXED_K = int(os.environ.get("ARC_TTFT_BENCH_MIXED_K", "4"))  # tasks in the mixed batch; 0: skip it
 COMPILE = os.environ.get("ARC_TTFT_BENCH_COMPILE", "1") != "0"  # the compiled static decode; 0: skip it
 COMPILE_TRAIN = os.environ.get("ARC_TTFT_BENCH_COMPILE_TRAIN", "1") != "0"  # compiled training; 0: skip it
-PATH_BUDGET_S = {"static_decode": 20.0, "mixed_batch": 45.0, "compiled": 90.0, "train_compiled": 90.0}
+PATH_BUDGET_S = {
+    "static_decode": 20.0,
+    "mixed_batch": 45.0,
+    "mixed_static": 20.0,
+    "mixed_compiled": 80.0,
+    "compiled": 80.0,
+    "train_compiled": 80.0,
+}
 # Naive processes after the first one must leave this much before the deadline for the parts above.
 PATHS_RESERVE_S = float(os.environ.get("ARC_TTFT_BENCH_PATHS_RESERVE_S", str(sum(PATH_BUDGET_S.values()))))
 
@@ -341,6 +352,7 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
         return w.call(method, payload, timeout=left())
 
     reference: list[dict[str, Any]] = []
+    mixed_state: dict[str, Any] = {}  # the mixed payload and the separate calls' outputs (measure_mixed)
     adapter = os.path.join(tmp, "static-decode-adapter")
 
     def static() -> dict[str, Any]:
@@ -360,11 +372,34 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
     else:
         log(f"{MIXED_K} tasks in one mixed-adapter batch vs {MIXED_K} calls")
         merge = bool(RESULT.get("generate", {}).get("merge_pays"))
-        RESULT["mixed_batch"] = part(
-            "mixed_batch",
-            PATH_BUDGET_S["mixed_batch"],
-            lambda: speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge),
-        )
+
+        def mixed() -> dict[str, Any]:
+            result, state = speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge)
+            mixed_state.update(state)
+            return result
+
+        RESULT["mixed_batch"] = mx = part("mixed_batch", PATH_BUDGET_S["mixed_batch"], mixed)
+        save()
+        for mode in ("static", "compiled"):
+            if "mixed" not in mx:
+                mx[mode] = {"skipped": "the mixed part did not run"}
+            elif mode == "compiled" and not COMPILE:
+                mx[mode] = {"skipped": "ARC_TTFT_BENCH_COMPILE=0"}
+            elif w.proc.poll() is not None:
+                mx[mode] = {"skipped": "the worker was stopped at the deadline"}
+            else:
+                log(f"the mixed batch on the fixed-shape path, {mode} (per-row adapters)")
+                mx[mode] = part(
+                    f"mixed_{mode}",
+                    PATH_BUDGET_S[f"mixed_{mode}"],
+                    lambda mode=mode: speed.measure_mixed_fixed(
+                        bounded,
+                        mixed_state,
+                        compile=mode == "compiled",
+                        separate_tokens_per_s=mx["separate"]["tokens_per_s"],
+                    ),
+                )
+            save()
     save()
     if not COMPILE:
         st["compiled"] = {"skipped": "ARC_TTFT_BENCH_COMPILE=0"}
