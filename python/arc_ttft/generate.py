@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import multi_lora
 from .errors import PayloadError
 from .model import supports_logits_to_keep
 from .tokens import encode_batch
@@ -237,13 +238,42 @@ def _chunk(
 ) -> list[dict]:
     device = next(model.parameters()).device
     n = len(prompt_ids)
-    # PEFT mixed-adapter batch: row i runs through adapter adapter_names[i] (rows leave together with their name).
+    # A mixed-adapter batch: row i runs through adapter adapter_names[i] (rows leave together with their adapter).
     names = list(adapter_names) if adapter_names is not None else None
     mixed = {"adapter_names": names} if names is not None else {}
+    stacks = None
     if names is not None and len(set(names)) > 1:
         past, logits, mask, last_pos = _prefill_by_adapter(model, tokenizer, prompt_ids, names, device)
+        if _per_row_ok(model, names):
+            # The decoding steps read each row's adapter from stacked copies (no per-adapter split in each step).
+            distinct = list(dict.fromkeys(names))
+            stacks = multi_lora.Stacks.allocate(model, n, len(distinct), device)
+            stacks.load(distinct, [distinct.index(name) for name in names])
+            names, mixed = None, {}
     else:
         past, logits, mask, last_pos = _prefill(model, tokenizer, prompt_ids, device, mixed)
+    with multi_lora.patched(stacks) if stacks is not None else contextlib.nullcontext():
+        return _decode(model, tokenizer, cfg, gen, past, logits, mask, last_pos, names, mixed, stacks, limits, n)
+
+
+def _decode(
+    model: Any,
+    tokenizer: Any,
+    cfg: GenerateConfig,
+    gen: Any,
+    past: Any,
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    last_pos: torch.Tensor,
+    names: list[str] | None,
+    mixed: dict[str, Any],
+    stacks: multi_lora.Stacks | None,
+    limits: list[int] | None,
+    n: int,
+) -> list[dict]:
+    """The decoding steps of :func:`_chunk` after its prefill (``names``/``mixed``: PEFT's per-row adapters;
+    ``stacks``: :mod:`.multi_lora`'s, already patched in)."""
+    device = logits.device
 
     active = list(range(n))  # the rows still decoding, in batch order; finished rows leave the batch
     rows = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
@@ -263,6 +293,8 @@ def _chunk(
             if names is not None:
                 names = [names[j] for j in keep]
                 mixed = {"adapter_names": names}
+            if stacks is not None:
+                stacks.keep(idx)
         mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
         last_pos = last_pos + 1
         out = model(
@@ -279,10 +311,8 @@ def _chunk(
 
 
 def _per_row_ok(model: Any, names: list[str]) -> bool:
-    """Whether the static path can mix these adapters per row (:mod:`.multi_lora`)."""
-    from .multi_lora import unsupported_reason
-
-    return unsupported_reason(model, list(dict.fromkeys(names))) is None
+    """Whether these adapters can be mixed per row from stacked copies (:mod:`.multi_lora`)."""
+    return multi_lora.unsupported_reason(model, list(dict.fromkeys(names))) is None
 
 
 def generate(
@@ -297,11 +327,11 @@ def generate(
     ``cfg.max_new_tokens_each`` (one limit per prompt, each ≤ ``max_new_tokens``) lets prompts of several tasks share
     a batch and still stop where each would alone.
 
-    ``adapter_names`` (one PEFT adapter name per prompt) decodes prompts of several adapters in one batch (PEFT's
-    mixed-adapter batches; the adapter must stay unmerged, so ``merge`` is ignored then). ``None``: the active
-    adapter. ``cfg.static_cache`` decodes with :func:`.static_decode.decode_static` (same outputs, fixed shapes:
-    compilable), a mixed batch too, with per-row adapters from :mod:`.multi_lora`, unless the adapters are of a kind
-    it does not support (e.g. ``modules_to_save``): such a batch takes PEFT's mixed batches in the dynamic loop.
+    ``adapter_names`` (one PEFT adapter name per prompt) decodes prompts of several adapters in one batch: each row
+    reads its adapter from :mod:`.multi_lora`'s stacked copies, or, for adapters it cannot stack (e.g.
+    ``modules_to_save``), through PEFT's mixed-adapter batches (the adapter must stay unmerged, so ``merge`` is
+    ignored then). ``None``: the active adapter. ``cfg.static_cache`` decodes with
+    :func:`.static_decode.decode_static` (same outputs, fixed shapes: compilable), a stackable mixed batch too.
 
     Each output: ``text`` (EOS and any stop string removed), ``n_tokens`` (generated tokens, counting the EOS or the
     token that completed a stop string), ``mean_logprob`` (mean log-probability of those tokens, ≤ 0) and

@@ -3,7 +3,9 @@
 PEFT's mixed-adapter forward splits the batch by adapter in Python, so a step's shapes depend on which rows hold which
 adapter: it cannot be compiled once and replayed. Here every LoRA ``Linear`` reads its adapters' ``A`` and ``B`` from
 stacked buffers through a per-row index (a gather and two batched matmuls, as multi-LoRA servers do): one step has the
-same shapes whatever the rows' adapters, so :mod:`.static_decode` compiles it once per bucket.
+same shapes whatever the rows' adapters, so :mod:`.static_decode` compiles it once per bucket. The dynamic loop
+(:func:`.generate._chunk`) uses it too, shrinking the index as rows leave (:meth:`Stacks.keep`): no per-adapter
+split in any decoding step.
 
 A :class:`Stacks` holds, for every LoRA ``Linear``, ``A`` as ``(capacity, r, in)``, ``B`` as ``(capacity, out, r)`` and
 the scalings, plus the row index ``(batch,)``; all are written in place (:meth:`Stacks.load`), so the addresses a
@@ -98,9 +100,11 @@ class Stacks:
                 b=w_b.new_zeros((capacity, *w_b.shape)),
                 scaling=w_a.new_zeros((capacity, 1, 1)),
             )
-            layer.forward = _gathered_forward(m.base_layer, layer, idx)  # made once: compiled graphs guard on it
             layers.append(layer)
-        return cls(capacity=capacity, idx=idx, layers=layers)
+        stacks = cls(capacity=capacity, idx=idx, layers=layers)
+        for layer in layers:
+            layer.forward = _gathered_forward(layer.module.base_layer, layer, stacks)  # once: compiled graphs guard it
+        return stacks
 
     def load(self, names: list[str], rows: list[int]) -> None:
         """Copy adapters ``names`` into the stack slots 0, 1, …, and point each row at its adapter: ``rows[i]`` is
@@ -118,10 +122,15 @@ class Stacks:
             index[: len(rows)] = torch.tensor(rows, dtype=torch.long)
             self.idx.copy_(index)
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only the batch rows ``rows`` go on (the dynamic loop drops finished rows); a new index tensor."""
+        self.idx = self.idx.index_select(0, rows)
 
-def _gathered_forward(base: Any, layer: _Layer, idx: torch.Tensor) -> Callable[..., torch.Tensor]:
+
+def _gathered_forward(base: Any, layer: _Layer, stacks: Stacks) -> Callable[..., torch.Tensor]:
     def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         result = base(x, *args, **kwargs)
+        idx = stacks.idx
         # As PEFT's LoRA Linear: the input cast to the adapter's dtype, the sum in the wider dtype, then back.
         h = torch.matmul(x.to(layer.a.dtype), layer.a.index_select(0, idx).transpose(1, 2))  # (batch, seq, r)
         delta = torch.matmul(h, layer.b.index_select(0, idx).transpose(1, 2)) * layer.scaling.index_select(0, idx)

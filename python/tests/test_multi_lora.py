@@ -1,6 +1,6 @@
-"""Per-row adapters with fixed shapes (multi_lora.py): a mixed batch on the static (and compiled) decoding path gives
-what PEFT's mixed batches give in the dynamic loop, compiles once per bucket whatever the rows' adapters, and adapter
-kinds it cannot stack fall back to the dynamic loop."""
+"""Per-row adapters from stacked copies (multi_lora.py): a mixed batch in the dynamic loop and on the static (and
+compiled) path gives what each task gives alone, compiles once per bucket whatever the rows' adapters, and adapter
+kinds it cannot stack take PEFT's mixed batches."""
 
 from __future__ import annotations
 
@@ -44,11 +44,12 @@ def _graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def test_static_and_compiled_mixed_batches_equal_the_dynamic_loop(plain) -> None:
+def test_mixed_batches_with_stacked_adapters_equal_each_task_alone(plain) -> None:
     prompts, slots = _three_adapters()
-    want = _gen(prompts, adapters=slots)  # PEFT's mixed batches, dynamic loop
+    want = _gen(prompts, adapters=slots)  # the dynamic loop, rows reading their adapters from the stacks
     alone = [_gen([p], adapters=[s])[0] for p, s in zip(prompts, slots, strict=True)]
     _same(want, alone)
+    assert len({o["n_tokens"] for o in want}) > 1  # rows left the batch at different steps (the index shrank)
     # the adapters differ: one adapter for all rows would not give these log-probs
     assert len({round(o["mean_logprob"], 3) for o in want}) > 3
 
@@ -66,7 +67,7 @@ def test_static_and_compiled_mixed_batches_equal_the_dynamic_loop(plain) -> None
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
-def test_adapter_kinds_it_cannot_stack_take_the_dynamic_loop(loaded) -> None:
+def test_adapter_kinds_it_cannot_stack_take_peft_mixed_batches(loaded) -> None:
     """The test engine trains modules_to_save (whole per-adapter copies of the embeddings): no stacking."""
     samples, tests = constant_task("12\n34", seed=1)
     call("train", samples=samples, steps=5, lr=1e-2, seed=1)
