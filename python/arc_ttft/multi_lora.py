@@ -1,4 +1,4 @@
-"""Per-row LoRA adapters with fixed shapes: several tasks' adapters in one static-cache (and compiled) decoding batch.
+"""Per-row LoRA adapters with fixed shapes: several tasks' adapters in one decoding batch.
 
 PEFT's mixed-adapter forward splits the batch by adapter in Python, so a step's shapes depend on which rows hold which
 adapter: it cannot be compiled once and replayed. Here every LoRA ``Linear`` reads its adapters' ``A`` and ``B`` from
@@ -9,8 +9,8 @@ split in any decoding step.
 
 A :class:`Stacks` holds, for every LoRA ``Linear``, ``A`` as ``(capacity, r, in)``, ``B`` as ``(capacity, out, r)`` and
 the scalings, plus the row index ``(batch,)``; all are written in place (:meth:`Stacks.load`), so the addresses a
-captured graph reads stay valid. ``capacity`` is the number of distinct adapters a call may mix, rounded up to a power
-of two. Memory: ``capacity`` copies of the adapter's weights (e.g. 4 × 70 MB for Qwen2-0.5B with r 32 on every linear
+captured graph reads stay valid. ``capacity`` is the number of distinct adapters a call may mix (on the static path
+rounded up to a power of two, :func:`capacity_bucket`, so that buckets are few). Memory: ``capacity`` copies of the adapter's weights (e.g. 4 × 70 MB for Qwen2-0.5B with r 32 on every linear
 layer in float32). :func:`patched` makes the model's LoRA layers use them for the duration of a call.
 
 Supported: plain LoRA on ``Linear`` layers (no DoRA or other variants, no ``fan_in_fan_out``, no LoRA bias) and no
@@ -50,10 +50,11 @@ def unsupported_reason(model: Any, names: list[str]) -> str | None:
     layers = _lora_linears(model)
     if not layers:
         return "the model has no LoRA Linear layers"
+    plain = {id(m) for m in layers}
     for module in model.modules():
         if isinstance(module, wrappers):
             return f"{type(module).__name__} (modules_to_save / trainable tokens) keeps whole per-adapter modules"
-        if isinstance(module, LoraLayer) and module not in layers:
+        if isinstance(module, LoraLayer) and id(module) not in plain:
             return f"LoRA layer type {type(module).__name__} (only plain Linear layers are supported)"
     for m in layers:
         if m.fan_in_fan_out:
