@@ -250,6 +250,7 @@ export { loadQwenTokenizer, QWEN_TOKENIZER_PACKAGE, type QwenTokenizer } from '.
 // The engine: fine-tune and predict one task with the model held across tasks.
 export {
   AdapterSlotSchema,
+  AttentionSchema,
   type CandidateRecord,
   createEngine,
   createRayPool,

@@ -123,11 +123,13 @@ describe('run options for batching and decoding', () => {
       decode: 'compiled',
       compileTrain: true,
       trainBatch: 8,
+      attention: 'eager',
     });
     expect(o.tasksPerBatch).toBe(4);
     expect(o.predict?.decode).toBe('compiled');
     expect(o.train?.compile).toBe(true);
     expect(o.train?.batchSize).toBe(8);
+    expect(o.engine?.attention).toBe('eager');
     expect(runOptionsFromFlags(flags).tasksPerBatch).toBeUndefined();
     expect(runOptionsFromFlags(flags).train?.compile).toBeUndefined();
     expect(RunOptionsSchema.parse({}).tasksPerBatch).toBe(1);

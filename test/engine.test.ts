@@ -13,6 +13,7 @@ import {
   buildInferencePrompt,
   buildTrainingText,
   createEngine,
+  Engine,
   fineTuneTask,
   type Grid,
   gridsEqual,
@@ -20,6 +21,7 @@ import {
   type Task,
   TaskTooLongError,
   TimeoutError,
+  ValidationError,
   vocabKeepSet,
 } from '../src/index.js';
 import { createRng } from '../src/rng.js';
@@ -60,6 +62,7 @@ const fixture = useTinyEngine('engine', {
 describe('engine', () => {
   it('loads the model once and reports it', () => {
     expect(fixture.engine.model.modelType).toBe('qwen2');
+    expect(fixture.engine.model.attention).toBe('sdpa'); // 'auto': transformers' choice
     expect(fixture.engine.model.vocabSize).toBeLessThan(512);
     expect(fixture.engine.format).toBe('compact');
     expect(fixture.engine.maxSeqLen).toBe(8192);
@@ -160,6 +163,33 @@ describe('engine', () => {
     expect(error).toBeInstanceOf(ArcTtftError);
     const next = await predictTask(fixture.engine, task, { taskId: 'slow', ...PREDICT });
     expect(next.tests[0]!.predictions).toHaveLength(2);
+  }, 120_000);
+
+  it('loads the attention implementation asked for, and says which one a machine cannot run', async () => {
+    const eager = await createEngine({ model: fixture.model, attention: 'eager', threads: 1, ...PY });
+    try {
+      expect(eager.model.attention).toBe('eager');
+      const tuned = await fineTuneTask(eager, constantTask(7, ANSWER_A), { ...TUNE, steps: 2, batchSize: 2 });
+      expect(tuned.losses).toHaveLength(2);
+    } finally {
+      await eager.close();
+    }
+    const bad = await createEngine({ model: fixture.model, attention: 'flash' as 'eager', ...PY }).catch(
+      (e: unknown) => e,
+    );
+    expect(bad).toBeInstanceOf(ValidationError);
+    expect((bad as ValidationError).path).toBe('attention');
+    // flash-attn is not installed on these machines: a typed error from Python, before any task runs.
+    const flash = await createEngine({ model: fixture.model, attention: 'flash_attention_2', ...PY }).catch(
+      (e: unknown) => e,
+    );
+    if (flash instanceof Engine) {
+      await flash.close(); // a machine with flash-attn: nothing to check here
+    } else {
+      expect(flash).toBeInstanceOf(BridgeError);
+      expect((flash as BridgeError).pythonType).toBe('AttentionUnavailableError');
+      expect((flash as BridgeError).message).toContain('flash_attention_2');
+    }
   }, 120_000);
 
   it('fails up front with a clear error when the model folder does not exist', async () => {

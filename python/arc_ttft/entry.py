@@ -18,10 +18,12 @@ ping            {}                                                              
                                                                                     loaded
 load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|         model_type, n_params, n_trainable,
                 'float16'; 'auto'), device ('auto'|'cpu'|'cuda'|'cuda:N';           vocab_size, full_vocab_size,
-                'auto'), lora {r (16), alpha (32), dropout (0), target_modules      reduced_vocab (bool), device, dtype,
-                ('all-linear' or [names]), modules_to_save ([names]|null)},         max_position_embeddings, eos_token,
-                adapter_init (adapter folder|null), seed (0),                       pad_token, lora {...}, seconds
-                gradient_checkpointing (false), reduce_vocab (null | {keep_texts    backend, backend_info {...}
+                'auto'), attention (null = transformers' choice | 'sdpa'|'eager'|  reduced_vocab (bool), device, dtype,
+                'flash_attention_2'|'flash_attention_3'|'flex_attention'), lora    attention, max_position_embeddings,
+                {r (16), alpha (32), dropout (0), target_modules ('all-linear' or   eos_token, pad_token, lora {...},
+                [names]), modules_to_save ([names]|null)}, adapter_init (adapter    seconds, backend, backend_info {...}
+                folder|null), seed (0),
+                gradient_checkpointing (false), reduce_vocab (null | {keep_texts
                 ([str]), keep_chars (str), skip_if_vocab_at_most (0)}; see
                 vocab.py), backend ('transformers'|'vllm'; 'transformers'),
                 vllm (null | {gpu_memory_utilization (0.5), max_model_len (null
@@ -219,6 +221,9 @@ def _load_model(f: Fields) -> dict[str, Any]:
     path = f.str("model")
     dtype_name = f.str("dtype", "auto", choices=("auto", "float32", "bfloat16", "float16"))
     device_name = f.str("device", "auto")
+    from .model import ATTENTION
+
+    attention = f.str("attention", None, choices=ATTENTION)
     lo = f.obj("lora")
     r = lo.int("r", 16, min=1)
     alpha = lo.float("alpha", 32.0, min=0.0)
@@ -254,7 +259,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
     device = model_mod.resolve_device(device_name)
     dtype = model_mod.resolve_dtype(dtype_name, device)
     _free()
-    base, tokenizer = model_mod.load_base(path, dtype, device)
+    base, tokenizer = model_mod.load_base(path, dtype, device, attention)
     full_vocab_size = len(tokenizer)
     reduction = None
     if vocab_spec is not None:
@@ -286,6 +291,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
         "reduced_vocab": reduction is not None,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "attention": getattr(config, "_attn_implementation", None),
         "max_position_embeddings": getattr(config, "max_position_embeddings", None),
         "eos_token": tokenizer.eos_token,
         "pad_token": tokenizer.pad_token,

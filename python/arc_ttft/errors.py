@@ -43,6 +43,11 @@ class DeviceError(EngineError, RuntimeError):
     """The requested device (e.g. ``cuda``) or dtype is not available on this machine."""
 
 
+class AttentionUnavailableError(EngineError, ImportError):
+    """The chosen attention implementation (e.g. ``flash_attention_2`` without the flash-attn package) cannot be used
+    with this model or on this machine."""
+
+
 class BackendUnavailableError(EngineError, ImportError):
     """The chosen generation backend (``vllm``) is not installed or cannot be imported; the message says how to
     install it."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .errors import DeviceError, ModelNotFoundError
+from .errors import AttentionUnavailableError, DeviceError, ModelNotFoundError
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -59,15 +59,26 @@ def check_model_source(path: str) -> str:
     return path  # a Hub id: from_pretrained fetches (or finds it in the local cache)
 
 
-def load_base(path: str, dtype: torch.dtype, device: torch.device) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)``: model frozen, in eval mode, on ``device``; tokenizer with a pad token."""
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+"""Attention implementations ``load_model`` accepts (``None``: transformers' choice, SDPA where the model has it)."""
+
+
+def load_base(
+    path: str, dtype: torch.dtype, device: torch.device, attention: str | None = None
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)``: model frozen, in eval mode, on ``device``; tokenizer with a pad token.
+    ``attention`` picks the attention implementation (one of :data:`ATTENTION`; ``None``: transformers' choice)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = check_model_source(path)
     quiet_progress()
+    extra = {"attn_implementation": attention} if attention is not None else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+    except ImportError as e:
+        # e.g. flash_attention_2 without the flash-attn package: a setup problem, not a bad model folder
+        raise AttentionUnavailableError(f"attention {attention!r} is not available here: {e}") from e
     except (OSError, ValueError) as e:
         # transformers raises OSError for missing files / unknown Hub ids, ValueError for unknown architectures.
         raise ModelNotFoundError(f"model {path!r}: could not be loaded as a causal LM: {e}") from e

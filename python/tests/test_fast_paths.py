@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from conftest import call, constant_task, grid_prompt
+from conftest import LORA, call, call_error, constant_task, grid_prompt
 
 from arc_ttft import entry
 from arc_ttft import train as train_mod
@@ -117,6 +117,27 @@ def test_packed_training_through_dispatch_matches_unpacked(loaded) -> None:
     assert packed["tokens"] == plain["tokens"] and packed["answer_tokens"] == plain["answer_tokens"]
     assert packed["losses"] == pytest.approx(plain["losses"], rel=1e-4)
     assert (packed["fused_optimizer"], packed["autocast"]) == (False, False)  # CPU defaults
+
+
+def test_the_attention_implementation_is_chosen_at_load(tiny_path) -> None:
+    """``attention``: eager packs and trains to SDPA's losses; an implementation the machine lacks is a typed error."""
+    params = {"samples": _samples(10), "steps": 3, "batch_size": 4, "lr": 2e-3, "seed": 0, "pack": True}
+    losses = {}
+    for attention in ("sdpa", "eager"):
+        info = call("load_model", model=tiny_path, device="cpu", lora=LORA, seed=0, attention=attention)
+        assert info["attention"] == attention
+        result = call("train", **params)
+        assert result["packed"] is True
+        losses[attention] = result["losses"]
+    call("unload")
+    assert losses["eager"] == pytest.approx(losses["sdpa"], rel=1e-4)
+    err = call_error("load_model", {"model": tiny_path, "device": "cpu", "attention": "bogus"})
+    assert err["type"] == "PayloadError" and "load_model.attention" in err["message"]
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        err = call_error("load_model", {"model": tiny_path, "device": "cpu", "attention": "flash_attention_2"})
+        assert err["type"] == "AttentionUnavailableError" and "flash_attention_2" in err["message"]
 
 
 def test_fused_optimizer_and_autocast_can_be_forced_on_cpu(loaded) -> None:

@@ -84,6 +84,16 @@ export type VllmOptions = z.input<typeof VllmOptionsSchema>;
 /** Who generates the answers (training always runs on the PEFT model). */
 export type GenerationBackend = 'transformers' | 'vllm';
 
+/** The `attention` engine option: `'auto'` or an attention implementation transformers knows. */
+export const AttentionSchema = z.enum([
+  'auto',
+  'sdpa',
+  'eager',
+  'flash_attention_2',
+  'flash_attention_3',
+  'flex_attention',
+]);
+
 /** Options of {@link createEngine}. */
 export const EngineOptionsSchema = z.strictObject({
   /**
@@ -116,6 +126,16 @@ export const EngineOptionsSchema = z.strictObject({
     .string()
     .regex(/^(auto|cpu|cuda(:\d+)?)$/, { error: 'device must be auto, cpu, cuda or cuda:N' })
     .default('auto'),
+  /**
+   * Attention implementation: `'auto'` is transformers' choice (SDPA for the models here). Under
+   * `'flash_attention_2'` / `'flash_attention_3'` (the flash-attn package, CUDA) or `'flex_attention'`
+   * (CUDA for training), packed training rows are `maxSeqLen` long and each sample attends only to
+   * itself at no cost for the rest of the row; `decode: 'static' | 'compiled'` needs `'sdpa'` or
+   * `'eager'`. An implementation this machine or model cannot run fails `createEngine` (`pythonType`
+   * `AttentionUnavailableError` or transformers' own).
+   * @default 'auto'
+   */
+  attention: AttentionSchema.default('auto'),
   /**
    * LoRA settings (ignored when `adapterInit` is given: the adapter brings its own); each field
    * left out takes its own default.
@@ -199,6 +219,8 @@ export interface ModelInfo {
   readonly device: string;
   /** e.g. `float32`. */
   readonly dtype: string;
+  /** The attention implementation in use, e.g. `sdpa`. */
+  readonly attention: string;
   /** Longest sequence the model config allows; `null` when the config does not say. */
   readonly maxPositionEmbeddings: number | null;
   /** Seconds the load took. */
@@ -242,6 +264,7 @@ export interface LoadModelResult {
   backend: GenerationBackend;
   device: string;
   dtype: string;
+  attention: string | null;
   max_position_embeddings: number | null;
   seconds: number;
 }
@@ -255,6 +278,7 @@ export function loadModelPayload(o: ResolvedEngineOptions, model: string): Recor
     model,
     dtype: o.dtype,
     device: o.device,
+    attention: o.attention === 'auto' ? null : o.attention,
     lora: {
       r: o.lora.r,
       alpha: o.lora.alpha,
@@ -304,6 +328,7 @@ export function modelInfoOf(r: LoadModelResult, model: string): ModelInfo {
     backend: r.backend,
     device: r.device,
     dtype: r.dtype,
+    attention: r.attention ?? 'unknown',
     maxPositionEmbeddings: r.max_position_embeddings,
     loadSeconds: r.seconds,
     embeddedStandIn: model === embeddedStandInDir(),

@@ -19,6 +19,7 @@ export {
   predictTasks,
 } from './batch.js';
 export {
+  AttentionSchema,
   createEngine,
   Engine,
   type EngineHooks,

@@ -9,6 +9,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ArcTtftError } from '../../errors.js';
 import { sampleDataDir } from '../../paths.js';
 import { formatScoreTable } from '../../score.js';
+import { AttentionSchema } from '../../ttft/engine.js';
 import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
 import { RunProgress } from '../progress.js';
 
@@ -38,6 +39,7 @@ interface RunFlags {
   seed?: number;
   device?: string;
   dtype?: 'auto' | 'float32' | 'bfloat16' | 'float16';
+  attention?: (typeof AttentionSchema.options)[number];
   backend?: 'transformers' | 'vllm';
   threads?: number;
   python?: string;
@@ -96,6 +98,7 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
   const engine: NonNullable<RunOptions['engine']> = { model: flags.model, lora };
   if (flags.device !== undefined) engine.device = flags.device;
   if (flags.dtype !== undefined) engine.dtype = flags.dtype;
+  if (flags.attention !== undefined) engine.attention = flags.attention;
   if (flags.backend !== undefined) engine.backend = flags.backend;
   if (flags.threads !== undefined) engine.threads = flags.threads;
   if (flags.python !== undefined) engine.pythonBin = flags.python;
@@ -198,6 +201,12 @@ export function runCommand(): Command {
     .option('--device <device>', 'auto, cpu, cuda or cuda:N (default auto)')
     .addOption(
       new Option('--dtype <dtype>', 'weights dtype').choices(['auto', 'float32', 'bfloat16', 'float16']),
+    )
+    .addOption(
+      new Option(
+        '--attention <impl>',
+        'attention implementation (default auto: transformers’ choice, sdpa); flash_attention_2 needs flash-attn',
+      ).choices(AttentionSchema.options),
     )
     .addOption(
       new Option(
