@@ -24,14 +24,16 @@ against the naive path in the same run (the measurements are bench/speed.py's, s
    the same batch on the fixed-shape path with per-row adapters, eager and compiled (``mixed_batch.static``,
    ``mixed_batch.compiled``: bench/speed.py ``measure_mixed_fixed``);
 7. compiled training vs the fast eager path (``train_compiled``): the same packed steps with ``compile``, the first
-   call compiling (``compile_seconds``), then alternating warm runs (bench/speed.py ``measure_train_compiled``).
+   call compiling (``compile_seconds``), then alternating warm runs (bench/speed.py ``measure_train_compiled``);
+   then, on CUDA, the fast path with the model loaded again under flex attention (``train_flex``: packed rows of
+   max_seq_len, each sample attending only to itself), against the fast path under the default attention (SDPA).
 
 Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run records ``part_seconds``): build +
 engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
 mixed batch ~45 s, its static and compiled runs ~20 + ~80 s, compiled decode ~80 s (mostly the compile), compiled
 training ~80 s (likewise). Parts 5 to 7 run after the overhead stage: the static decode, the mixed batch (dynamic,
-static, compiled), the compiled decode, compiled training; the naive processes after the first leave PATH_BUDGET_S
-(325 s) for them;
+static, compiled), the compiled decode, compiled training, flex-attention training (~60 s); the naive processes
+after the first leave PATH_BUDGET_S (385 s) for them;
 each part starts only with half its budget left, and its calls are cut at the deadline (the worker is stopped, the
 part recorded as ``skipped``).
 
@@ -46,9 +48,10 @@ ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_S
 batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (310: naive processes that
 would end past it are skipped, parts 5 to 7 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
 0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_COMPILE_TRAIN (1; 0: skip the
-compiled training), ARC_TTFT_BENCH_PATHS_RESERVE_S (325: seconds the second and later naive processes leave for
-parts 5 to 7), OUT (a folder: gpu-bench.json is written there
-after every stage).
+compiled training), ARC_TTFT_BENCH_FLEX (1; 0: skip training under flex attention), ARC_TTFT_BENCH_FLEX_ATTENTION
+(flex_attention: the attention of that part, e.g. flash_attention_2 where flash-attn is installed),
+ARC_TTFT_BENCH_PATHS_RESERVE_S (385: seconds the second and later naive processes leave for parts 5 to 7), OUT (a
+folder: gpu-bench.json is written there after every stage).
 Prints progress on stderr and one JSON object on the last line of stdout.
 """
 
@@ -124,6 +127,9 @@ DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "310"))
 MIXED_K = int(os.environ.get("ARC_TTFT_BENCH_MIXED_K", "4"))  # tasks in the mixed batch; 0: skip it
 COMPILE = os.environ.get("ARC_TTFT_BENCH_COMPILE", "1") != "0"  # the compiled static decode; 0: skip it
 COMPILE_TRAIN = os.environ.get("ARC_TTFT_BENCH_COMPILE_TRAIN", "1") != "0"  # compiled training; 0: skip it
+FLEX = os.environ.get("ARC_TTFT_BENCH_FLEX", "1") != "0"  # training under flex attention (CUDA); 0: skip it
+# The attention of that part (e.g. flash_attention_2 where flash-attn is installed).
+FLEX_ATTENTION = os.environ.get("ARC_TTFT_BENCH_FLEX_ATTENTION", "flex_attention")
 PATH_BUDGET_S = {
     "static_decode": 20.0,
     "mixed_batch": 45.0,
@@ -131,6 +137,7 @@ PATH_BUDGET_S = {
     "mixed_compiled": 80.0,
     "compiled": 80.0,
     "train_compiled": 80.0,
+    "train_flex": 60.0,
 }
 # Naive processes after the first one must leave this much before the deadline for the parts above.
 PATHS_RESERVE_S = float(os.environ.get("ARC_TTFT_BENCH_PATHS_RESERVE_S", str(sum(PATH_BUDGET_S.values()))))
@@ -343,7 +350,7 @@ def part(name: str, budget: float, fn: Callable[[], dict[str, Any]]) -> dict[str
     return result
 
 
-def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str) -> None:
+def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str, model: str) -> None:
     """The static (eager, then compiled) decode vs the dynamic loop on ``task``'s views, MIXED_K tasks in one
     mixed-adapter batch vs one call per task, and compiled vs eager training on ``task``'s samples (bench/speed.py's
     measurements), each within the deadline."""
@@ -442,6 +449,37 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
                 steps=RESULT["train"]["fast"]["steps"],
             ),
         )
+    save()
+    # Last: it loads the model again, under flex attention.
+    if not FLEX:
+        RESULT["train_flex"] = {"skipped": "ARC_TTFT_BENCH_FLEX=0"}
+    elif "error" in RESULT["train"]:
+        RESULT["train_flex"] = {"skipped": "the train stage failed"}
+    elif FLEX_ATTENTION == "flex_attention" and not RESULT["model"].get("device", "").startswith("cuda"):
+        RESULT["train_flex"] = {"skipped": "flex attention trains on CUDA only (torch has no CPU backward)"}
+    elif w.proc.poll() is not None:
+        RESULT["train_flex"] = {"skipped": "the worker was stopped at the deadline"}
+    else:
+        log(f"fast training under {FLEX_ATTENTION} (rows of max_seq_len) vs the fast path under the default attention")
+
+        def flex() -> dict[str, Any]:
+            load = {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
+            info, _ = bounded("load_model", {**load, "attention": FLEX_ATTENTION})
+            fast_cfg = {"batch_size": TRAIN_BATCH, "grad_accum": 1, "pack": True}
+            steps = RESULT["train"]["fast"]["steps"]
+            run = speed._train_run(bounded, task["samples"], task["max_seq_len"], steps, fast_cfg)
+            base = RESULT["train"]["fast"]
+            return {
+                "attention": info["attention"],
+                "load_seconds": info["seconds"],
+                "fast": run,
+                "tokens_per_s": run["tokens_per_s"],
+                "ratio": run["tokens_per_s"] / base["tokens_per_s"],
+                "rows_vs_default": [run["rows"], base["rows"]],
+                "loss_first_vs_default": [run["loss_first"], base["loss_first"]],
+            }
+
+        RESULT["train_flex"] = part("train_flex", PATH_BUDGET_S["train_flex"], flex)
     save()
 
 
@@ -561,7 +599,7 @@ def main() -> None:
             save()
             status, _ = w.call("status")
             RESULT["memory"] = status["memory"]
-            measure_paths(w, recorded_tasks, train_task, tmp)
+            measure_paths(w, recorded_tasks, train_task, tmp, model)
             if w.proc.poll() is None:
                 RESULT["memory_after_paths"] = w.call("status")[0]["memory"]
             project(work, engine_ms)

@@ -140,6 +140,22 @@ def test_the_attention_implementation_is_chosen_at_load(tiny_path) -> None:
         assert err["type"] == "AttentionUnavailableError" and "flash_attention_2" in err["message"]
 
 
+def test_flex_attention_keeps_packed_samples_apart(tiny_path) -> None:
+    """Under flex attention (rows of max_seq_len on a GPU) a packed row gives SDPA's loss. Forward only: torch has
+    no flex-attention backward on the CPU, so flex training itself runs on CUDA only."""
+    losses = {}
+    for attention in ("sdpa", "flex_attention"):
+        call("load_model", model=tiny_path, device="cpu", lora=LORA, seed=0, attention=attention)
+        e = entry._engine
+        examples, _ = build_examples(e.tokenizer, _samples(7), max_seq_len=256)
+        b = collate_packed(pack_rows(examples, 256), e.tokenizer.pad_token_id, torch.device("cpu"))
+        assert b["input_ids"].shape[0] > 1 and int((b["position_ids"] == 0).sum()) > b["input_ids"].shape[0]
+        with torch.no_grad():
+            losses[attention] = summed_loss(packed_answer_logits(e.model, b, True), b["labels"]).item()
+    call("unload")
+    assert losses["flex_attention"] == pytest.approx(losses["sdpa"], rel=1e-5)
+
+
 def test_fused_optimizer_and_autocast_can_be_forced_on_cpu(loaded) -> None:
     params = {"samples": _samples(4), "steps": 2, "lr": 2e-3, "seed": 0}
     plain = call("train", **params)
