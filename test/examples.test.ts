@@ -63,6 +63,15 @@ const EXPECTED: Record<string, readonly (string | RegExp)[]> = {
     /const3: attempt 1 .*; right: (true|false); same as alone: true/,
     /const5: attempt 1 .*; right: (true|false); same as alone: true/,
   ],
+  'fast-paths.ts': [
+    'attention: sdpa',
+    'const1: 40 steps of 4 samples, compiled its graphs',
+    'const3: 40 steps of 4 samples, reused the graphs',
+    'const5: 40 steps of 4 samples, reused the graphs',
+    'const1: 2 views decoded compiled; same votes as the dynamic loop: true',
+    'const3: 2 views decoded compiled; same votes as the dynamic loop: true',
+    'const5: 2 views decoded compiled; same votes as the dynamic loop: true',
+  ],
   'compare-modes.ts': [
     '4 tasks; single-task: 40 steps per task; whole-set: 160 steps in all; none: 0 steps',
     'ran single-task: 4/4 tasks done',
