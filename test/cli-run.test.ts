@@ -172,7 +172,7 @@ describe('arc-ttft run', () => {
     expect(r.stdout).toContain(`submission: ${join(out, 'submission.json')}`);
     expect(r.stdout).toContain(`report:     ${join(out, 'report.html')}`);
     // Progress goes to stderr: the model line, the task count, one line per finished task.
-    expect(r.stderr).toMatch(/^model: .*qwen2/m);
+    expect(r.stderr).toMatch(/^model: .*qwen2.*, sdpa attention\)$/m);
     expect(r.stderr).toContain('single-task: 2 tasks');
     expect(r.stderr).toMatch(/^1\/2 4cd1b7b2 done /m);
     expect(r.stderr).toMatch(/^2\/2 5783df64 done /m);

@@ -50,7 +50,7 @@ export class RunProgress {
         this.#total = event.total;
         this.#done = event.resumed;
         this.#print(
-          `model: ${event.model.model} (${event.model.modelType}, ${(event.model.nParams / 1e6).toFixed(2)}M params, ${event.model.device}, ${event.model.dtype})`,
+          `model: ${event.model.model} (${event.model.modelType}, ${(event.model.nParams / 1e6).toFixed(2)}M params, ${event.model.device}, ${event.model.dtype}, ${event.model.attention} attention)`,
         );
         if (event.model.embeddedStandIn) {
           this.#print(
