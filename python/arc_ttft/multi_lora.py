@@ -62,8 +62,9 @@ def unsupported_reason(model: Any, names: list[str]) -> str | None:
         for name in names:
             if name not in m.lora_A:
                 return f"adapter {name!r} is not loaded"
-            if name in m.lora_variant:
-                return f"adapter {name!r} is a LoRA variant ({type(m.lora_variant[name]).__name__})"
+            variant = getattr(m, "lora_variant", {}).get(name)  # older PEFT: no variants, only use_dora
+            if variant is not None or getattr(m, "use_dora", {}).get(name):
+                return f"adapter {name!r} is a LoRA variant ({type(variant).__name__ if variant else 'DoRA'})"
             if m.lora_A[name].bias is not None or m.lora_B[name].bias is not None:
                 return f"adapter {name!r} has LoRA biases"
         if len({m.lora_A[name].weight.shape for name in names}) > 1:
