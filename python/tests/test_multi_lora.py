@@ -84,3 +84,19 @@ def test_unsupported_reasons(plain) -> None:
     assert multi_lora.unsupported_reason(model, ["default"]) is None
     assert "not loaded" in (multi_lora.unsupported_reason(model, ["default", "kept_9"]) or "")
     assert [multi_lora.capacity_bucket(n) for n in (1, 2, 3, 4, 5, 9)] == [1, 2, 4, 4, 8, 16]
+
+
+def test_stacked_mixed_batches_leave_the_compiled_training_graphs_alone(plain) -> None:
+    """The per-row forwards are patched in for a call and removed after: compiled training does not recompile."""
+    from test_fast_paths import _samples
+
+    call("keep_adapter", slot=0)
+    call("keep_adapter", slot=1)
+    params = {"samples": _samples(10), "steps": 3, "batch_size": 2, "lr": 2e-3, "seed": 0, "pack": True}
+    call("train", **params, compile=True)
+    _, tests = constant_task("1", n_test=3)
+    call("generate", prompts=tests, max_new_tokens=4, adapters=[0, 1, None])
+    call("generate", prompts=tests, max_new_tokens=4, adapters=[0, 1, None], static_cache=True, compile=True)
+    graphs = _graphs()
+    again = call("train", **params, compile=True)
+    assert _graphs() == graphs and again["compile_seconds"] == 0.0
