@@ -13,6 +13,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .errors import CompileError
+
 _ATTR = "_arc_ttft_compiled"
 RECOMPILE_LIMIT = 64
 """Graphs Dynamo keeps per code object here (its default, 8, is for code that recompiles by mistake). Changing the
@@ -22,6 +24,28 @@ adapter layout (a new kept slot) recompiles the training graphs; beyond the limi
 def own_code(fn: Callable) -> Callable:
     """``fn`` with a code object of its own (see the module docstring)."""
     return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def compiled(fn: Callable, what: str, **options: Any) -> Callable:
+    """``torch.compile(fn)`` with a code object of its own (:func:`own_code`). A graph that cannot be compiled is a
+    :class:`CompileError` that says how to go on (``what``: the option that asked for compiling)."""
+    import torch
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    run = torch.compile(own_code(fn), **options)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(*args, **kwargs)
+        except BackendCompilerFailed as e:
+            inner = getattr(e, "inner_exception", None) or e
+            raise CompileError(
+                f"torch.compile could not compile the graph for {what}: {type(inner).__name__}: "
+                f"{str(inner).splitlines()[0] if str(inner) else ''} On a CPU, inductor needs a working C++ compiler "
+                f"(e.g. apt-get install g++); or turn {what} off."
+            ) from e
+
+    return call
 
 
 def allow_recompiles() -> None:

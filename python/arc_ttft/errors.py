@@ -48,6 +48,11 @@ class AttentionUnavailableError(EngineError, ImportError):
     with this model or on this machine."""
 
 
+class CompileError(EngineError, RuntimeError):
+    """``torch.compile`` could not compile a graph (e.g. no working C++ compiler for inductor on a CPU); the
+    message says how to go on without compiling."""
+
+
 class BackendUnavailableError(EngineError, ImportError):
     """The chosen generation backend (``vllm``) is not installed or cannot be imported; the message says how to
     install it."""

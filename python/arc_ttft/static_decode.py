@@ -162,7 +162,9 @@ def _compiled(entry: _Entry, device: torch.device) -> Callable[[], torch.Tensor]
             torch._dynamo.mark_static_address(t)  # written in place between steps: no copy into graph inputs
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs; CPU has no launch cost to hide
         # one code object per bucket: buckets do not evict each other's graphs, which die with the bucket
-        entry.compiled = torch.compile(compiling.own_code(entry.eager), mode=mode, dynamic=False, fullgraph=False)
+        entry.compiled = compiling.compiled(
+            entry.eager, "compiled decoding (decode 'compiled')", mode=mode, dynamic=False, fullgraph=False
+        )
     return entry.compiled
 
 

@@ -246,7 +246,7 @@ def compiled_forward(model: Any, module: Any) -> Any:
             return module(**inputs)
 
         compiling.allow_recompiles()
-        fn = store[id(module)] = torch.compile(compiling.own_code(forward), dynamic=None)
+        fn = store[id(module)] = compiling.compiled(forward, "compiled training (compile)", dynamic=None)
     return fn
 
 

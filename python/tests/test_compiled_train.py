@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch._dynamo.utils
-from conftest import call
+from conftest import call, call_error
 from test_fast_paths import _loss_and_grads, _samples
 
 from arc_ttft import compiling, entry
@@ -71,3 +71,17 @@ def test_models_without_a_plain_head_compile_the_whole_forward(loaded, monkeypat
     monkeypatch.setattr(train_mod, "PLAIN_HEAD_MODELS", set())
     _assert_same_step(seed=3)
     (fn,) = compiling.kept(entry._engine.model)["train"].values()  # one compiled forward: the model's
+
+
+def test_a_graph_that_cannot_compile_is_a_compile_error(loaded, monkeypatch) -> None:
+    """No working C++ compiler for inductor (a CPU machine without g++): a typed error that says how to go on."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", ("no-such-c++-compiler",))
+    monkeypatch.setattr(inductor, "force_disable_caches", True)  # a cached graph would need no compiler
+    params = {"samples": _samples(4), "steps": 1, "batch_size": 2, "lr": 2e-3, "seed": 0, "pack": True}
+    err = call_error("train", {**params, "compile": True})
+    assert err["type"] == "CompileError", err
+    assert "C++ compiler" in err["message"] and "compiled training (compile)" in err["message"]
+    monkeypatch.undo()
+    assert call("train", **params)["compiled"] is False  # the engine goes on
