@@ -44,12 +44,12 @@ generate        prompts [str], max_new_tokens (int, or [int] per prompt), do_sam
                 (false), temperature (1), top_p (1), seed (0), batch_size (null =   mean_logprob, finish_reason}],
                 all), stop ([str]), merge (false; LoRA merged into the base         tokens, seconds
                 weights for the call, restored bit-exactly after, see
-                generate.py), adapters (null |
-                [slot|null] per prompt: a kept adapter, null = the current one;
-                one batch mixes them, merge is then off), static_cache (false;
+                generate.py), adapters (null | [slot|null] per prompt: a kept
+                adapter, null = the current one; one batch mixes them, see
+                multi_lora.py; merge is then off), static_cache (false;
                 fixed-shape steps over a bucketed static KV cache, see
-                static_decode.py; a mixed batch too, see multi_lora.py), compile (false; with
-                static_cache: torch.compile the step, CUDA graphs on CUDA)
+                static_decode.py), compile (false; with static_cache:
+                torch.compile the step, CUDA graphs on CUDA)
 keep_adapter    slot (0-63): copy the current adapter into that slot for a later    slot, kept, seconds
                 mixed ``generate`` (several tasks in one batch)
 count_tokens    texts [str]                                                         counts [int]

@@ -235,79 +235,63 @@ def _chunk(
     gen: Any,
     adapter_names: list[str] | None = None,
     limits: list[int] | None = None,
+    stacked: bool = False,
 ) -> list[dict]:
+    """Decode one chunk. A mixed-adapter batch (``adapter_names``): row i runs through adapter ``adapter_names[i]``,
+    read from :mod:`.multi_lora`'s stacked copies when ``stacked`` (see :func:`_per_row_ok`), else through PEFT's
+    mixed-adapter batches; either way each row's adapter leaves the batch with the row."""
     device = next(model.parameters()).device
     n = len(prompt_ids)
-    # A mixed-adapter batch: row i runs through adapter adapter_names[i] (rows leave together with their adapter).
     names = list(adapter_names) if adapter_names is not None else None
-    mixed = {"adapter_names": names} if names is not None else {}
     stacks = None
     if names is not None and len(set(names)) > 1:
         past, logits, mask, last_pos = _prefill_by_adapter(model, tokenizer, prompt_ids, names, device)
-        if _per_row_ok(model, names):
+        if stacked:
             # The decoding steps read each row's adapter from stacked copies (no per-adapter split in each step).
             distinct = list(dict.fromkeys(names))
             stacks = multi_lora.Stacks.allocate(model, n, len(distinct), device)
             stacks.load(distinct, [distinct.index(name) for name in names])
-            names, mixed = None, {}
+            names = None
     else:
-        past, logits, mask, last_pos = _prefill(model, tokenizer, prompt_ids, device, mixed)
-    with multi_lora.patched(stacks) if stacks is not None else contextlib.nullcontext():
-        return _decode(model, tokenizer, cfg, gen, past, logits, mask, last_pos, names, mixed, stacks, limits, n)
-
-
-def _decode(
-    model: Any,
-    tokenizer: Any,
-    cfg: GenerateConfig,
-    gen: Any,
-    past: Any,
-    logits: torch.Tensor,
-    mask: torch.Tensor,
-    last_pos: torch.Tensor,
-    names: list[str] | None,
-    mixed: dict[str, Any],
-    stacks: multi_lora.Stacks | None,
-    limits: list[int] | None,
-    n: int,
-) -> list[dict]:
-    """The decoding steps of :func:`_chunk` after its prefill (``names``/``mixed``: PEFT's per-row adapters;
-    ``stacks``: :mod:`.multi_lora`'s, already patched in)."""
-    device = logits.device
+        past, logits, mask, last_pos = _prefill(model, tokenizer, prompt_ids, device, _mixed(names))
 
     active = list(range(n))  # the rows still decoding, in batch order; finished rows leave the batch
     rows = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
-    for _ in range(max(rows.limits)):
-        logits = logits.float()
-        chosen = _pick(logits, cfg, gen)
-        chosen_lp = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
-        keep = rows.record(active, chosen.tolist(), chosen_lp.tolist())
-        if not keep:
-            break
-        if len(keep) < len(active):
-            # A finished grid costs nothing more: its row leaves the batch and the KV cache.
-            idx = torch.tensor(keep, dtype=torch.long, device=device)
-            _select_rows(past, idx)
-            chosen, mask, last_pos = chosen[idx], mask[idx], last_pos[idx]
-            active = [active[j] for j in keep]
-            if names is not None:
-                names = [names[j] for j in keep]
-                mixed = {"adapter_names": names}
-            if stacks is not None:
-                stacks.keep(idx)
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
-        last_pos = last_pos + 1
-        out = model(
-            input_ids=chosen[:, None],
-            attention_mask=mask,
-            position_ids=last_pos,
-            past_key_values=past,
-            use_cache=True,
-            **mixed,
-        )
-        past, logits = out.past_key_values, out.logits[:, -1, :]
-
+    with multi_lora.patched(stacks) if stacks is not None else contextlib.nullcontext():
+        for _ in range(max(rows.limits)):
+            logits = logits.float()
+            chosen = _pick(logits, cfg, gen)
+            chosen_lp = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+            keep = rows.record(active, chosen.tolist(), chosen_lp.tolist())
+            if not keep:
+                break
+            if len(keep) < len(active):
+                # A finished grid costs nothing more: its row leaves the batch and the KV cache.
+                idx = torch.tensor(keep, dtype=torch.long, device=device)
+                _select_rows(past, idx)
+                chosen, mask, last_pos = chosen[idx], mask[idx], last_pos[idx]
+                active = [active[j] for j in keep]
+                if names is not None:
+                    names = [names[j] for j in keep]
+                if stacks is not None:
+                    stacks.keep(idx)
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=-1)
+            last_pos = last_pos + 1
+            out = model(
+                input_ids=chosen[:, None],
+                attention_mask=mask,
+                position_ids=last_pos,
+                past_key_values=past,
+                use_cache=True,
+                **_mixed(names),
+            )
+            past, logits = out.past_key_values, out.logits[:, -1, :]
     return rows.results()
+
+
+def _mixed(names: list[str] | None) -> dict[str, Any]:
+    """The model-call keyword of PEFT's mixed-adapter batches (nothing for the active adapter)."""
+    return {"adapter_names": names} if names is not None else {}
 
 
 def _per_row_ok(model: Any, names: list[str]) -> bool:
@@ -353,6 +337,8 @@ def generate(
             raise PayloadError("generate.adapters", f"{len(adapter_names)} names for {len(prompts)} prompts")
         if cfg.merge:  # a merged adapter cannot be mixed per row
             cfg = dataclasses.replace(cfg, merge=False)
+    # Whether the adapters can be mixed from stacked copies: asked once per call (it walks the model's modules).
+    stacked = adapter_names is not None and _per_row_ok(model, adapter_names)
     outputs: list[dict[str, Any] | None] = [None] * len(prompts)
     was_training = model.training
     model.eval()
@@ -363,14 +349,14 @@ def generate(
                 names = [adapter_names[i] for i in idx] if adapter_names is not None else None
                 lims = [limits[i] for i in idx]
                 chunk_ids = [ids[i] for i in idx]
-                if cfg.static_cache and (names is None or _per_row_ok(model, names)):
+                if cfg.static_cache and (names is None or stacked):
                     from .static_decode import decode_static
 
                     rows = decode_static(
                         model, tokenizer, chunk_ids, cfg, gen, compile=cfg.compile, limits=lims, adapter_names=names
                     )
                 else:
-                    rows = _chunk(model, tokenizer, chunk_ids, cfg, gen, names, lims)
+                    rows = _chunk(model, tokenizer, chunk_ids, cfg, gen, names, lims, stacked)
                 for i, res in zip(idx, rows, strict=True):
                     outputs[i] = res
     finally:

@@ -147,6 +147,7 @@ class VLLMBackend(Backend):
         o = ctx.options
         rank = lora_rank_limit(int(ctx.lora["r"]))
         gpu_util = float(o.get("gpu_memory_utilization", 0.5))
+        max_loras = int(o.get("max_loras", 1))  # adapters one batch may mix (several tasks per batch need > 1)
         self._max_model_len = int(ctx.max_model_len)
         self._tokenizer, self._eos = ctx.tokenizer, ctx.tokenizer.eos_token_id
         self._llm = self._vllm.LLM(
@@ -156,8 +157,7 @@ class VLLMBackend(Backend):
             seed=ctx.seed,
             enable_lora=True,
             max_lora_rank=rank,
-            # Adapters one batch may mix (several tasks per generation batch need more than 1).
-            max_loras=int(o.get("max_loras", 1)),
+            max_loras=max_loras,
             gpu_memory_utilization=gpu_util,
             max_model_len=self._max_model_len,
             enforce_eager=bool(o.get("enforce_eager", False)),
@@ -167,7 +167,7 @@ class VLLMBackend(Backend):
             "max_lora_rank": rank,
             "gpu_memory_utilization": gpu_util,
             "max_model_len": self._max_model_len,
-            "max_loras": int(o.get("max_loras", 1)),
+            "max_loras": max_loras,
         }
 
     def _encode(self, prompts: list[str]) -> list[list[int]]:
@@ -200,8 +200,6 @@ class VLLMBackend(Backend):
         )
 
     def generate(self, prompts: list[str], cfg: GenerateConfig, adapter: AdapterRef | None) -> GenerateResult:
-        if self._llm is None:
-            raise RuntimeError("VLLMBackend.generate before load")
         start = time.perf_counter()
         ids = self._encode(prompts)
         request = self._request(adapter) if adapter is not None else None
