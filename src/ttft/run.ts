@@ -948,26 +948,10 @@ export async function runSingleTaskTTFT(
         };
         t.keptTrain = tuned.keptTrain;
         t.droppedTrain = tuned.droppedTrain;
-        if (slot !== undefined) {
-          const kept = await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
-          t.adapter = slot;
-          if (o.train.compile && kept.kept < o.tasksPerBatch) {
-            // A new slot changes the adapter layout, and so recompiles the training graphs: make the group's
-            // later slots now (their tasks overwrite them), so that the layout changes once per Python process.
-            for (let s = slot + 1; s < o.tasksPerBatch; s++) {
-              await keepAdapter(engine, s, { timeoutMs: timeLeft(), ...signal });
-            }
-          }
-        }
       } else {
         // `none`, or no time left to train: the base model (a freshly reset LoRA is a no-op) or the whole-set adapter.
         if (o.mode !== 'whole-set') {
           await engine.call('reset_adapter', { seed: null }, { timeoutMs: timeLeft(), ...signal });
-          // In a group a later task's training replaces the live adapter: keep this one's fresh one.
-          if (slot !== undefined) {
-            await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
-            t.adapter = slot;
-          }
         }
         const fit = await fitTaskForEngine(engine, t.task, {
           ...text,
@@ -977,6 +961,18 @@ export async function runSingleTaskTTFT(
         });
         t.keptTrain = fit.kept;
         t.droppedTrain = fit.dropped;
+      }
+      // In a group (single-task mode only) a later task's training replaces the live adapter: keep this one's.
+      if (slot !== undefined) {
+        const kept = await keepAdapter(engine, slot, { timeoutMs: timeLeft(), ...signal });
+        t.adapter = slot;
+        if (o.train.compile && kept.kept < o.tasksPerBatch) {
+          // A new slot changes the adapter layout, and so recompiles the training graphs: make the group's
+          // later slots now (their tasks overwrite them), so that the layout changes once per Python process.
+          for (let s = slot + 1; s < o.tasksPerBatch; s++) {
+            await keepAdapter(engine, s, { timeoutMs: timeLeft(), ...signal });
+          }
+        }
       }
     };
 
