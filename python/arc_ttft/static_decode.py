@@ -198,11 +198,9 @@ def decode_static(
     with torch.inference_mode():
         capacity = multi_lora.capacity_bucket(len(distinct)) if distinct else 0
         entry = _entry(model, batch, length, dtype, device, capacity)
-        if adapter_names is None:
-            logits = _prefill(model, tokenizer, prompt_ids, entry)
-        else:
-            logits = _prefill_by_adapter(model, tokenizer, prompt_ids, adapter_names, entry)
-            entry.stacks.load(distinct, [distinct.index(name) for name in adapter_names])
+        logits = _prefill(model, tokenizer, prompt_ids, adapter_names, entry)
+        if entry.stacks is not None:
+            entry.stacks.load(distinct, [distinct.index(name) for name in adapter_names or []])
         step = _compiled(entry, device) if compile else entry.eager
         with multi_lora.patched(entry.stacks) if entry.stacks is not None else contextlib.nullcontext():
             return _steps(tokenizer, cfg, gen, entry, step, logits, limits, n, compile and device.type == "cuda")
@@ -232,49 +230,23 @@ def _fill(entry: _Entry, n: int, prompt_len: int, mask: torch.Tensor, last_pos: 
         static_layer.update(keys, values)
 
 
-def _prefill(model: Any, tokenizer: Any, prompt_ids: list[list[int]], entry: _Entry) -> torch.Tensor:
-    """One forward pass over the left-padded prompts (and a pad token per padding row of the bucket) into
-    ``entry``; each row's next-token logits. It runs over a dynamic cache (a mask of the prompt's length only:
-    through the static cache it would attend over the whole bucket with an explicit mask, twice as slow on the
-    CPU), whose keys and values are then copied into the static slots."""
-    from transformers import DynamicCache
+def _prefill(
+    model: Any, tokenizer: Any, prompt_ids: list[list[int]], names: list[str] | None, entry: _Entry
+) -> torch.Tensor:
+    """The dynamic loop's prefill into ``entry``; each row's next-token logits. It runs over a dynamic cache (a mask
+    of the prompt's length only: through the static cache it would attend over the whole bucket with an explicit
+    mask, twice as slow on the CPU), whose keys and values :func:`_fill` copies into the static slots. One pass over
+    the prompts and one pad token per padding row of the bucket; or, for a mixed batch (``names``), one pass per
+    adapter (:func:`.generate._prefill_by_adapter`), the bucket's padding rows left to :func:`_fill`."""
+    from . import generate
 
     device = entry.mask.device
-    batch = entry.mask.shape[0]
-    n, prompt_len = len(prompt_ids), max(len(p) for p in prompt_ids)
-    input_ids = torch.full((batch, prompt_len), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((batch, prompt_len), dtype=torch.long)
-    mask[n:, prompt_len - 1] = 1
-    for row, ids in enumerate(prompt_ids):
-        input_ids[row, prompt_len - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, prompt_len - len(ids) :] = 1
-    # Positions count real tokens only, as in _chunk, so a left-padded row sees the positions it has alone.
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    extra = {"logits_to_keep": 1} if supports_logits_to_keep(model) else {}
-    cache = DynamicCache()
-    out = model(
-        input_ids=input_ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=position_ids.to(device),
-        past_key_values=cache,
-        use_cache=True,
-        **extra,
-    )
-    logits = out.logits[:, -1, :]
-    del out
-    _fill(entry, batch, prompt_len, mask.to(device), position_ids[:, -1:].to(device), _kv(cache))
-    return logits
-
-
-def _prefill_by_adapter(
-    model: Any, tokenizer: Any, prompt_ids: list[list[int]], names: list[str], entry: _Entry
-) -> torch.Tensor:
-    """:func:`.generate._prefill_by_adapter` (each adapter's rows apart, padded to their own longest prompt, joined
-    left-padded) into ``entry``; each real row's next-token logits."""
-    from .generate import _prefill_by_adapter as prefill_by_adapter
-
-    cache, logits, mask, last_pos = prefill_by_adapter(model, tokenizer, prompt_ids, names, entry.mask.device)
-    _fill(entry, len(prompt_ids), mask.shape[1], mask, last_pos, _kv(cache))
+    if names is None:
+        padding = [[tokenizer.pad_token_id]] * (entry.mask.shape[0] - len(prompt_ids))
+        cache, logits, mask, last_pos = generate._prefill(model, tokenizer, prompt_ids + padding, device, {})
+    else:
+        cache, logits, mask, last_pos = generate._prefill_by_adapter(model, tokenizer, prompt_ids, names, device)
+    _fill(entry, mask.shape[0], mask.shape[1], mask, last_pos, _kv(cache))
     return logits
 
 
