@@ -10,8 +10,9 @@ split in any decoding step.
 A :class:`Stacks` holds, for every LoRA ``Linear``, ``A`` as ``(capacity, r, in)``, ``B`` as ``(capacity, out, r)`` and
 the scalings, plus the row index ``(batch,)``; all are written in place (:meth:`Stacks.load`), so the addresses a
 captured graph reads stay valid. ``capacity`` is the number of distinct adapters a call may mix (on the static path
-rounded up to a power of two, :func:`capacity_bucket`, so that buckets are few). Memory: ``capacity`` copies of the adapter's weights (e.g. 4 × 70 MB for Qwen2-0.5B with r 32 on every linear
-layer in float32). :func:`patched` makes the model's LoRA layers use them for the duration of a call.
+rounded up to a power of two, :func:`capacity_bucket`, so that buckets are few). Memory: ``capacity`` copies of the
+adapter's weights (e.g. 4 × 70 MB for Qwen2-0.5B with r 32 on every linear layer in float32). :func:`patched` makes
+the model's LoRA layers use them for the duration of a call.
 
 Supported: plain LoRA on ``Linear`` layers (no DoRA or other variants, no ``fan_in_fan_out``, no LoRA bias) and no
 ``modules_to_save`` / trainable tokens (those keep whole per-adapter copies of a module); :func:`unsupported_reason`
