@@ -116,6 +116,12 @@ def workload(tasks: list[dict[str, Any]], count: Callable[[list[str]], list[int]
     }
 
 
+def fast_train(batch: int) -> dict[str, Any]:
+    """The fast path's ``train`` settings: ``batch`` samples per step, packed into rows (fused AdamW and autocast
+    follow the engine's defaults: on for CUDA)."""
+    return {"batch_size": batch, "grad_accum": 1, "pack": True}
+
+
 def _train_run(call: Call, samples: list[dict[str, str]], max_seq_len: int, steps: int, extra: dict) -> dict:
     payload = {"samples": samples, "max_seq_len": max_seq_len, "lr": 1e-4, "seed": 0, **extra}
     call("reset_adapter", {"seed": None})
@@ -157,7 +163,7 @@ def measure_train(
 ) -> dict[str, Any]:
     """Training tokens/s, naive (one unpacked sample per step, no fused ops) vs fast (``batch`` packed samples per
     step, fused AdamW and autocast on CUDA), on the same samples (one task's, as single-task fine-tuning trains)."""
-    fast_cfg = {"batch_size": batch, "grad_accum": 1, "pack": True}
+    fast_cfg = fast_train(batch)
     naive_runs, fast_runs = [], []
     for _ in range(repeats):
         naive_runs.append(_train_run(call, samples, max_seq_len, naive_steps, NAIVE_TRAIN))
@@ -185,7 +191,7 @@ def measure_train_compiled(
     compiles (``compile_seconds``: its seconds, two steps included); tokens/s are medians of alternating warm runs.
     ``max_loss_rel_diff``: the largest relative difference of the first and last step's loss between the two paths
     (float rounding when the compiled graph computes the same thing)."""
-    fast_cfg = {"batch_size": batch, "grad_accum": 1, "pack": True}
+    fast_cfg = fast_train(batch)
     compiled_cfg = {**fast_cfg, "compile": True}
     call("reset_adapter", {"seed": None})
     payload = {"samples": samples, "max_seq_len": max_seq_len, "lr": 1e-4, "seed": 0, **compiled_cfg}

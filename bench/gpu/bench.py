@@ -369,118 +369,113 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
         bounded("save_adapter", {"path": adapter})
         return {"task_id": task["task_id"], **result}
 
-    log("static-cache decode vs the dynamic loop")
-    RESULT["static_decode"] = st = part("static_decode", PATH_BUDGET_S["static_decode"], static)
-    save()
-    if MIXED_K <= 0:
-        RESULT["mixed_batch"] = {"skipped": "ARC_TTFT_BENCH_MIXED_K=0"}
-    elif w.proc.poll() is not None:
-        RESULT["mixed_batch"] = {"skipped": "the worker was stopped at the deadline"}
-    else:
-        log(f"{MIXED_K} tasks in one mixed-adapter batch vs {MIXED_K} calls")
-        merge = bool(RESULT.get("generate", {}).get("merge_pays"))
-
-        def mixed() -> dict[str, Any]:
-            result, state = speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge)
-            mixed_state.update(state)
-            return result
-
-        RESULT["mixed_batch"] = mx = part("mixed_batch", PATH_BUDGET_S["mixed_batch"], mixed)
+    def guarded(name: str, skips: list[tuple[bool, str]], note: str, fn: Callable[[], dict[str, Any]]) -> dict:
+        """Part ``name`` (see :func:`part`), unless one of ``skips`` holds or the worker was stopped at the
+        deadline: then ``{"skipped": why}``."""
+        stopped = (w.proc.poll() is not None, "the worker was stopped at the deadline")
+        why = next((why for cond, why in (*skips, stopped) if cond), None)
+        if why is not None:
+            result = {"skipped": why}
+        else:
+            log(note)
+            result = part(name, PATH_BUDGET_S[name], fn)
         save()
-        for mode in ("static", "compiled"):
-            if "mixed" not in mx:
-                mx[mode] = {"skipped": "the mixed part did not run"}
-            elif mode == "compiled" and not COMPILE:
-                mx[mode] = {"skipped": "ARC_TTFT_BENCH_COMPILE=0"}
-            elif w.proc.poll() is not None:
-                mx[mode] = {"skipped": "the worker was stopped at the deadline"}
-            else:
-                log(f"the mixed batch on the fixed-shape path, {mode} (per-row adapters)")
-                mx[mode] = part(
-                    f"mixed_{mode}",
-                    PATH_BUDGET_S[f"mixed_{mode}"],
-                    lambda mode=mode: speed.measure_mixed_fixed(
-                        bounded,
-                        mixed_state,
-                        compile=mode == "compiled",
-                        separate_tokens_per_s=mx["separate"]["tokens_per_s"],
-                    ),
-                )
-            save()
-    save()
-    if not COMPILE:
-        st["compiled"] = {"skipped": "ARC_TTFT_BENCH_COMPILE=0"}
-    elif "static" not in st:
-        st["compiled"] = {"skipped": "the static-cache part did not run"}
-    elif w.proc.poll() is not None:
-        st["compiled"] = {"skipped": "the worker was stopped at the deadline"}
-    else:
-        log("compiled static-cache decode (the first call compiles)")
+        return result
 
-        def compiled() -> dict[str, Any]:
-            bounded("load_adapter", {"path": adapter})  # the adapter the reference outputs came from
-            return speed.measure_compiled(
-                bounded,
-                task["prompts"],
-                task["stop"],
-                tokens=GEN_TOKENS,
-                reference=reference,
-                dynamic_tokens_per_s=st["dynamic"]["tokens_per_s"],
+    RESULT["static_decode"] = st = guarded("static_decode", [], "static-cache decode vs the dynamic loop", static)
+    merge = bool(RESULT.get("generate", {}).get("merge_pays"))
+
+    def mixed() -> dict[str, Any]:
+        result, state = speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge)
+        mixed_state.update(state)
+        return result
+
+    RESULT["mixed_batch"] = mx = guarded(
+        "mixed_batch",
+        [(MIXED_K <= 0, "ARC_TTFT_BENCH_MIXED_K=0")],
+        f"{MIXED_K} tasks in one mixed-adapter batch vs {MIXED_K} calls",
+        mixed,
+    )
+    if MIXED_K > 0:
+        for mode in ("static", "compiled"):
+            mx[mode] = guarded(
+                f"mixed_{mode}",
+                [
+                    ("mixed" not in mx, "the mixed part did not run"),
+                    (mode == "compiled" and not COMPILE, "ARC_TTFT_BENCH_COMPILE=0"),
+                ],
+                f"the mixed batch on the fixed-shape path, {mode} (per-row adapters)",
+                lambda mode=mode: speed.measure_mixed_fixed(
+                    bounded,
+                    mixed_state,
+                    compile=mode == "compiled",
+                    separate_tokens_per_s=mx["separate"]["tokens_per_s"],
+                ),
             )
 
-        st["compiled"] = part("compiled", PATH_BUDGET_S["compiled"], compiled)
-    save()
-    if not COMPILE_TRAIN:
-        RESULT["train_compiled"] = {"skipped": "ARC_TTFT_BENCH_COMPILE_TRAIN=0"}
-    elif "error" in RESULT["train"]:
-        RESULT["train_compiled"] = {"skipped": "the train stage failed"}
-    elif w.proc.poll() is not None:
-        RESULT["train_compiled"] = {"skipped": "the worker was stopped at the deadline"}
-    else:
-        log("compiled training vs the fast eager path (the first call compiles)")
-        RESULT["train_compiled"] = part(
-            "train_compiled",
-            PATH_BUDGET_S["train_compiled"],
-            lambda: speed.measure_train_compiled(
-                bounded,
-                task["samples"],
-                task["max_seq_len"],
-                batch=TRAIN_BATCH,
-                steps=RESULT["train"]["fast"]["steps"],
-            ),
+    def compiled() -> dict[str, Any]:
+        bounded("load_adapter", {"path": adapter})  # the adapter the reference outputs came from
+        return speed.measure_compiled(
+            bounded,
+            task["prompts"],
+            task["stop"],
+            tokens=GEN_TOKENS,
+            reference=reference,
+            dynamic_tokens_per_s=st["dynamic"]["tokens_per_s"],
         )
-    save()
+
+    st["compiled"] = guarded(
+        "compiled",
+        [(not COMPILE, "ARC_TTFT_BENCH_COMPILE=0"), ("static" not in st, "the static-cache part did not run")],
+        "compiled static-cache decode (the first call compiles)",
+        compiled,
+    )
+    train_failed = ("error" in RESULT["train"], "the train stage failed")
+    RESULT["train_compiled"] = guarded(
+        "train_compiled",
+        [(not COMPILE_TRAIN, "ARC_TTFT_BENCH_COMPILE_TRAIN=0"), train_failed],
+        "compiled training vs the fast eager path (the first call compiles)",
+        lambda: speed.measure_train_compiled(
+            bounded,
+            task["samples"],
+            task["max_seq_len"],
+            batch=TRAIN_BATCH,
+            steps=RESULT["train"]["fast"]["steps"],
+        ),
+    )
+
+    def flex() -> dict[str, Any]:
+        load = {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
+        info, _ = bounded("load_model", {**load, "attention": FLEX_ATTENTION})
+        base = RESULT["train"]["fast"]
+        run = speed._train_run(
+            bounded, task["samples"], task["max_seq_len"], base["steps"], speed.fast_train(TRAIN_BATCH)
+        )
+        return {
+            "attention": info["attention"],
+            "load_seconds": info["seconds"],
+            "fast": run,
+            "tokens_per_s": run["tokens_per_s"],
+            "ratio": run["tokens_per_s"] / base["tokens_per_s"],
+            "rows_vs_default": [run["rows"], base["rows"]],
+            "loss_first_vs_default": [run["loss_first"], base["loss_first"]],
+        }
+
     # Last: it loads the model again, under flex attention.
-    if not FLEX:
-        RESULT["train_flex"] = {"skipped": "ARC_TTFT_BENCH_FLEX=0"}
-    elif "error" in RESULT["train"]:
-        RESULT["train_flex"] = {"skipped": "the train stage failed"}
-    elif FLEX_ATTENTION == "flex_attention" and not RESULT["model"].get("device", "").startswith("cuda"):
-        RESULT["train_flex"] = {"skipped": "flex attention trains on CUDA only (torch has no CPU backward)"}
-    elif w.proc.poll() is not None:
-        RESULT["train_flex"] = {"skipped": "the worker was stopped at the deadline"}
-    else:
-        log(f"fast training under {FLEX_ATTENTION} (rows of max_seq_len) vs the fast path under the default attention")
-
-        def flex() -> dict[str, Any]:
-            load = {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
-            info, _ = bounded("load_model", {**load, "attention": FLEX_ATTENTION})
-            fast_cfg = {"batch_size": TRAIN_BATCH, "grad_accum": 1, "pack": True}
-            steps = RESULT["train"]["fast"]["steps"]
-            run = speed._train_run(bounded, task["samples"], task["max_seq_len"], steps, fast_cfg)
-            base = RESULT["train"]["fast"]
-            return {
-                "attention": info["attention"],
-                "load_seconds": info["seconds"],
-                "fast": run,
-                "tokens_per_s": run["tokens_per_s"],
-                "ratio": run["tokens_per_s"] / base["tokens_per_s"],
-                "rows_vs_default": [run["rows"], base["rows"]],
-                "loss_first_vs_default": [run["loss_first"], base["loss_first"]],
-            }
-
-        RESULT["train_flex"] = part("train_flex", PATH_BUDGET_S["train_flex"], flex)
-    save()
+    on_cpu = not RESULT["model"].get("device", "").startswith("cuda")
+    RESULT["train_flex"] = guarded(
+        "train_flex",
+        [
+            (not FLEX, "ARC_TTFT_BENCH_FLEX=0"),
+            train_failed,
+            (
+                FLEX_ATTENTION == "flex_attention" and on_cpu,
+                "flex attention trains on CUDA only (torch has no CPU backward)",
+            ),
+        ],
+        f"fast training under {FLEX_ATTENTION} (rows of max_seq_len) vs the fast path under the default attention",
+        flex,
+    )
 
 
 def project(work: dict[str, Any], engine_ms: float) -> None:
