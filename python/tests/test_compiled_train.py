@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch._dynamo.utils
 from conftest import call, call_error
 from test_fast_paths import _loss_and_grads, _samples
 
 from arc_ttft import compiling, entry
 from arc_ttft import train as train_mod
-
-
-def _graphs() -> int:
-    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
 def _assert_same_step(seed: int) -> None:
@@ -31,9 +26,9 @@ def _assert_same_step(seed: int) -> None:
 def test_compiled_training_equals_eager_and_compiles_once(loaded) -> None:
     call("train", samples=_samples(4, seed=9), steps=3, lr=5e-3, seed=1)  # a non-zero adapter (LoRA B starts at 0)
     _assert_same_step(seed=3)  # compiles: one graph for one-row passes, one for several
-    graphs = _graphs()
+    graphs = compiling.graphs_compiled()
     _assert_same_step(seed=4)  # other samples, other row lengths: the same graphs
-    assert _graphs() == graphs
+    assert compiling.graphs_compiled() == graphs
 
     params = {"samples": _samples(10), "steps": 3, "batch_size": 2, "grad_accum": 2, "lr": 2e-3, "seed": 0}
     call("reset_adapter")
@@ -52,12 +47,12 @@ def test_compiled_training_equals_eager_and_compiles_once(loaded) -> None:
     call("reset_adapter")
     recompiled = call("train", **params, pack=True, compile=True)  # the new slots changed the adapter layout
     assert 0 < recompiled["compile_seconds"] < recompiled["seconds"]
-    graphs = _graphs()
+    graphs = compiling.graphs_compiled()
     call("generate", prompts=["I\n12\nO\n", "I\n3\nO\n", "x"], max_new_tokens=3, adapters=[0, 1, None])
     call("keep_adapter", slot=1)
     call("reset_adapter")
     again = call("train", **params, pack=True, compile=True)
-    assert _graphs() == graphs
+    assert compiling.graphs_compiled() == graphs
     assert again["losses"] == pytest.approx(eager["losses"], rel=1e-4)
 
     model = entry._engine.model

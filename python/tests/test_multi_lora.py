@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
-import torch._dynamo.utils
 from conftest import call, constant_task
 from test_kept_adapters import _gen, _same
 
-from arc_ttft import entry, multi_lora
+from arc_ttft import compiling, entry, multi_lora
 from arc_ttft import static_decode as sd
 
 # No modules_to_save: per-row stacking covers plain LoRA on Linear layers.
@@ -40,10 +38,6 @@ def _three_adapters() -> tuple[list[str], list[int | None]]:
     return [p for p, _ in rows], [s for _, s in rows]
 
 
-def _graphs() -> int:
-    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
-
-
 def test_mixed_batches_with_stacked_adapters_equal_each_task_alone(plain) -> None:
     prompts, slots = _three_adapters()
     want = _gen(prompts, adapters=slots)  # the dynamic loop, rows reading their adapters from the stacks
@@ -57,12 +51,12 @@ def test_mixed_batches_with_stacked_adapters_equal_each_task_alone(plain) -> Non
     _same(_gen(prompts, adapters=slots, static_cache=True), want)
     assert [key[4] for key in sd.cached_buckets(model)] == [4]  # 3 adapters: stacks of 4
     _same(_gen(prompts, adapters=slots, static_cache=True, compile=True), want)
-    graphs = _graphs()
+    graphs = compiling.graphs_compiled()
     # Another arrangement of the same adapters over the rows, the same bucket: the compiled step is reused.
     rearranged = slots[1:] + slots[:1]
     expected = [_gen([p], adapters=[s])[0] for p, s in zip(prompts, rearranged, strict=True)]
     _same(_gen(prompts, adapters=rearranged, static_cache=True, compile=True), expected)
-    assert _graphs() == graphs
+    assert compiling.graphs_compiled() == graphs
     # The model's own LoRA layers are untouched afterwards.
     assert all("forward" not in m.__dict__ for m in model.modules())
 
@@ -97,6 +91,6 @@ def test_stacked_mixed_batches_leave_the_compiled_training_graphs_alone(plain) -
     _, tests = constant_task("1", n_test=3)
     call("generate", prompts=tests, max_new_tokens=4, adapters=[0, 1, None])
     call("generate", prompts=tests, max_new_tokens=4, adapters=[0, 1, None], static_cache=True, compile=True)
-    graphs = _graphs()
+    graphs = compiling.graphs_compiled()
     again = call("train", **params, compile=True)
-    assert _graphs() == graphs and again["compile_seconds"] == 0.0
+    assert compiling.graphs_compiled() == graphs and again["compile_seconds"] == 0.0
