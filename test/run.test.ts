@@ -3,7 +3,7 @@
  * kill -9, invalid and over-long tasks, timeouts, the three modes, and failing up front.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,6 +112,19 @@ describe('runSingleTaskTTFT', () => {
     expect(resumed.submission).toEqual(reference.submission);
     expect(resumed.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
   }, 240_000);
+
+  it('drops a torn last journal line before appending, so the resumed records stay readable', async () => {
+    const out = join(dir, 'torn');
+    mkdirSync(out);
+    const lines = readFileSync(join(dir, 'ref', 'results.jsonl'), 'utf8').split('\n');
+    // the run line, two tasks, and the third cut mid-write (as by kill -9)
+    const torn = lines[3]!.slice(0, 40);
+    writeFileSync(join(out, 'results.jsonl'), `${lines.slice(0, 3).join('\n')}\n${torn}`);
+    const resumed = await runSingleTaskTTFT(join(dir, 'const.json'), options(out));
+    const records = readJournal(out); // throws on an unreadable line (the torn one glued to the next record)
+    expect(records.map((r) => r.taskId).sort()).toEqual(['const0', 'const1', 'const2', 'const3']);
+    expect(resumed.submission).toEqual(reference.submission);
+  }, 120_000);
 
   it('refuses to resume a journal written with other options', async () => {
     const out = join(dir, 'ref');

@@ -9,6 +9,7 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -383,6 +384,7 @@ class Journal {
   constructor(path: string, truncate: boolean) {
     this.path = path;
     this.#fd = openSync(path, truncate ? 'w' : 'a');
+    if (!truncate) cutTornLine(path, this.#fd);
   }
 
   append(value: unknown): void {
@@ -399,6 +401,16 @@ interface JournalState {
   readonly fingerprint: string | undefined;
   readonly records: Map<string, TaskRecord>;
   readonly wholeSet: { adapterPath: string } | undefined;
+}
+
+/**
+ * Drops a torn last line (a run killed mid-write), which {@link readJournal} ignored: appended to, it would
+ * swallow the next record.
+ */
+function cutTornLine(path: string, fd: number): void {
+  const bytes = readFileSync(path);
+  if (bytes.length === 0 || bytes.at(-1) === 0x0a) return;
+  ftruncateSync(fd, bytes.lastIndexOf(0x0a) + 1);
 }
 
 /** Reads a journal; a torn last line (killed mid-write) is ignored. */
