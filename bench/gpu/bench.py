@@ -32,26 +32,26 @@ Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run re
 engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
 mixed batch ~45 s, its static and compiled runs ~20 + ~80 s, compiled decode ~80 s (mostly the compile), compiled
 training ~80 s (likewise). Parts 5 to 7 run after the overhead stage: the static decode, the mixed batch (dynamic,
-static, compiled), the compiled decode, compiled training, flex-attention training (~60 s); the naive processes
-after the first leave PATH_BUDGET_S (385 s) for them;
-each part starts only with half its budget left, and its calls are cut at the deadline (the worker is stopped, the
-part recorded as ``skipped``).
+static, compiled), the compiled decode, compiled training, flex-attention training (~60 s); each part starts only
+with half its budget left, and its calls are cut at the deadline (the worker is stopped, the part recorded as
+``skipped``). The naive processes after the first run last, in the time left, each only when it would end before
+the deadline (``overhead`` and the projection are updated then).
 
 Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on
 a GPU machine): the bridge's Node hops are measured on CPU by bench/overhead.ts.
 
 Settings (environment): ARC_TTFT_BENCH_SHAPE (``0.5b`` | ``tiny``), ARC_TTFT_BENCH_DEVICE (``auto``),
-ARC_TTFT_BENCH_NAIVE (naive processes, 3), ARC_TTFT_BENCH_TASKS (recorded tasks replayed, 6; tiny 2),
-ARC_TTFT_BENCH_TRAIN_STEPS (naive training steps, 10; tiny 4), ARC_TTFT_BENCH_TRAIN_BATCH (fast: samples per step,
-16; tiny 8), ARC_TTFT_BENCH_TRAIN_TASK (00dbd492), ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
+ARC_TTFT_BENCH_NAIVE (naive processes, 3: the first in the overhead stage, the others last, in the time left),
+ARC_TTFT_BENCH_TASKS (recorded tasks replayed, 6; tiny 2), ARC_TTFT_BENCH_TRAIN_STEPS (naive training steps, 10;
+tiny 4), ARC_TTFT_BENCH_TRAIN_BATCH (fast: samples per step, 16; tiny 8), ARC_TTFT_BENCH_TRAIN_TASK (00dbd492),
+ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
 ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
 batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (310: naive processes that
 would end past it are skipped, parts 5 to 7 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
 0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_COMPILE_TRAIN (1; 0: skip the
 compiled training), ARC_TTFT_BENCH_FLEX (1; 0: skip training under flex attention), ARC_TTFT_BENCH_FLEX_ATTENTION
 (flex_attention: the attention of that part, e.g. flash_attention_2 where flash-attn is installed),
-ARC_TTFT_BENCH_PATHS_RESERVE_S (385: seconds the second and later naive processes leave for parts 5 to 7), OUT (a
-folder: gpu-bench.json is written there after every stage).
+OUT (a folder: gpu-bench.json is written there after every stage).
 Prints progress on stderr and one JSON object on the last line of stdout.
 """
 
@@ -139,8 +139,6 @@ PATH_BUDGET_S = {
     "train_compiled": 80.0,
     "train_flex": 60.0,
 }
-# Naive processes after the first one must leave this much before the deadline for the parts above.
-PATHS_RESERVE_S = float(os.environ.get("ARC_TTFT_BENCH_PATHS_RESERVE_S", str(sum(PATH_BUDGET_S.values()))))
 
 RESULT: dict[str, Any] = {"benchmark": "engine-gpu", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -478,6 +476,29 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
     )
 
 
+def more_naive(recorded: list[dict[str, Any]], naive: list[dict[str, Any]], model: str, tmp: str) -> None:
+    """Naive processes (a fresh process per task: load, attach, train) for ``recorded`` tasks while fewer than
+    N_NAIVE ran and the next would end before the deadline (judged by the last one's time)."""
+    for t in recorded:
+        last = naive[-1]["seconds"] if naive else 30.0
+        if len(naive) >= N_NAIVE or left() < 1.5 * last + 10:
+            return
+        train = next(c["payload"] for c in t["calls"] if c["method"] == "train")
+        run = run_naive(model, train["samples"], train["max_seq_len"], tmp)
+        naive.append({"task_id": t["task_id"], **run})
+        log(f"naive  {t['task_id']}: {run['seconds']:.2f} s from spawn to exit")
+        save()
+
+
+def naive_stats(naive: list[dict[str, Any]]) -> None:
+    """The naive processes' figures in ``RESULT["overhead"]`` (median, runs, ratio to the engine's overhead)."""
+    ov = RESULT["overhead"]
+    median = statistics.median(r["seconds"] for r in naive) if naive else None
+    ov["naive_s_median"] = median
+    ov["naive_runs"] = naive
+    ov["ratio"] = 1000 * median / ov["engine_overhead_ms_median"] if median is not None else None
+
+
 def project(work: dict[str, Any], engine_ms: float) -> None:
     """The 100-task projection, on the fastest generation path measured so far."""
     if "error" in RESULT["train"] or "error" in RESULT["generate"]:
@@ -571,13 +592,8 @@ def main() -> None:
                 row = {"task_id": t["task_id"], **replay_task(w, t["calls"])}
                 tasks.append(row)
                 log(f"engine {t['task_id']}: overhead {row['overhead_ms']:.1f} ms (reset {row['reset_ms']:.1f} ms)")
-                last = naive[-1]["seconds"] if naive else 30.0
-                reserve = PATHS_RESERVE_S if naive else 0.0  # the first naive process only needs the deadline
-                if len(naive) < N_NAIVE and left() - reserve > 1.5 * last + 10:
-                    train = next(c["payload"] for c in t["calls"] if c["method"] == "train")
-                    run = run_naive(model, train["samples"], train["max_seq_len"], tmp)
-                    naive.append({"task_id": t["task_id"], **run})
-                    log(f"naive  {t['task_id']}: {run['seconds']:.2f} s from spawn to exit")
+            # One naive process now; the others only with the time the later parts leave (they come first).
+            more_naive(recorded["tasks"][:1], naive, model, tmp)
             engine_ms = statistics.median(r["overhead_ms"] for r in tasks)
             RESULT["overhead"] = {
                 "payloads": recorded["source"],
@@ -585,11 +601,9 @@ def main() -> None:
                 "ping_ms_median": statistics.median(pings),
                 "reset_ms_median": statistics.median(r["reset_ms"] for r in tasks),
                 "tasks": tasks,
-                "naive_s_median": statistics.median(r["seconds"] for r in naive) if naive else None,
-                "naive_runs": naive,
-                "ratio": (1000 * statistics.median(r["seconds"] for r in naive) / engine_ms) if naive else None,
                 "note": "engine = arc_ttft.entry.dispatch in a long-lived process over pipes (no Node hop)",
             }
+            naive_stats(naive)
             project(work, engine_ms)
             save()
             status, _ = w.call("status")
@@ -597,6 +611,8 @@ def main() -> None:
             measure_paths(w, recorded_tasks, train_task, tmp, model)
             if w.proc.poll() is None:
                 RESULT["memory_after_paths"] = w.call("status")[0]["memory"]
+            more_naive(recorded["tasks"][1:N_TASKS], naive, model, tmp)
+            naive_stats(naive)
             project(work, engine_ms)
         finally:
             w.close()
