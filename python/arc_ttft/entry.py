@@ -82,7 +82,8 @@ and is skipped (counted in ``skipped``) when longer than ``max_seq_len``. ``mean
 model's own distribution (temperature 1, no top-p), over the generated tokens including the final EOS.
 
 Error types: ``UnknownMethodError``, ``PayloadError``, ``ModelNotFoundError``, ``NotLoadedError``, ``AdapterError``,
-``DeviceError``, ``NoTrainableSamplesError``, ``BackendUnavailableError`` (see :mod:`arc_ttft.errors`),
+``DeviceError``, ``NoTrainableSamplesError``, ``AttentionUnavailableError``, ``CompileError``,
+``BackendUnavailableError`` (see :mod:`arc_ttft.errors`),
 ``VocabularyError`` (:mod:`arc_ttft.vocab`), or whatever Python raised (``OutOfMemoryError``, ``ValueError``, ...).
 
 On import a watchdog thread starts: when the parent process (the Node host) dies, this process exits, so no orphan
