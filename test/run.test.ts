@@ -131,6 +131,15 @@ describe('runSingleTaskTTFT', () => {
     await expect(runSingleTaskTTFT(join(dir, 'const.json'), options(out, { seed: 99 }))).rejects.toThrow(
       /different options/,
     );
+    // A given engine's own options count, not `options.engine` (which the run then does not use).
+    const engine = await createEngine({ ...options('').engine, lora: { r: 4, modulesToSave: ['lm_head'] } });
+    try {
+      await expect(runSingleTaskTTFT(join(dir, 'const.json'), options(out), { engine })).rejects.toThrow(
+        /different options/,
+      );
+    } finally {
+      await engine.close();
+    }
   }, 120_000);
 
   it('runs the valid tasks of a set with invalid ones and reports those', async () => {

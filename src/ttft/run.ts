@@ -46,6 +46,7 @@ import {
   type Engine,
   EngineOptionsSchema,
   type ModelInfo,
+  type ResolvedEngineOptions,
   type TaskEngine,
   type TrainProgress,
 } from './engine.js';
@@ -341,8 +342,7 @@ export interface RunResult {
 const JOURNAL = 'results.jsonl';
 
 /** The options that change results: a journal written under other ones cannot be resumed. */
-function fingerprint(o: Resolved, model: string): string {
-  const e = o.engine;
+function fingerprint(o: Resolved, e: ResolvedEngineOptions, model: string): string {
   return hashString(
     JSON.stringify({
       mode: o.mode,
@@ -647,13 +647,15 @@ export async function runSingleTaskTTFT(
   const localEngine = usePool ? undefined : (context.engine ?? (await createEngine(o.engine, hooks)));
   // A pool's workers share options and model: the first live one speaks for them all.
   const engine: TaskEngine = localEngine ?? pool?.engines.find((w) => !w.retired) ?? pool!.engines[0]!;
+  // The options of the engine that runs (a given engine or pool has its own; `o.engine` is then unused).
+  const engineOptions = localEngine?.options ?? pool?.engineOptions ?? o.engine;
   const runStartedAt = new Date().toISOString();
   const temp: string[] = [];
   let journal: Journal | undefined;
   try {
     const format = o.format ?? engine.format;
     const maxSeqLen = o.maxSeqLen ?? engine.maxSeqLen;
-    const fp = fingerprint(o, engine.model.model);
+    const fp = fingerprint(o, engineOptions, engine.model.model);
 
     // Resume.
     let state: JournalState = { fingerprint: undefined, records: new Map(), wholeSet: undefined };
@@ -1172,7 +1174,7 @@ export async function runSingleTaskTTFT(
             format,
             maxSeqLen,
             seed: o.seed,
-            lora: o.engine.lora,
+            lora: engineOptions.lora,
             train: o.train,
             predict: o.predict,
             taskTimeoutMs: o.taskTimeoutMs,
