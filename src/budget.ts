@@ -10,6 +10,7 @@
  * @module
  */
 import { z } from 'zod';
+import { applyAugmentation, identityAugmentation } from './augment.js';
 import { parseOptions, validateTask } from './data/validate.js';
 import { TaskTooLongError, ValidationError } from './errors.js';
 import { GridFormatNameSchema } from './format/encodings.js';
@@ -99,11 +100,11 @@ export interface FitSuccess {
   readonly kept: number[];
   /** Indices of the dropped train pairs, in the order they were dropped. */
   readonly dropped: number[];
-  /** Worst case over the test inputs, with the kept pairs: prompt + longest answer + reserved tokens. */
+  /** Worst case over the test inputs (as given or transposed), with the kept pairs: prompt + longest answer + reserved tokens. */
   readonly tokens: number;
   /** The same worst case with every train pair (equals `tokens` when nothing was dropped). */
   readonly tokensAllPairs: number;
-  /** The answer shape assumed, `[rows, cols]`. */
+  /** The answer shape assumed, `[rows, cols]` (`[cols, rows]` in the transposed views). */
   readonly answerShape: readonly [rows: number, cols: number];
   /** Tokens of the longest possible answer plus reserved tokens: a safe `max_new_tokens`. */
   readonly maxNewTokens: number;
@@ -156,6 +157,12 @@ async function countChecked(countTokens: CountTokens, texts: string[]): Promise<
   return counts;
 }
 
+/** Whether every grid of `task` is square (transposing it changes no prompt's length). */
+function allSquare(task: Task): boolean {
+  const grids = [...task.train.flatMap((p) => [p.input, p.output]), ...task.test.map((t) => t.input)];
+  return grids.every((g) => g.length === (g[0]?.length ?? 0));
+}
+
 /**
  * Train indices in the order they would be dropped. Whatever the strategy, the smallest pair comes last
  * (it is never dropped), so a task fails only when even its smallest pair is too long.
@@ -186,9 +193,10 @@ function dropOrder(task: Task, o: z.output<typeof FitOptionsSchema>, prompt: Pro
 
 /**
  * Finds the train pairs of `task` that fit `maxSeqLen`: every test input's prompt with the kept pairs,
- * plus the longest possible answer and `reservedTokens`, must fit. Drops pairs one at a time in the
+ * plus the longest possible answer and `reservedTokens`, must fit, as given and transposed (the views
+ * turned by 90° swap rows and columns, which changes the prompt's length). Drops pairs one at a time in the
  * strategy's order (the smallest pair always last) and keeps the most that fit. Calls `countTokens` at
- * most twice: all pairs (plus the answer alone), then every smaller candidate in one batch. Returns a
+ * most twice: all pairs (plus the answers alone), then every smaller candidate in one batch. Returns a
  * {@link FitFailure} (never throws) when one pair is too many; throws {@link ValidationError} for bad
  * options, a bad task or a bad counter.
  */
@@ -202,22 +210,34 @@ export async function fitTask(
   const prompt: PromptOptions = { format: o.format, style: o.style };
   const shape: [number, number] =
     o.answerShape === 'max' ? [MAX_GRID_SIZE, MAX_GRID_SIZE] : largestAnswerShape(task);
-  const answer = answerTextFor(filledGrid(shape[0], shape[1]), prompt);
+  // A view turned by 90° (rot90, rot270, transpose, antiTranspose) swaps every grid's rows and columns,
+  // and both formats spend more per row than per column: each prompt is also counted transposed (every
+  // other view has the length of one of the two). Square grids only: one orientation is enough.
+  const orientations = [{ task, answer: answerTextFor(filledGrid(shape[0], shape[1]), prompt) }];
+  if (!allSquare(task)) {
+    const transposed = applyAugmentation(task, { ...identityAugmentation(), transform: 'transpose' });
+    orientations.push({ task: transposed, answer: answerTextFor(filledGrid(shape[1], shape[0]), prompt) });
+  }
   const order = dropOrder(task, o, prompt);
   const n = task.train.length;
 
   // Candidate k keeps all but the first n-k pairs of `order`, in original order.
   const keptFor = (k: number): number[] => order.slice(n - k).sort((a, b) => a - b);
-  const textsFor = (kept: readonly number[]): string[] => {
-    const train = kept.map((i) => task.train[i]!);
-    return task.test.map((t) => buildInferencePrompt(train, t.input, prompt) + answer);
-  };
+  const textsFor = (kept: readonly number[]): string[] =>
+    orientations.flatMap(({ task: view, answer }) => {
+      const train = kept.map((i) => view.train[i]!);
+      return view.test.map((t) => buildInferencePrompt(train, t.input, prompt) + answer);
+    });
   const worst = (counts: readonly number[]): number => Math.max(...counts) + o.reservedTokens;
 
-  // Round 1: all pairs, plus the answer alone (for maxNewTokens).
-  const first = await countChecked(countTokens, [answer, ...textsFor(keptFor(n))]);
-  const maxNewTokens = first[0]! + o.reservedTokens;
-  const full = worst(first.slice(1));
+  // Round 1: all pairs, plus the answers alone (for maxNewTokens).
+  const m = orientations.length;
+  const first = await countChecked(countTokens, [
+    ...orientations.map((v) => v.answer),
+    ...textsFor(keptFor(n)),
+  ]);
+  const maxNewTokens = worst(first.slice(0, m));
+  const full = worst(first.slice(m));
   const success = (k: number, tokens: number): FitSuccess => ({
     fits: true,
     taskId: o.taskId,
@@ -231,7 +251,7 @@ export async function fitTask(
   if (full <= o.maxSeqLen) return success(n, full);
 
   // Round 2: every smaller candidate in one batch; keep the largest that fits.
-  const t = task.test.length;
+  const t = task.test.length * m;
   const ks = Array.from({ length: n - 1 }, (_, i) => n - 1 - i);
   const counts =
     ks.length > 0

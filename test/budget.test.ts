@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ALL_TRANSFORMS, applyAugmentation, identityAugmentation } from '../src/augment.js';
 import { type CountTokens, charCount, type FitOptions, type FitSuccess, fitTask } from '../src/budget.js';
 import { inspectCommand } from '../src/cli/commands/inspect.js';
 import { TaskTooLongError, ValidationError } from '../src/errors.js';
@@ -47,6 +48,29 @@ function expectFits(result: Awaited<ReturnType<typeof fitTask>>): FitSuccess {
 }
 
 describe('fitTask', () => {
+  it('fits the views turned by 90° too: a wide task is longer transposed', async () => {
+    const wide = (v: number) => [new Array<number>(12).fill(v), new Array<number>(12).fill(v)];
+    const task: Task = {
+      train: [1, 2, 3].map((v) => ({ input: wide(v), output: wide(v + 3) })),
+      test: [{ input: wide(7) }],
+    };
+    // compact: a 2×12 grid is 2 × 13 characters, its transpose 12 × 3
+    const given = buildInferencePrompt(task.train, task.test[0]!.input, 'compact').length;
+    const maxSeqLen = given + answerTextFor(filledGrid(2, 12), 'compact').length + 1;
+    const fit = expectFits(
+      await fitTask(task, charCount, { format: 'compact', maxSeqLen, strategy: 'last-first' }),
+    );
+    expect(fit.kept.length).toBeLessThan(3); // all three fit only untransposed
+    expect(fit.maxNewTokens).toBe(answerTextFor(filledGrid(12, 2), 'compact').length + 1);
+    for (const transform of ALL_TRANSFORMS) {
+      const view = applyAugmentation(task, { ...identityAugmentation(), transform, trainOrder: fit.kept });
+      const answer = answerTextFor(filledGrid(...largestAnswerShape(view)), 'compact');
+      const length =
+        buildInferencePrompt(view.train, view.test[0]!.input, 'compact').length + answer.length + 1;
+      expect(length, transform).toBeLessThanOrEqual(maxSeqLen);
+    }
+  });
+
   it('keeps every pair when the task fits, counting prompt + longest answer + EOS', async () => {
     const result = expectFits(await fitTask(MID, charCount, { format: 'compact', taskId: '007bbfb7' }));
     expect(result.kept).toEqual([0, 1, 2, 3, 4]);
