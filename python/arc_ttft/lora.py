@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,13 +124,19 @@ def keep_adapter(peft_model: Any, slot: int) -> str:
     trained = [key for key, p in params.items() if p.requires_grad]  # the training adapter's tensors only
     with torch.no_grad():
         for key in trained:
-            target = key.replace(f".{ADAPTER}.", f".{name}.")
+            target = _renamed(key, name)
             dst = params.get(target)
             if dst is None or target == key:
                 raise AdapterError(f"adapter slot {slot}: no copy of {key} (adapter layout not supported)")
             dst.requires_grad_(False)
             dst.copy_(params[key])
     return name
+
+
+def _renamed(key: str, adapter: str) -> str:
+    """``key`` of the training adapter's tensor, for ``adapter``: the name sits between dots (``lora_A.default.weight``)
+    or ends the key (an embedding's ``lora_embedding_A.default``)."""
+    return re.sub(rf"\.{ADAPTER}(?=\.|$)", f".{adapter}", key)
 
 
 def _seeded_lora_init(peft_model: Any, seed: int) -> None:
@@ -192,17 +199,27 @@ def load_adapter(peft_model: Any, path: str) -> None:
     for key, current in (("r", cfg.r), ("lora_alpha", cfg.lora_alpha), ("use_rslora", cfg.use_rslora)):
         if key in saved and saved[key] != current:
             raise AdapterError(f"adapter {path!r}: {key} is {saved[key]!r}, the attached adapter has {current!r}")
-    device = next(p.device for p in peft_model.parameters() if p.requires_grad)
+    trained = {key: p for key, p in peft_model.named_parameters() if p.requires_grad}
+    device = next(iter(trained.values())).device
+    # PEFT writes every tensor that matches before it reports a mismatch: a refused folder must leave the
+    # attached adapter as it was.
+    before = {key: p.detach().clone() for key, p in trained.items()}
     try:
-        weights = load_peft_weights(path, device=str(device))
-        result = set_peft_model_state_dict(peft_model, weights, adapter_name=ADAPTER)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise AdapterError(f"adapter {path!r}: could not be loaded: {e}") from e
-    # The training adapter's tensors only: kept slots (keep_adapter) are not in the folder and need not be.
-    missing = [k for k in result.missing_keys if f".{ADAPTER}." in k]
-    if missing or result.unexpected_keys:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {list(result.unexpected_keys)[:3]}"
-        raise AdapterError(f"adapter {path!r} does not match the attached LoRA layout: {what}")
+        try:
+            weights = load_peft_weights(path, device=str(device))
+            result = set_peft_model_state_dict(peft_model, weights, adapter_name=ADAPTER)
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise AdapterError(f"adapter {path!r}: could not be loaded: {e}") from e
+        # The training adapter's tensors only: kept slots (keep_adapter) are not in the folder and need not be.
+        missing = [k for k in result.missing_keys if k in trained]
+        if missing or result.unexpected_keys:
+            what = f"missing {missing[:3]}" if missing else f"unexpected {list(result.unexpected_keys)[:3]}"
+            raise AdapterError(f"adapter {path!r} does not match the attached LoRA layout: {what}")
+    except AdapterError:
+        with torch.no_grad():
+            for key, p in trained.items():
+                p.copy_(before[key])
+        raise
 
 
 def _check_adapter_folder(path: str) -> None:

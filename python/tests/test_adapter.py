@@ -83,3 +83,40 @@ def test_target_modules_the_model_lacks_are_an_adapter_error(tiny_path: str) -> 
     error = call_error("load_model", {"model": tiny_path, "device": "cpu", "lora": {"target_modules": ["nope_proj"]}})
     assert error["type"] == "AdapterError"
     assert "nope_proj" in error["message"]
+
+
+def _adapter_state() -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone() for k, p in entry._engine.model.named_parameters() if p.requires_grad}
+
+
+def test_a_refused_adapter_folder_leaves_the_live_adapter_as_it_was(tiny_path: str, tmp_path: Path) -> None:
+    """PEFT copies the tensors that match before it reports the ones that do not: those copies are undone."""
+    call("load_model", model=tiny_path, device="cpu", lora={"r": 4, "target_modules": ["q_proj"]}, seed=0)
+    samples, _ = constant_task("12", seed=1)
+    call("train", samples=samples, steps=3, lr=1e-2, seed=0)
+    q_only = call("save_adapter", path=str(tmp_path / "q"))["path"]
+    call("load_model", model=tiny_path, device="cpu", lora={"r": 4}, seed=0)  # every linear layer
+    call("train", samples=samples, steps=3, lr=1e-2, seed=1)
+    before = _adapter_state()
+    error = call_error("load_adapter", {"path": q_only})
+    assert error["type"] == "AdapterError" and "missing" in error["message"]
+    after = _adapter_state()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    call("unload")
+
+
+def test_embedding_lora_is_kept_in_slots_and_checked_on_load(tiny_path: str, tmp_path: Path) -> None:
+    """LoRA on the embedding names its tensors ``lora_embedding_A.default`` (the adapter name ends the key)."""
+    with_embedding = {"r": 4, "target_modules": ["q_proj", "embed_tokens"]}
+    call("load_model", model=tiny_path, device="cpu", lora={"r": 4, "target_modules": ["q_proj"]}, seed=0)
+    q_only = call("save_adapter", path=str(tmp_path / "q"))["path"]
+    call("load_model", model=tiny_path, device="cpu", lora=with_embedding, seed=0)
+    samples, tests = constant_task("12", seed=1)
+    call("train", samples=samples, steps=5, lr=1e-2, seed=0)
+    live = call("generate", prompts=tests, max_new_tokens=4)["outputs"]
+    call("keep_adapter", slot=0)
+    call("reset_adapter")
+    assert call("generate", prompts=tests, max_new_tokens=4, adapters=[0] * len(tests))["outputs"] == live
+    error = call_error("load_adapter", {"path": q_only})
+    assert error["type"] == "AdapterError" and "lora_embedding_A" in error["message"]
+    call("unload")
