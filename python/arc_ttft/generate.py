@@ -109,13 +109,25 @@ class Rows:
     new_ids: list[list[int]]
     logprobs: list[list[float]]
     reason: list[str | None]
-    window: int  # decoded tail (in tokens) searched for a stop string
+    window: int  # decoded tail (in text tokens) searched for a stop string
+    special: frozenset[int]  # tokens that decode to nothing (skip_special_tokens): not counted in the window
 
     @classmethod
     def start(cls, tokenizer: Any, limits: list[int], stop: tuple[str, ...]) -> Rows:
         n = len(limits)
-        window = max((len(s) for s in stop), default=0) + 4
-        return cls(tokenizer, stop, limits, [[] for _ in range(n)], [[] for _ in range(n)], [None] * n, window)
+        # In bytes: a byte-level tokenizer can spend a token per byte (4 for some characters).
+        window = max((len(s.encode("utf-8")) for s in stop), default=0) + 4
+        special = frozenset(getattr(tokenizer, "all_special_ids", None) or ())
+        rows = [[] for _ in range(n)], [[] for _ in range(n)], [None] * n
+        return cls(tokenizer, stop, limits, *rows, window, special)
+
+    def _tail(self, ids: list[int]) -> list[int]:
+        """The last ``window`` tokens of ``ids`` that decode to text, special tokens between them kept."""
+        start, seen = len(ids), 0
+        while start > 0 and seen < self.window:
+            start -= 1
+            seen += ids[start] not in self.special
+        return ids[start:]
 
     def record(self, active: list[int], chosen: list[int], chosen_lp: list[float]) -> list[int]:
         """Append each active row's token and log-prob; return the positions in ``active`` of the rows still going."""
@@ -126,7 +138,7 @@ class Rows:
             if tok == eos:
                 self.reason[row] = "eos"
             elif self.stop:
-                tail = self.tokenizer.decode(self.new_ids[row][-self.window :], skip_special_tokens=True)
+                tail = self.tokenizer.decode(self._tail(self.new_ids[row]), skip_special_tokens=True)
                 if any(s in tail for s in self.stop):
                     self.reason[row] = "stop"
             if self.reason[row] is None and len(self.new_ids[row]) >= self.limits[row]:

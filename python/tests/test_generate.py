@@ -66,3 +66,24 @@ def test_empty_prompt_is_a_payload_error(loaded) -> None:
     error = call_error("generate", {"prompts": ["I\n1\nO\n", ""], "max_new_tokens": 2})
     assert error["type"] == "PayloadError"
     assert error["message"].startswith("generate.prompts[1]:")
+
+
+def test_stop_strings_are_found_however_many_tokens_they_take() -> None:
+    """The stop window counts bytes (a byte-level tokenizer spends up to 4 tokens on a character) and skips
+    special tokens (they decode to nothing)."""
+    from arc_ttft.generate import Rows
+    from arc_ttft.tiny import make_char_tokenizer
+
+    tok = make_char_tokenizer()
+    bos = tok.convert_tokens_to_ids(tok.bos_token)
+    for stop, ids in (
+        ("😀😀", tok.encode("ab😀😀cd", add_special_tokens=False)),
+        ("\n\n", [*tok.encode("1\n", add_special_tokens=False), *[bos] * 6, *tok.encode("\n2", add_special_tokens=False)]),
+    ):
+        rows = Rows.start(tok, [len(ids)], (stop,))
+        for t in ids:
+            if not rows.record([0], [t], [0.0]):
+                break
+        (out,) = rows.results()
+        assert out["finish_reason"] == "stop", stop
+        assert out["text"] == ("ab" if stop == "😀😀" else "1")
