@@ -238,7 +238,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
     modules_to_save = lo.str_list("modules_to_save", None)
     lo.finish()
     adapter_init = f.str("adapter_init", None)
-    seed = f.int("seed", 0)
+    seed = f.seed("seed", 0)
     checkpointing = f.bool("gradient_checkpointing", False)
     vocab_spec = _vocab_spec(f)
     backend_name = f.str("backend", "transformers", choices=("transformers", "vllm"))
@@ -385,7 +385,7 @@ def _vocab_spec(f: Fields) -> Any:
 
 
 def _reset_adapter(f: Fields) -> dict[str, Any]:
-    seed = f.int("seed", None)
+    seed = f.seed("seed", None)
     f.finish()
     from . import lora
 
@@ -415,7 +415,7 @@ def _train(f: Fields) -> dict[str, Any]:
         weight_decay=f.float("weight_decay", 0.0, min=0.0),
         max_seq_len=f.int("max_seq_len", 8192, min=2),
         max_grad_norm=max_grad_norm or None,  # 0 turns clipping off
-        seed=f.int("seed", 0),
+        seed=f.seed("seed", 0),
         progress_every=f.int("progress_every", 0, min=0),
         max_seconds=f.float("max_seconds", None, min=0.0),
         pack=f.bool("pack", False),
@@ -440,7 +440,7 @@ def _generate(f: Fields) -> dict[str, Any]:
         do_sample=f.bool("do_sample", False),
         temperature=f.float("temperature", 1.0, min=1e-6),
         top_p=f.float("top_p", 1.0, min=1e-6, max=1.0),
-        seed=f.int("seed", 0),
+        seed=f.seed("seed", 0),
         batch_size=f.int("batch_size", None, min=1),
         stop=tuple(f.str_list("stop", [])),
         merge=f.bool("merge", False),
@@ -533,7 +533,7 @@ def _make_tiny_model(f: Fields) -> dict[str, Any]:
         "intermediate_size": f.int("intermediate_size", None, min=1),
         "max_position_embeddings": f.int("max_position_embeddings", 8192, min=16),
         "initializer_range": f.float("initializer_range", 0.1, min=0.0),
-        "seed": f.int("seed", 0),
+        "seed": f.seed("seed", 0),
     }
     path = f.str("path")
     f.finish()

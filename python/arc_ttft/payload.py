@@ -71,6 +71,10 @@ class Fields:
             raise PayloadError(self.path(name), f"must be <= {max}, got {value}")
         return value
 
+    def seed(self, name: str, default: Any = REQUIRED) -> Any:
+        """An integer seed, within what torch and NumPy's generators take (a signed 64-bit integer)."""
+        return self.int(name, default, min=-(2**63), max=2**63 - 1)
+
     def float(self, name: str, default: Any = REQUIRED, *, min: float | None = None, max: float | None = None) -> Any:
         value, given = self._get(name, default)
         if not given:
