@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOptionsFromFlags } from '../src/cli/commands/run.js';
 import { checkSubmission } from '../src/data/split.js';
 import { SetupError } from '../src/errors.js';
+import { createRng } from '../src/rng.js';
+import type { Grid, TaskSet } from '../src/schemas.js';
 import { resolvePythonBin } from '../src/setup/env.js';
 import { makeTinyModel } from '../src/ttft/engine.js';
 import { createRayPool, type RayPool } from '../src/ttft/pool.js';
@@ -236,6 +238,69 @@ describe('arc-ttft run --ray / --workers', () => {
       }),
     ).rejects.toThrow(/whole-set/);
   });
+});
+
+describe.skipIf(!HAS_RAY)('a worker that dies for good', () => {
+  it('hands its task to a live worker, even one that had run out of work; with none left it fails unjournalled', async () => {
+    // Two private clusters at once would share the 2 CPUs: this test needs its own pool (no restarts).
+    await pool?.close();
+    pool = undefined;
+    const p = await createRayPool(
+      { address: 'local', workers: 2, localCpus: 2, maxWorkerRestarts: 0 },
+      engineOptions(),
+    );
+    try {
+      // A long task and a short one, one per worker (longest first): when the short one is done, its worker has
+      // nothing left to take, and then the long task's worker dies.
+      const rng = createRng(7);
+      const grid = (n: number): Grid =>
+        Array.from({ length: n }, () => Array.from({ length: n }, () => rng.int(10)));
+      const answer: Grid = [
+        [1, 2],
+        [3, 4],
+      ];
+      const tasks: TaskSet = {
+        long: {
+          train: Array.from({ length: 5 }, () => ({ input: grid(12), output: answer })),
+          test: [{ input: grid(12) }],
+        },
+        short: constantTasks(1).const0!,
+      };
+      const events: RunEvent[] = [];
+      let killed: number | undefined;
+      const result = await runSingleTaskTTFT(tasks, options(join(dir, 'retired')), {
+        pool: p,
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type === 'task_finished' && e.record.taskId === 'short' && e.done === 1) {
+            const started = events.find((x) => x.type === 'task_started' && x.taskId === 'long');
+            killed = started?.type === 'task_started' ? started.worker : undefined;
+            if (killed !== undefined) void p.killWorker(killed);
+          }
+        },
+      });
+      expect(killed).toBeDefined();
+      expect(p.engines[killed!]!.retired).toBe(true);
+      const starts = events.flatMap((e) =>
+        e.type === 'task_started' && e.taskId === 'long' ? [e.worker] : [],
+      );
+      expect(starts).toEqual([killed, 1 - killed!]);
+      expect(result.records.map((r) => `${r.taskId}:${r.status}`)).toEqual(['long:done', 'short:done']);
+
+      // The last worker dies too: its task fails for want of a worker, unjournalled, so that a resume runs it.
+      const out = join(dir, 'no-worker');
+      const alone = await runSingleTaskTTFT({ short: tasks.short! }, options(out), {
+        pool: p,
+        onEvent: (e) => {
+          if (e.type === 'task_started' && e.worker !== undefined) void p.killWorker(e.worker);
+        },
+      });
+      expect(alone.records[0]).toMatchObject({ status: 'failed', error: { type: 'NoWorkerError' } });
+      expect(readJournal(out)).toEqual([]);
+    } finally {
+      await p.close();
+    }
+  }, 300_000);
 });
 
 describe('Ray missing', () => {

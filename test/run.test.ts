@@ -19,6 +19,7 @@ import {
   type RunOptions,
   runSingleTaskTTFT,
   type TaskRecord,
+  type TaskSet,
 } from '../src/index.js';
 import { constantTasks, PY, ROOT, readJournal, roundedRecord, stableRecord } from './helpers.js';
 
@@ -126,6 +127,19 @@ describe('runSingleTaskTTFT', () => {
     expect(resumed.submission).toEqual(reference.submission);
   }, 120_000);
 
+  it('runs a task again on resume when its test inputs changed since its record', async () => {
+    const out = join(dir, 'changed');
+    mkdirSync(out);
+    writeFileSync(join(out, 'results.jsonl'), readFileSync(join(dir, 'ref', 'results.jsonl')));
+    const tasks = constantTasks(4);
+    tasks.const1!.test.push({ ...tasks.const1!.test[0]! });
+    const events: RunEvent[] = [];
+    const r = await runSingleTaskTTFT(tasks, options(out), { onEvent: (e) => events.push(e) });
+    expect(events[0]).toMatchObject({ type: 'run_started', resumed: 3 });
+    expect(r.records.find((x) => x.taskId === 'const1')!.attempts).toHaveLength(2);
+    checkSubmission(r.submission, tasks);
+  }, 120_000);
+
   it('refuses to resume a journal written with other options', async () => {
     const out = join(dir, 'ref');
     await expect(runSingleTaskTTFT(join(dir, 'const.json'), options(out, { seed: 99 }))).rejects.toThrow(
@@ -155,6 +169,17 @@ describe('runSingleTaskTTFT', () => {
     expect(r.invalid[0]!.message).toContain('bad');
     expect(r.statusCounts.invalid).toBe(1);
     expect(Object.keys(r.submission)).toEqual(['const0', 'const1']);
+    // A task set passed as an object is checked the same way (a ragged test input broke the submission).
+    const object = constantTasks(2) as Record<string, unknown>;
+    object.ragged = { train: constantTasks(1).const0!.train, test: [{ input: [[1, 2], [3]] }] };
+    const fromObject = await runSingleTaskTTFT(
+      object as TaskSet,
+      options(join(dir, 'mixed-object'), { train: { steps: 2 } }),
+    );
+    expect(fromObject.invalid.map((e) => e.message)).toEqual([
+      expect.stringContaining('"ragged": test[0].input[1]'),
+    ]);
+    expect(Object.keys(fromObject.submission)).toEqual(['const0', 'const1']);
   }, 120_000);
 
   it('answers a task that does not fit even with one pair with a fallback, and records why', async () => {
@@ -241,6 +266,9 @@ describe('runSingleTaskTTFT', () => {
     ]);
     expect(r.records.map(roundedRecord)).toEqual(reference.records.map(roundedRecord));
     expect(r.submission).toEqual(reference.submission);
+    // Each task's seconds are its own (its training, its share of the group's prediction), not the wall time
+    // since it started, which counts the group's later trainings too: the sum stays within the run.
+    expect(r.records.reduce((sum, x) => sum + x.seconds, 0)).toBeLessThan(r.seconds);
   }, 180_000);
 
   it('in a group, a crash loses the task in flight; the trained tasks of the group run again', async () => {
@@ -306,6 +334,32 @@ describe('runSingleTaskTTFT', () => {
     checkSubmission(none.submission, constantTasks(4));
     // The base model has not seen these tasks.
     expect(none.score!.score).toBeLessThan(reference.score!.score);
+  }, 240_000);
+
+  it('whole-set: trains again when a resume brings other tasks; records every task too long when none fits', async () => {
+    const out = join(dir, 'whole-grown');
+    const whole = (extra: Partial<RunOptions>) =>
+      runSingleTaskTTFT(
+        join(dir, 'const.json'),
+        options(out, { mode: 'whole-set', wholeSetSteps: 4, ...extra }),
+      );
+    await whole({ limit: 2 });
+    const grown = await whole({});
+    expect(grown.records.map((x) => x.status)).toEqual(['done', 'done', 'done', 'done']);
+    const adapters = readFileSync(join(out, 'results.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"type":"whole_set"'))
+      .map((l) => JSON.parse(l) as { samples: number });
+    // the second adapter trained on the 4 tasks' samples, the first on 2 tasks'
+    expect(adapters).toHaveLength(2);
+    expect(adapters[1]!.samples).toBeGreaterThan(adapters[0]!.samples);
+
+    const tooLong = await runSingleTaskTTFT(
+      join(dir, 'const.json'),
+      options(join(dir, 'whole-too-long'), { mode: 'whole-set', maxSeqLen: 40 }),
+    );
+    expect(tooLong.records.map((x) => x.status)).toEqual(['too_long', 'too_long', 'too_long', 'too_long']);
+    checkSubmission(tooLong.submission, constantTasks(4));
   }, 240_000);
 
   it('stops cleanly when aborted during whole-set training: aborted result, journal and submission kept', async () => {

@@ -109,7 +109,10 @@ export interface TaskRecord {
   };
   /** Why the task did not finish as `done`. */
   readonly error?: ErrorRecord | undefined;
-  /** Wall-clock seconds for the whole task. */
+  /**
+   * Wall-clock seconds spent on this task: its training or fitting, and its share of the prediction (in a
+   * `tasksPerBatch` group, by generated tokens; the group's other trainings are theirs).
+   */
   readonly seconds: number;
   /** ISO time the task finished. */
   readonly finishedAt: string;

@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { writeJsonAtomic } from '../data/fs.js';
 import { type LoadError, loadTasks } from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
-import { parseOptions } from '../data/validate.js';
+import { parseOptions, validateTask, validateTaskId } from '../data/validate.js';
 import {
   ArcTtftError,
   BridgeError,
@@ -400,7 +400,8 @@ class Journal {
 interface JournalState {
   readonly fingerprint: string | undefined;
   readonly records: Map<string, TaskRecord>;
-  readonly wholeSet: { adapterPath: string } | undefined;
+  /** The last whole-set adapter journalled, with the hash of the task ids it was trained on. */
+  readonly wholeSet: { adapterPath: string; ids: string | undefined } | undefined;
 }
 
 /**
@@ -417,11 +418,11 @@ function cutTornLine(path: string, fd: number): void {
 function readJournal(path: string): JournalState {
   const records = new Map<string, TaskRecord>();
   let fp: string | undefined;
-  let wholeSet: { adapterPath: string } | undefined;
+  let wholeSet: JournalState['wholeSet'];
   if (!existsSync(path)) return { fingerprint: undefined, records, wholeSet };
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     if (line.trim() === '') continue;
-    let value: { type?: string; fingerprint?: string; taskId?: string; adapterPath?: string };
+    let value: { type?: string; fingerprint?: string; taskId?: string; adapterPath?: string; ids?: unknown };
     try {
       value = JSON.parse(line);
     } catch {
@@ -431,7 +432,10 @@ function readJournal(path: string): JournalState {
     else if (value.type === 'task' && typeof value.taskId === 'string') {
       records.set(value.taskId, value as TaskRecord);
     } else if (value.type === 'whole_set' && typeof value.adapterPath === 'string') {
-      wholeSet = { adapterPath: value.adapterPath };
+      wholeSet = {
+        adapterPath: value.adapterPath,
+        ids: typeof value.ids === 'string' ? value.ids : undefined,
+      };
     }
   }
   return { fingerprint: fp, records, wholeSet };
@@ -611,7 +615,19 @@ export async function runSingleTaskTTFT(
     let ids = Object.keys(tasks);
     if (o.only !== undefined) ids = ids.filter((id) => o.only?.includes(id));
     if (o.limit !== undefined) ids = ids.slice(0, o.limit);
-    for (const id of ids) taskSet[id] = tasks[id]!;
+    // Checked as a file's tasks are: a bad one goes to `invalid` and the others run (unchecked, one bad
+    // test input broke the first submission write of the whole run).
+    for (const id of ids) {
+      try {
+        taskSet[validateTaskId(id, { source: '(object)' })] = validateTask(tasks[id], {
+          taskId: id,
+          source: '(object)',
+        });
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        invalid.push(error);
+      }
+    }
   }
   const ids = Object.keys(taskSet);
 
@@ -682,7 +698,8 @@ export async function runSingleTaskTTFT(
     const done = new Map<string, TaskRecord>();
     for (const id of ids) {
       const r = state.records.get(id);
-      if (r !== undefined) done.set(id, r);
+      // A record of another version of the task (other test inputs) does not answer this one: run it again.
+      if (r !== undefined && r.attempts.length === taskSet[id]!.test.length) done.set(id, r);
     }
 
     const predictions: Predictions = {};
@@ -709,9 +726,13 @@ export async function runSingleTaskTTFT(
 
     // Whole-set mode: one adapter on every task's samples, saved so a restart or a resume can reload it.
     let wholeSetAdapter: string | undefined;
+    // The adapter depends on the task selection: a resume on another one trains it again (finished tasks keep
+    // their answers).
+    const wholeSetIds = hashString(JSON.stringify([...ids].sort())).toString(16);
     if (o.mode === 'whole-set' && todo.length > 0) {
-      if (state.wholeSet !== undefined && existsSync(state.wholeSet.adapterPath)) {
-        wholeSetAdapter = state.wholeSet.adapterPath;
+      const saved = state.wholeSet;
+      if (saved !== undefined && saved.ids === wholeSetIds && existsSync(saved.adapterPath)) {
+        wholeSetAdapter = saved.adapterPath;
       } else {
         const samples: { prompt: string; answer: string }[] = [];
         for (const id of ids) {
@@ -731,21 +752,24 @@ export async function runSingleTaskTTFT(
           }
         }
         const steps = o.wholeSetSteps ?? o.train.steps * ids.length;
-        emit({ type: 'whole_set_started', samples: samples.length, steps });
         await engine.call('reset_adapter', { seed: null });
         let trained: Awaited<ReturnType<typeof trainSamples>> | undefined;
-        try {
-          trained = await trainSamples(
-            engine,
-            samples,
-            { ...o.train, steps, seed: o.seed, timeoutMs: 0, ...signal },
-            maxSeqLen,
-            (p) => emit({ type: 'train_step', taskId: '*', ...p }),
-          );
-        } catch (error) {
-          // Aborted mid-training: no adapter to save; the task loop below sees the signal and stops, and
-          // the run ends like any aborted run (journal, submission, report).
-          if (!context.signal?.aborted) throw error;
+        // No samples: every task is too long; the task loop records each as such.
+        if (samples.length > 0) {
+          emit({ type: 'whole_set_started', samples: samples.length, steps });
+          try {
+            trained = await trainSamples(
+              engine,
+              samples,
+              { ...o.train, steps, seed: o.seed, timeoutMs: 0, ...signal },
+              maxSeqLen,
+              (p) => emit({ type: 'train_step', taskId: '*', ...p }),
+            );
+          } catch (error) {
+            // Aborted mid-training: no adapter to save; the task loop below sees the signal and stops, and
+            // the run ends like any aborted run (journal, submission, report).
+            if (!context.signal?.aborted) throw error;
+          }
         }
         if (trained !== undefined) {
           const dir =
@@ -756,6 +780,7 @@ export async function runSingleTaskTTFT(
           wholeSetAdapter = (await engine.call<{ path: string }>('save_adapter', { path: dir })).path;
           journal?.append({
             type: 'whole_set',
+            ids: wholeSetIds,
             adapterPath: wholeSetAdapter,
             steps: trained.steps,
             samples: trained.samples,
@@ -779,6 +804,14 @@ export async function runSingleTaskTTFT(
         : [...todo];
     const retries = new Map<string, number>();
     let handedOut = 0;
+    // Tasks taken by the lanes and not yet recorded or handed back; a lane with an empty queue waits while any
+    // are (a retried task goes back in the queue), and wakes when the queue or this count changes.
+    let inFlight = 0;
+    const waiting: (() => void)[] = [];
+    const queueChanged = () => new Promise<void>((wake) => waiting.push(wake));
+    const notifyQueue = () => {
+      for (const wake of waiting.splice(0)) wake();
+    };
     // One submission write at a time: an older snapshot must not land over a newer one.
     let writing: Promise<unknown> = Promise.resolve();
     const writeInTurn = () => {
@@ -786,8 +819,9 @@ export async function runSingleTaskTTFT(
       writing = next.catch(() => {});
       return next;
     };
-    const finish = async (record: TaskRecord) => {
-      journal?.append(record);
+    /** Records a task: journal (unless `journalled` is false: a resume then runs it again), submission, event. */
+    const finish = async (record: TaskRecord, journalled = true) => {
+      if (journalled) journal?.append(record);
       done.set(record.taskId, record);
       scheduler.observe(record);
       await writeInTurn();
@@ -818,6 +852,11 @@ export async function runSingleTaskTTFT(
       byTest: (Attempts | null)[];
       /** Kept-adapter slot holding its trained adapter (groups of several tasks in `single-task` mode). */
       adapter: number | undefined;
+      /**
+       * Milliseconds spent on this task alone: its preparation plus its share of the group's prediction (in a
+       * group, tasks wait for each other: the wall time since `started` would count the others' training too).
+       */
+      ownMs: number;
     }
     const timeLeftOf = (deadline: number) => Math.max(1, Math.round(deadline - performance.now()));
     const record = async (t: Slot) => {
@@ -835,7 +874,7 @@ export async function runSingleTaskTTFT(
         predict: t.predict,
         settings: { steps: t.train?.steps ?? 0, augmentations: t.plan.augmentations },
         error: t.error,
-        seconds: (performance.now() - t.started) / 1000,
+        seconds: t.ownMs / 1000,
         finishedAt: new Date().toISOString(),
       });
     };
@@ -871,6 +910,7 @@ export async function runSingleTaskTTFT(
       if (retry > (pool?.options.maxTaskRetries ?? 1)) return false;
       retries.set(id, retry);
       queue.unshift(id);
+      notifyQueue();
       emit({
         type: 'task_retried',
         taskId: id,
@@ -917,6 +957,7 @@ export async function runSingleTaskTTFT(
         droppedTrain: [],
         byTest: task.test.map(() => null),
         adapter: undefined,
+        ownMs: 0,
       };
     };
 
@@ -1011,24 +1052,34 @@ export async function runSingleTaskTTFT(
 
     /** Predicts the ready tasks of a group in one generation batch (a group of one is plain `predictTask`). */
     const predictGroup = async (engine: TaskEngine, ready: Slot[]): Promise<void> => {
-      const batch = await predictTasks(
-        engine,
-        ready.map((t) => ({
-          task: t.task,
-          taskId: t.id,
-          keptTrain: t.keptTrain,
-          augmentations: t.plan.augmentations,
-          ...(t.adapter !== undefined ? { adapter: t.adapter } : {}),
-        })),
-        // The batch has the longest time left of its tasks.
-        {
-          ...text,
-          ...o.predict,
-          ...signal,
-          timeoutMs: Math.max(...ready.map((t) => timeLeftOf(t.deadline))),
-        },
-      );
-      for (const [k, t] of ready.entries()) store(t, batch.results[k]!);
+      const started = performance.now();
+      let shares = ready.map(() => 1 / ready.length);
+      try {
+        const batch = await predictTasks(
+          engine,
+          ready.map((t) => ({
+            task: t.task,
+            taskId: t.id,
+            keptTrain: t.keptTrain,
+            augmentations: t.plan.augmentations,
+            ...(t.adapter !== undefined ? { adapter: t.adapter } : {}),
+          })),
+          // The batch has the longest time left of its tasks.
+          {
+            ...text,
+            ...o.predict,
+            ...signal,
+            timeoutMs: Math.max(...ready.map((t) => timeLeftOf(t.deadline))),
+          },
+        );
+        for (const [k, t] of ready.entries()) store(t, batch.results[k]!);
+        // Each task's share of the batch's wall time, as of its generation time (by generated tokens).
+        if (batch.generateSeconds > 0)
+          shares = batch.results.map((r) => r.generateSeconds / batch.generateSeconds);
+      } finally {
+        const wall = performance.now() - started;
+        for (const [k, t] of ready.entries()) t.ownMs += wall * shares[k]!;
+      }
     };
 
     const runLane = async (engine: TaskEngine, worker: number | undefined): Promise<void> => {
@@ -1047,65 +1098,78 @@ export async function runSingleTaskTTFT(
           }
         }
         const group: string[] = queue.splice(0, groupSize);
-        if (group.length === 0) return;
-        const ready: Slot[] = [];
-        const recorded: Slot[] = [];
-        let lostGroup: unknown;
-        for (const [j, id] of group.entries()) {
-          if (lostGroup !== undefined) {
-            queue.unshift(...group.slice(j));
-            break;
-          }
-          const t = begin(id, worker, group.length - j);
-          try {
-            // In a group each task's adapter is kept in a slot: the next task's training replaces the live one.
-            await prepare(engine, t, group.length > 1 && o.mode === 'single-task' ? j : undefined);
-            ready.push(t);
-          } catch (caught) {
-            const what = classify(t, caught, worker);
-            if (what === 'abort') {
-              aborted = true;
-              return;
-            }
-            if (what === 'recorded') recorded.push(t);
-            if (restarts(caught) && ready.length > 0) {
-              // Python restarted: the adapters kept for the group's earlier tasks are gone; they run again.
-              for (const r of ready.splice(0).reverse()) {
-                if (!requeue(r.id, worker, caught)) {
-                  r.status = 'failed';
-                  r.error = {
-                    type: 'AdapterLost',
-                    message: `its kept adapter was lost when Python restarted (${t.id})`,
-                  };
-                  recorded.push(r);
-                }
-              }
-            }
-            if (restarts(caught)) lostGroup = caught;
-          }
+        if (group.length === 0) {
+          // A task in flight on another lane can still come back (its worker died): wait for it.
+          if (inFlight === 0) return;
+          await queueChanged();
+          continue;
         }
-        // The tasks not yet started when the group was lost went back to the queue (above), in order.
-        if (ready.length > 0) {
-          try {
-            await predictGroup(engine, ready);
-          } catch (caught) {
-            for (const t of ready) {
+        inFlight += group.length;
+        try {
+          const ready: Slot[] = [];
+          const recorded: Slot[] = [];
+          let lostGroup: unknown;
+          for (const [j, id] of group.entries()) {
+            if (lostGroup !== undefined) {
+              queue.unshift(...group.slice(j));
+              break;
+            }
+            const t = begin(id, worker, group.length - j);
+            try {
+              // In a group each task's adapter is kept in a slot: the next task's training replaces the live one.
+              await prepare(engine, t, group.length > 1 && o.mode === 'single-task' ? j : undefined);
+              t.ownMs += performance.now() - t.started;
+              ready.push(t);
+            } catch (caught) {
+              t.ownMs += performance.now() - t.started;
               const what = classify(t, caught, worker);
               if (what === 'abort') {
                 aborted = true;
                 return;
               }
               if (what === 'recorded') recorded.push(t);
+              if (restarts(caught) && ready.length > 0) {
+                // Python restarted: the adapters kept for the group's earlier tasks are gone; they run again.
+                for (const r of ready.splice(0).reverse()) {
+                  if (!requeue(r.id, worker, caught)) {
+                    r.status = 'failed';
+                    r.error = {
+                      type: 'AdapterLost',
+                      message: `its kept adapter was lost when Python restarted (${t.id})`,
+                    };
+                    recorded.push(r);
+                  }
+                }
+              }
+              if (restarts(caught)) lostGroup = caught;
             }
           }
-          for (const t of ready) if (!recorded.includes(t) && !queue.includes(t.id)) recorded.push(t);
+          // The tasks not yet started when the group was lost went back to the queue (above), in order.
+          if (ready.length > 0) {
+            try {
+              await predictGroup(engine, ready);
+            } catch (caught) {
+              for (const t of ready) {
+                const what = classify(t, caught, worker);
+                if (what === 'abort') {
+                  aborted = true;
+                  return;
+                }
+                if (what === 'recorded') recorded.push(t);
+              }
+            }
+            for (const t of ready) if (!recorded.includes(t) && !queue.includes(t.id)) recorded.push(t);
+          }
+          for (const t of recorded) await record(t);
+        } finally {
+          inFlight -= group.length;
+          notifyQueue();
         }
-        for (const t of recorded) await record(t);
       }
     };
     await Promise.all(lanes.map((lane, k) => runLane(lane, pool !== undefined ? k : undefined)));
 
-    // Every pool worker retired with tasks left: those fail (a resume retries them).
+    // Every pool worker retired with tasks left: those fail, unjournalled, so that a resume runs them.
     if (!aborted && !context.signal?.aborted) {
       for (const id of queue.splice(0)) {
         const fallback: number[] = [];
@@ -1114,21 +1178,24 @@ export async function runSingleTaskTTFT(
           taskSet[id]!.test.map(() => null),
           fallback,
         );
-        await finish({
-          type: 'task',
-          taskId: id,
-          status: 'failed',
-          attempts,
-          fallback,
-          keptTrain: [],
-          droppedTrain: [],
-          train: undefined,
-          predict: undefined,
-          settings: { steps: 0, augmentations: 0 },
-          error: { type: 'NoWorkerError', message: 'no Ray worker was left to run this task' },
-          seconds: 0,
-          finishedAt: new Date().toISOString(),
-        });
+        await finish(
+          {
+            type: 'task',
+            taskId: id,
+            status: 'failed',
+            attempts,
+            fallback,
+            keptTrain: [],
+            droppedTrain: [],
+            train: undefined,
+            predict: undefined,
+            settings: { steps: 0, augmentations: 0 },
+            error: { type: 'NoWorkerError', message: 'no Ray worker was left to run this task' },
+            seconds: 0,
+            finishedAt: new Date().toISOString(),
+          },
+          false,
+        );
       }
     }
     await writing;
