@@ -10,7 +10,14 @@ import { z } from 'zod';
 import { parseOptions, parseWith, validateGrid, validateTask } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { createRng, type Rng } from './rng.js';
-import { CellSchema, type Example, type Grid, type Task, type TestExample } from './schemas.js';
+import {
+  CellSchema,
+  type Example,
+  type Grid,
+  MAX_GRID_SIZE,
+  type Task,
+  type TestExample,
+} from './schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Geometric transforms (D4)
@@ -51,9 +58,9 @@ function checkTransform(t: unknown, where: string): Transform {
 
 /** Cheap structural check on the hot path; the zod validator only runs to explain a failure. */
 function isGridLike(grid: unknown): grid is Grid {
-  if (!Array.isArray(grid) || grid.length === 0) return false;
+  if (!Array.isArray(grid) || grid.length === 0 || grid.length > MAX_GRID_SIZE) return false;
   const first = grid[0];
-  if (!Array.isArray(first) || first.length === 0) return false;
+  if (!Array.isArray(first) || first.length === 0 || first.length > MAX_GRID_SIZE) return false;
   const width = first.length;
   for (const row of grid) {
     if (!Array.isArray(row) || row.length !== width) return false;

@@ -90,7 +90,7 @@ function stableMean(values: number[]): number | null {
  * win, ties go to the higher mean log-prob, remaining ties to the smaller {@link gridKey}).
  * Pure; the result is independent of the candidates' order.
  *
- * @throws {ValidationError} when a candidate's grid is not a valid grid or its `logProb` is NaN.
+ * @throws {ValidationError} when a candidate's grid is not a valid grid or its `logProb` is NaN or +Infinity.
  */
 export function voteAttempts(candidates: readonly Candidate[], options?: VoteOptions): VoteResult {
   const o = parseOptions(VoteOptionsSchema, options, 'voteAttempts');
@@ -101,9 +101,15 @@ export function voteAttempts(candidates: readonly Candidate[], options?: VoteOpt
   candidates.forEach((candidate, i) => {
     const grid = validateGrid(candidate?.grid, { pathPrefix: `candidates[${i}].grid` });
     const logProb = candidate.logProb;
-    if (logProb !== undefined && (typeof logProb !== 'number' || Number.isNaN(logProb))) {
+    // +Infinity beside -Infinity in one group would make its mean NaN, and the ranking order-dependent.
+    if (
+      logProb !== undefined &&
+      (typeof logProb !== 'number' || Number.isNaN(logProb) || logProb === Number.POSITIVE_INFINITY)
+    ) {
       throw new ValidationError({
-        issues: [{ path: `candidates[${i}].logProb`, message: 'logProb must be a number (not NaN)' }],
+        issues: [
+          { path: `candidates[${i}].logProb`, message: 'logProb must be a number (not NaN or +Infinity)' },
+        ],
       });
     }
     const key = gridKey(grid);

@@ -174,6 +174,8 @@ describe('transforms', () => {
     expect(() => applyTransform([[1, 2], [3]], 'rot90')).toThrow(ValidationError);
     expect(() => applyTransform([], 'rot90')).toThrow(ValidationError);
     expect(thrown(() => applyTransform([[1, 2], [3]], 'rot90')).path).toBe('[1]');
+    // larger than ARC's 30 × 30, as the task schema says
+    expect(() => applyTransform([new Array<number>(31).fill(0)], 'rot90')).toThrow(ValidationError);
   });
 });
 

@@ -120,6 +120,12 @@ describe('voteAttempts', () => {
       expect((error as ValidationError).path).toBe('candidates[1].grid[0][1]');
     }
     expect(() => voteAttempts([{ grid: A, logProb: Number.NaN }])).toThrow(/candidates\[0\]\.logProb/);
+    expect(() =>
+      voteAttempts([
+        { grid: A, logProb: Number.NEGATIVE_INFINITY },
+        { grid: A, logProb: Infinity },
+      ]),
+    ).toThrow(/candidates\[1\]\.logProb: .*\+Infinity/);
     expect(() => voteAttempts([{ grid: A }], { minVotes: 0 })).toThrow(ValidationError);
   });
 
