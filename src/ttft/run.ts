@@ -929,8 +929,9 @@ export async function runSingleTaskTTFT(
       const index = handedOut++;
       const remaining = queue.length + unstarted;
       const task = taskSet[id]!;
-      // Workers run side by side: the remaining time is shared over the remaining rounds.
-      const plan = scheduler.plan(Math.ceil(remaining / lanes.length), task.test.length, {
+      // Workers run side by side: the remaining time is shared over the remaining rounds of the live ones.
+      const live = pool !== undefined ? pool.engines.filter((w) => !w.retired).length : 1;
+      const plan = scheduler.plan(Math.ceil(remaining / Math.max(1, live)), task.test.length, {
         steps: o.mode === 'single-task' ? o.train.steps : 0,
         augmentations: o.predict.augmentations,
       });
@@ -1167,7 +1168,12 @@ export async function runSingleTaskTTFT(
         }
       }
     };
-    await Promise.all(lanes.map((lane, k) => runLane(lane, pool !== undefined ? k : undefined)));
+    // Every lane ends before the journal closes, also when one fails with an unexpected error.
+    const ended = await Promise.allSettled(
+      lanes.map((lane, k) => runLane(lane, pool !== undefined ? k : undefined)),
+    );
+    const failed = ended.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
 
     // Every pool worker retired with tasks left: those fail, unjournalled, so that a resume runs them.
     if (!aborted && !context.signal?.aborted) {
