@@ -79,6 +79,13 @@ export const FitOptionsSchema = z
       .enum(['estimate', 'max'], { error: 'answerShape must be "estimate" or "max"' })
       .default('estimate'),
     /**
+     * Also count each prompt with every grid transposed, as the views turned by 90° (`rot90`, `rot270`,
+     * `transpose`, `antiTranspose`) show it; they can be longer. `false` counts the task as given only: for
+     * augmentations without those transforms.
+     * @default true
+     */
+    transposed: z.boolean().default(true),
+    /**
      * Tokens added beyond the text, e.g. the EOS the engine appends after the answer.
      * @default 1
      */
@@ -214,7 +221,7 @@ export async function fitTask(
   // and both formats spend more per row than per column: each prompt is also counted transposed (every
   // other view has the length of one of the two). Square grids only: one orientation is enough.
   const orientations = [{ task, answer: answerTextFor(filledGrid(shape[0], shape[1]), prompt) }];
-  if (!allSquare(task)) {
+  if (o.transposed && !allSquare(task)) {
     const transposed = applyAugmentation(task, { ...identityAugmentation(), transform: 'transpose' });
     orientations.push({ task: transposed, answer: answerTextFor(filledGrid(shape[1], shape[0]), prompt) });
   }

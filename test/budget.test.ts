@@ -61,6 +61,10 @@ describe('fitTask', () => {
       await fitTask(task, charCount, { format: 'compact', maxSeqLen, strategy: 'last-first' }),
     );
     expect(fit.kept.length).toBeLessThan(3); // all three fit only untransposed
+    const asGiven = expectFits(
+      await fitTask(task, charCount, { format: 'compact', maxSeqLen, transposed: false }),
+    );
+    expect(asGiven.kept).toEqual([0, 1, 2]);
     expect(fit.maxNewTokens).toBe(answerTextFor(filledGrid(12, 2), 'compact').length + 1);
     for (const transform of ALL_TRANSFORMS) {
       const view = applyAugmentation(task, { ...identityAugmentation(), transform, trainOrder: fit.kept });

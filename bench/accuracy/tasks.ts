@@ -80,8 +80,8 @@ export interface TaskList {
 export function describeRule(o: { maxSeqLen: number; count: number }): string {
   return (
     `ARC-AGI-1 evaluation tasks whose compact-format prompt fits ${o.maxSeqLen} tokens with every train ` +
-    'pair for every test input (prompt + longest possible answer + EOS, one token per character, as the ' +
-    `run's token budget counts), sorted by that worst-case length (smallest first, ties by id); the first ${o.count}.`
+    'pair for every test input as given (prompt + longest possible answer + EOS, one token per character, as ' +
+    `the run's token budget counts), sorted by that worst-case length (smallest first, ties by id); the first ${o.count}.`
   );
 }
 
@@ -101,6 +101,8 @@ export async function selectStudyTasks(
       maxSeqLen: o.maxSeqLen,
       strategy: 'largest-first',
       taskId: id,
+      // As given: the rule the study's list was drawn with (its 60 tasks fit transposed too, at most 642 tokens).
+      transposed: false,
     });
     if (!fit.fits || fit.dropped.length > 0) continue;
     fitting.push({ id, tokens: fit.tokensAllPairs, train: task.train.length, test: task.test.length });
