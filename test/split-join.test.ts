@@ -118,7 +118,14 @@ describe('readPredictionFolder', () => {
     const grid = [[1, 2]];
     writeFileSync(join(dir, 'abc.json'), JSON.stringify([{ attempt_1: grid, attempt_2: grid }, null]));
     writeFileSync(join(dir, 'notes.txt'), 'ignored');
+    // macOS's companion files on non-Apple disks (binary, not JSON): hidden files are no task files
+    writeFileSync(join(dir, '._abc.json'), Buffer.from([0, 5, 22, 7]));
     expect(await readPredictionFolder(dir)).toEqual({ abc: [{ attempt_1: grid, attempt_2: grid }, null] });
+    writeFileSync(
+      join(dir, 'abc.json'),
+      JSON.stringify({ train: [{ input: grid, output: grid }], test: [{ input: grid }] }),
+    );
+    expect(Object.keys((await loadTasks(dir)).tasks)).toEqual(['abc']);
   });
 });
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { FileError, ValidationError } from '../errors.js';
@@ -143,6 +143,22 @@ export function duplicateTopLevelKeys(text: string): string[] {
  * files one by one is slow, and all at once can exhaust file handles.
  * @internal
  */
+/**
+ * The `*.json` file names of a folder (files or links to them), sorted. Hidden ones are left out: macOS writes
+ * `._<name>.json` companions onto non-Apple disks, and they are no task files.
+ * @throws {FileError} when the folder cannot be read.
+ */
+export async function listJsonFiles(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true }))
+      .filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.json$/i.test(d.name) && !d.name.startsWith('.'))
+      .map((d) => d.name)
+      .sort();
+  } catch (error) {
+    throw new FileError({ path: dir, message: describeFsError(error, 'read'), cause: error });
+  }
+}
+
 export async function mapConcurrent<T, R>(
   items: readonly T[],
   limit: number,

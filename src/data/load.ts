@@ -5,7 +5,7 @@
  * @module
  */
 import type { Stats } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { ArcTtftError, FileError, ValidationError } from '../errors.js';
@@ -21,6 +21,7 @@ import {
 import {
   describeFsError,
   duplicateTopLevelKeys,
+  listJsonFiles,
   mapConcurrent,
   readJsonFile,
   readJsonFileWithText,
@@ -401,16 +402,7 @@ interface FolderFile {
 }
 
 async function loadFolder(dir: string, o: Selection, sink: ErrorSink): Promise<TaskSet> {
-  let names: string[];
-  try {
-    const dirents = await readdir(dir, { withFileTypes: true });
-    names = dirents
-      .filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.json$/i.test(d.name))
-      .map((d) => d.name)
-      .sort();
-  } catch (error) {
-    throw new FileError({ path: dir, message: describeFsError(error, 'read'), cause: error });
-  }
+  const names = await listJsonFiles(dir);
   if (names.length === 0)
     throw new FileError({ path: dir, message: 'no <id>.json task files in the folder' });
 

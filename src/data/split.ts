@@ -3,13 +3,12 @@
  *
  * @module
  */
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FileError, ValidationError, type ValidationIssue } from '../errors.js';
+import { ValidationError, type ValidationIssue } from '../errors.js';
 import { cloneGrid } from '../grid.js';
 import { type Attempts, AttemptsSchema, type Grid, type Submission, type TaskSet } from '../schemas.js';
-import { describeFsError, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
+import { listJsonFiles, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
 import { parseSubmission } from './load.js';
 import { parseOptions, parseWith, validateTask, validateTaskId } from './validate.js';
 
@@ -249,15 +248,7 @@ const PredictionFileSchema = z.array(AttemptsSchema.nullable(), {
  * @throws {ValidationError} naming the task, file and path (e.g. `[0].attempt_1[2]`) of a malformed entry.
  */
 export async function readPredictionFolder(dir: string): Promise<Predictions> {
-  let names: string[];
-  try {
-    names = (await readdir(dir, { withFileTypes: true }))
-      .filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.json$/i.test(d.name))
-      .map((d) => d.name)
-      .sort();
-  } catch (error) {
-    throw new FileError({ path: dir, message: describeFsError(error, 'read'), cause: error });
-  }
+  const names = await listJsonFiles(dir);
   const seen = new Map<string, string>();
   const files = names.map((name) => {
     const id = name.slice(0, -'.json'.length);
