@@ -242,7 +242,8 @@ const PredictionFileSchema = z.array(AttemptsSchema.nullable(), {
 
 /**
  * Reads a folder of per-task prediction files `<id>.json` (each `[{attempt_1, attempt_2}, …]`, `null` for
- * a test input without a prediction) into the shape {@link joinPredictions} takes. Other files, and hidden ones, are ignored.
+ * a test input without a prediction) into the shape {@link joinPredictions} takes. Other files, and hidden
+ * ones, are ignored.
  *
  * @throws {FileError} when the folder or a file cannot be read or is not JSON.
  * @throws {ValidationError} naming the task, file and path (e.g. `[0].attempt_1[2]`) of a malformed entry.
