@@ -8,6 +8,18 @@ import { z } from 'zod';
 /** Largest grid side ARC allows. */
 export const MAX_GRID_SIZE = 30;
 
+/** The longest time limit, in ms: Node's timers fire at once past it (about 24.8 days). */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** A time limit in ms: a whole number up to {@link MAX_TIMEOUT_MS} (0 allowed: callers that take it as "none"). */
+export const TimeoutMsSchema = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(MAX_TIMEOUT_MS, {
+    error: `must be at most ${MAX_TIMEOUT_MS} ms (about 24.8 days, the longest timer)`,
+  });
+
 /** One cell: a colour 0–9. */
 export const CellSchema = z
   .number({ error: 'a cell must be a number' })

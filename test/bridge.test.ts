@@ -268,6 +268,24 @@ describe('bridge: starting and stopping', () => {
     expect(isAlive(pythonPid)).toBe(false);
     await expect(bridge.call('ping')).rejects.toMatchObject({ reason: 'closed' });
   });
+
+  it('refuses a time limit past the longest timer (it would fire at once)', async () => {
+    const bridge = await createBridge(OPTIONS);
+    await expect(bridge.call('ping', {}, { timeoutMs: 2 ** 31 })).rejects.toMatchObject({
+      name: 'ValidationError',
+      message: expect.stringContaining('at most 2147483647 ms'),
+    });
+    await bridge.close();
+  });
+
+  it('rejects a start() or restart() still queued when close() comes', async () => {
+    const bridge = await createBridge(OPTIONS);
+    const pending = rejection(bridge.call('sleep', { seconds: 30 }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const queued = [rejection(bridge.restart()), rejection(bridge.start())];
+    await bridge.close();
+    for (const r of [pending, ...queued]) expect(((await r).error as BridgeError).reason).toBe('closed');
+  });
 });
 
 describe('bridge: process lifetime', () => {

@@ -270,6 +270,10 @@ describe('arc-ttft run', () => {
     expect(mode.stderr).toContain(
       "argument 'bogus' is invalid. Allowed choices are single-task, whole-set, none.",
     );
+    // Past Node's longest timer every call would time out at once.
+    const long = await runCli(['run', '--task-timeout', '600h']);
+    expect(long.code).toBe(2);
+    expect(long.stderr).toContain('expected at most 596h');
   }, 60_000);
 
   it('stops on Ctrl-C with an intact journal and no Python left, and the same command resumes', async () => {

@@ -23,6 +23,7 @@ import { z } from 'zod';
 import { parseOptions } from '../data/validate.js';
 import { BridgeError, TimeoutError, ValidationError } from '../errors.js';
 import { pythonPackageDir } from '../paths.js';
+import { TimeoutMsSchema } from '../schemas.js';
 import { resolvePythonBin } from '../setup/env.js';
 import { findExecutable } from '../setup/python.js';
 import { HOST_MODULE_ENV, type HostToParent, type ParentToHost } from './protocol.js';
@@ -66,12 +67,12 @@ export const BridgeOptionsSchema = z.object({
    * Time limit of one call, from when it starts running (time in the queue does not count); 0 = none.
    * @default 600_000
    */
-  callTimeoutMs: z.number().int().nonnegative().default(600_000),
+  callTimeoutMs: TimeoutMsSchema.default(600_000),
   /**
    * Time limit for Python to start and import the module (not counting `onStart`).
    * @default 60_000
    */
-  startTimeoutMs: z.number().int().positive().default(60_000),
+  startTimeoutMs: TimeoutMsSchema.min(1).default(60_000),
   /**
    * Extra environment variables for Python (over `process.env`).
    * @default {}
@@ -87,7 +88,7 @@ export const BridgeCallOptionsSchema = z.object({
    * Time limit of this call once it runs; 0 = none.
    * @default the bridge's `callTimeoutMs`
    */
-  timeoutMs: z.number().int().nonnegative().optional(),
+  timeoutMs: TimeoutMsSchema.optional(),
   /** Cancels the call: a queued call is dropped, a running one stops Python (which restarts for the next call). */
   signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal').optional(),
 });
@@ -380,7 +381,8 @@ export class Bridge {
     for (const record of [...this.#pending]) {
       this.#settle(record, { error: this.#closedError(`call "${record.method}"`) });
     }
-    this.#queue.clear();
+    // The queue is left to drain, not cleared: a queued start() or restart() must settle (it finds the bridge
+    // closed), and a queued call was settled just above (its task returns at once).
     const host = this.#host;
     if (host !== undefined && host.state !== 'gone') this.#stop(host);
     this.#closing = Promise.all([...this.#hosts].map((h) => h.closed)).then(() => undefined);

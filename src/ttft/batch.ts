@@ -11,7 +11,7 @@
 import { z } from 'zod';
 import { parseOptions, parseWith } from '../data/validate.js';
 import { ValidationError } from '../errors.js';
-import { type Task, TaskIdSchema } from '../schemas.js';
+import { type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
 import type { TaskEngine } from './engine.js';
 import { callOptionsOf } from './fine-tune.js';
 import {
@@ -37,7 +37,7 @@ export const AdapterSlotSchema = z
 /** Options of {@link keepAdapter}. */
 export const KeepAdapterOptionsSchema = z.strictObject({
   /** Time limit of the call (ms); default: the engine's `callTimeoutMs`. */
-  timeoutMs: z.number().int().nonnegative().optional(),
+  timeoutMs: TimeoutMsSchema.optional(),
   /** Cancels the call. */
   signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal').optional(),
 });

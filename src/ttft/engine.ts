@@ -21,7 +21,7 @@ import {
 } from '../format/encodings.js';
 import { buildTrainingText, type PromptOptions } from '../format/prompt.js';
 import { packageRoot } from '../paths.js';
-import { MAX_GRID_SIZE } from '../schemas.js';
+import { MAX_GRID_SIZE, TimeoutMsSchema } from '../schemas.js';
 import { venvCacheDir } from '../setup/env.js';
 
 /** Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
@@ -183,12 +183,12 @@ export const EngineOptionsSchema = z.strictObject({
    * Time limit of one engine call (a training run or a generation); 0 = none.
    * @default 1_800_000
    */
-  callTimeoutMs: z.number().int().nonnegative().default(1_800_000),
+  callTimeoutMs: TimeoutMsSchema.default(1_800_000),
   /**
    * Time limit for Python to start (imports), not counting the model load.
    * @default 120_000
    */
-  startTimeoutMs: z.number().int().positive().default(120_000),
+  startTimeoutMs: TimeoutMsSchema.min(1).default(120_000),
   /** Extra environment variables for Python. */
   env: z.record(z.string(), z.string()).optional(),
 });

@@ -13,7 +13,7 @@ import { ValidationError } from '../errors.js';
 import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { buildTrainingSamples } from '../samples.js';
-import { type Task, TaskIdSchema } from '../schemas.js';
+import { type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
 import type { TaskEngine, TrainProgress } from './engine.js';
 
 /** Options both {@link fineTuneTask} and {@link predictTask} share: how the task is laid out as text. */
@@ -43,7 +43,7 @@ export const TaskTextOptionsSchema = z.strictObject({
    */
   seed: z.number().int().default(0),
   /** Time limit of each engine call for this task (ms); default: the engine's `callTimeoutMs`. */
-  timeoutMs: z.number().int().nonnegative().optional(),
+  timeoutMs: TimeoutMsSchema.optional(),
   /** Cancels the task: a running engine call stops Python (it restarts for the next call). */
   signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal').optional(),
 });

@@ -13,6 +13,7 @@ import { Bridge, type BridgeCallOptions } from '../bridge/index.js';
 import { parseOptions } from '../data/validate.js';
 import { ArcTtftError, BridgeError, SetupError, TimeoutError } from '../errors.js';
 import type { GridFormatName } from '../format/encodings.js';
+import { TimeoutMsSchema } from '../schemas.js';
 import {
   type EngineOptions,
   EngineOptionsSchema,
@@ -63,12 +64,12 @@ export const RayOptionsSchema = z.strictObject({
    * How long a restarting worker may take to have its model loaded again before it is retired.
    * @default 600_000
    */
-  restartTimeoutMs: z.number().int().positive().default(600_000),
+  restartTimeoutMs: TimeoutMsSchema.min(1).default(600_000),
   /**
    * Time limit for connecting to (or starting) Ray and creating the workers, model loads excluded.
    * @default 300_000
    */
-  startTimeoutMs: z.number().int().positive().default(300_000),
+  startTimeoutMs: TimeoutMsSchema.min(1).default(300_000),
   /** Ship the `arc_ttft` Python package to the workers (Ray `py_modules`); default: when joining a cluster. */
   shipCode: z.boolean().optional(),
   /**

@@ -37,7 +37,15 @@ import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { writeReport } from '../report/html.js';
 import { hashString } from '../rng.js';
 import { buildTrainingSamples } from '../samples.js';
-import type { Attempts, Grid, Solutions, Submission, Task, TaskSet } from '../schemas.js';
+import {
+  type Attempts,
+  type Grid,
+  type Solutions,
+  type Submission,
+  type Task,
+  type TaskSet,
+  TimeoutMsSchema,
+} from '../schemas.js';
 import { type ScoreReport, scorePredictions } from '../score.js';
 import { VERSION } from '../version.js';
 import { keepAdapter, MAX_ADAPTER_SLOTS, predictTasks } from './batch.js';
@@ -155,7 +163,7 @@ export const RunOptionsSchema = z.strictObject({
    * `timed_out`, Python restarts and the run goes on.
    * @default 1_800_000
    */
-  taskTimeoutMs: z.number().int().positive().default(1_800_000),
+  taskTimeoutMs: TimeoutMsSchema.min(1).default(1_800_000),
   /**
    * Time budget of the whole run, ms (Kaggle allows 12 h): the remaining time is shared over the
    * remaining tasks, lowering steps and views to finish in time. Default: none.

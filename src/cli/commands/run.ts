@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ArcTtftError } from '../../errors.js';
 import { sampleDataDir } from '../../paths.js';
+import { MAX_TIMEOUT_MS } from '../../schemas.js';
 import { formatScoreTable } from '../../score.js';
 import { AttentionSchema } from '../../ttft/engine.js';
 import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
@@ -76,7 +77,12 @@ export function parseDuration(value: string): number {
   if (!m) throw new InvalidArgumentError('expected a duration like 90s, 15m or 12h');
   const scale = m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1;
   const seconds = Number(m[1]) * scale;
-  if (seconds <= 0) throw new InvalidArgumentError('expected a positive duration');
+  if (Math.round(seconds * 1000) < 1) throw new InvalidArgumentError('expected a positive duration');
+  if (seconds * 1000 > MAX_TIMEOUT_MS) {
+    throw new InvalidArgumentError(
+      `expected at most ${Math.floor(MAX_TIMEOUT_MS / 3_600_000)}h (the longest timer)`,
+    );
+  }
   return seconds;
 }
 
