@@ -135,6 +135,17 @@ describe('ensurePythonEnv', () => {
     const updated = await ensurePythonEnv({ venvDir, requirementsFile: requirements, pythonBin: 'python3' });
     expect(updated).toMatchObject({ created: false, reused: false, python: first.python });
     expect(await resolvePythonBin({ venvDir, requirementsFile: requirements })).toBe(first.python);
+
+    // Rebuilt with the venv's own python as the base (PYTHON_BIN pointing at it, as the CLI suggests): the venv
+    // is made by the interpreter it came from, not by its own, which is deleted first.
+    const rebuilt = await ensurePythonEnv({
+      venvDir,
+      requirementsFile: requirements,
+      pythonBin: first.python,
+      force: true,
+    });
+    expect(rebuilt).toMatchObject({ created: true, python: first.python });
+    expect((await runCommand(first.python, ['-c', 'print(1)'])).stdout.trim()).toBe('1');
   });
 
   it('prints the venv python from the CLI command', async () => {

@@ -246,8 +246,8 @@ export async function ensurePythonEnv(
     assertDeletable(r.venvDir);
     await rm(r.venvDir, { recursive: true, force: true });
     await mkdir(dirname(r.venvDir), { recursive: true });
-    progress(`creating venv ${r.venvDir} with ${r.base.executable} (Python ${r.base.version})`);
-    const made = await runCommand(r.base.executable, ['-m', 'venv', r.venvDir], {}, progress);
+    progress(`creating venv ${r.venvDir} with ${r.base.baseExecutable} (Python ${r.base.version})`);
+    const made = await runCommand(r.base.baseExecutable, ['-m', 'venv', r.venvDir], {}, progress);
     if (made.code !== 0 || !existsSync(python)) {
       throw new SetupError({
         reason: 'venv_failed',

@@ -19,6 +19,11 @@ export interface PythonInfo {
   readonly command: string;
   /** `sys.executable` as Python reports it. */
   readonly executable: string;
+  /**
+   * The interpreter that makes venvs: `executable`, or for a venv's own python the one the venv was made
+   * from (a venv being replaced must not be rebuilt with its own, deleted, interpreter).
+   */
+  readonly baseExecutable: string;
   /** `major.minor.micro`, e.g. `3.11.7`. */
   readonly version: string;
   /** Major version, e.g. `3`. */
@@ -118,7 +123,8 @@ export function runCommand(
 const PROBE = [
   'import json, sys',
   'info = {"executable": sys.executable, "version": "%d.%d.%d" % tuple(sys.version_info[:3]),',
-  '        "major": sys.version_info[0], "minor": sys.version_info[1]}',
+  '        "major": sys.version_info[0], "minor": sys.version_info[1],',
+  '        "base": getattr(sys, "_base_executable", "") if sys.prefix != sys.base_prefix else sys.executable}',
   'for name in ("venv", "ensurepip"):',
   '    try:',
   '        __import__(name)',
@@ -173,6 +179,7 @@ async function probeUncached(command: string): Promise<PythonInfo> {
   const info: PythonInfo = {
     command,
     executable: typeof raw.executable === 'string' && raw.executable !== '' ? raw.executable : found,
+    baseExecutable: typeof raw.base === 'string' && raw.base !== '' ? raw.base : found,
     version: raw.version,
     major: Number(raw.major),
     minor: Number(raw.minor),
