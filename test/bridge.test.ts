@@ -218,6 +218,14 @@ describe('bridge: starting and stopping', () => {
     expect((error as BridgeError).cause).toBe(problem);
   });
 
+  it('keeps the Python traceback of an onStart call that raised', async () => {
+    const { error } = await rejection(
+      createBridge(OPTIONS, { onStart: (session) => session.call('raise', { message: 'bad config' }) }),
+    );
+    expect(error).toMatchObject({ reason: 'start_failed', pythonType: 'ValueError' });
+    expect((error as BridgeError).traceback).toContain('bad config');
+  });
+
   it('close() during start rejects the waiting calls as closed and stops the processes', async () => {
     const bridge = new Bridge(OPTIONS);
     const call = rejection(bridge.call('ping'));

@@ -890,12 +890,14 @@ export class Bridge {
     else if (host.startFailure !== undefined) detail = host.startFailure.message;
     else if (host.killCause !== undefined) detail = host.killMessage ?? 'stopped';
     else detail = `${this.#lossSummary(host)} before it was ready`;
-    const traceback = host.startFailure?.traceback;
+    // An onStart hook that failed in Python (the engine's model load, say) brings its traceback along.
+    const hook = host.hookError instanceof BridgeError ? host.hookError : undefined;
     return new BridgeError({
       reason: 'start_failed',
       message: `could not start Python ("${host.pythonBin}", module ${o.module}): ${detail}${this.#outputTail(host)}`,
-      traceback,
-      pythonMessage: host.startFailure?.message,
+      traceback: host.startFailure?.traceback ?? hook?.traceback,
+      pythonType: hook?.pythonType,
+      pythonMessage: host.startFailure?.message ?? hook?.pythonMessage,
       cause: host.hookError,
     });
   }
