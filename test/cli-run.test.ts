@@ -346,4 +346,19 @@ describe('arc-ttft run', () => {
     checkSubmission(readSubmission(out), constantTasks(TASKS));
     expect(existsSync(join(out, 'report.html'))).toBe(true);
   }, 300_000);
+
+  it('exits 130 with a clear message on Ctrl-C while Python is still starting', async () => {
+    const out = join(dir, 'interrupted-early');
+    const tasks = join(dir, 'early.json');
+    writeFileSync(tasks, JSON.stringify(constantTasks(1)));
+    const child = startCli(['run', '--tasks', tasks, '--model', model, '--out', out, ...ENGINE_FLAGS]);
+    const result = finish(child);
+    // 300 ms in, Python is still importing torch (seconds): the start fails, which is no error here.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    child.kill('SIGINT');
+    const early = await result;
+    expect(early.code, JSON.stringify(early)).toBe(130);
+    expect(early.stderr).toContain('stopped before any task ran');
+    expect(early.stderr).not.toContain('error:');
+  }, 60_000);
 });

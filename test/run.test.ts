@@ -176,6 +176,17 @@ describe('runSingleTaskTTFT', () => {
       object as TaskSet,
       options(join(dir, 'mixed-object'), { train: { steps: 2 } }),
     );
+    // No valid task at all: nothing runs, nothing is scored, and the run still ends normally.
+    const none = await runSingleTaskTTFT(
+      { ragged: object.ragged } as TaskSet,
+      options(join(dir, 'all-invalid')),
+    );
+    expect([none.records.length, none.invalid.length, none.score]).toEqual([0, 1, undefined]);
+    // `__proto__` is a task id like any other (plain assignment would have set the prototype instead).
+    const proto = JSON.parse(JSON.stringify(constantTasks(2)).replace('"const0"', '"__proto__"')) as TaskSet;
+    const odd = await runSingleTaskTTFT(proto, options(join(dir, 'proto-id'), { train: { steps: 2 } }));
+    expect(Object.keys(odd.submission).sort()).toEqual(['__proto__', 'const1']);
+    expect(odd.score?.nTasks).toBe(2);
     expect(fromObject.invalid.map((e) => e.message)).toEqual([
       expect.stringContaining('"ragged": test[0].input[1]'),
     ]);

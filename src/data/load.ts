@@ -26,7 +26,7 @@ import {
   readJsonFile,
   readJsonFileWithText,
 } from './fs.js';
-import { parseOptions, parseWith, validateTask, validateTaskId } from './validate.js';
+import { parseOptions, parseWith, setEntry, validateTask, validateTaskId } from './validate.js';
 
 /** Files read at once when loading a folder: enough to hide latency, few enough to spare file handles. */
 const READ_CONCURRENCY = 16;
@@ -300,11 +300,6 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** A single task file has array-valued `train`/`test`; in a challenges file those keys would hold tasks. */
 function isTaskShaped(value: unknown): boolean {
   return isRecord(value) && (Array.isArray(value.train) || Array.isArray(value.test));
-}
-
-/** Sets `obj[id]` as an own data property, so that an id like `__proto__` cannot touch the prototype. */
-function setEntry<T>(obj: Record<string, T>, id: string, value: T): void {
-  Object.defineProperty(obj, id, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */

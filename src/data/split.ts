@@ -10,7 +10,7 @@ import { cloneGrid } from '../grid.js';
 import { type Attempts, AttemptsSchema, type Grid, type Submission, type TaskSet } from '../schemas.js';
 import { listJsonFiles, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
 import { parseSubmission } from './load.js';
-import { parseOptions, parseWith, validateTask, validateTaskId } from './validate.js';
+import { parseOptions, parseWith, setEntry, validateTask, validateTaskId } from './validate.js';
 
 /** Files read or written at once. */
 const IO_CONCURRENCY = 16;
@@ -279,9 +279,4 @@ export async function readPredictionFolder(dir: string): Promise<Predictions> {
 /** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */
 function key(id: string): string {
   return `[${JSON.stringify(id)}]`;
-}
-
-/** Sets `obj[id]` as an own data property, so that an id like `__proto__` cannot touch the prototype. */
-function setEntry<T>(obj: Record<string, T>, id: string, value: T): void {
-  Object.defineProperty(obj, id, { value, enumerable: true, writable: true, configurable: true });
 }

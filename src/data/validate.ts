@@ -78,3 +78,8 @@ export function validateAttempts(value: unknown, context: ValidationContext = {}
 export function parseOptions<S extends z.ZodType>(schema: S, options: unknown, where: string): z.output<S> {
   return parseWith(schema, options ?? {}, { source: `${where} options` });
 }
+
+/** Sets `obj[id]` as an own data property, so that an id like `__proto__` cannot touch the prototype. */
+export function setEntry<T>(obj: Record<string, T>, id: string, value: T): void {
+  Object.defineProperty(obj, id, { value, enumerable: true, writable: true, configurable: true });
+}

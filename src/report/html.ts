@@ -137,14 +137,14 @@ function esc(value: unknown): string {
 
 /** `1234567` → `1,234,567` (locale-independent, so the output is the same on every machine). */
 function formatInt(n: number): string {
-  if (!Number.isFinite(n)) return String(n);
+  if (!Number.isFinite(n)) return esc(String(n)); // a hand-edited journal can hold anything
   const sign = n < 0 ? '-' : '';
   return sign + String(Math.round(Math.abs(n))).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 /** Seconds as `4.2 s`, `3 min 05 s` or `2 h 03 min`. */
 function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return String(s);
+  if (!Number.isFinite(s)) return esc(String(s));
   if (s < 60) return `${s.toFixed(1)} s`;
   const total = Math.round(s);
   if (total < 3600) return `${Math.floor(total / 60)} min ${String(total % 60).padStart(2, '0')} s`;
@@ -154,7 +154,7 @@ function formatSeconds(s: number): string {
 
 /** A number with up to `digits` decimals, trailing zeros removed (`0.50` → `0.5`). */
 function formatNum(n: number, digits: number): string {
-  if (!Number.isFinite(n)) return String(n);
+  if (!Number.isFinite(n)) return esc(String(n)); // a hand-edited journal can hold anything
   const text = n.toFixed(digits);
   return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
 }

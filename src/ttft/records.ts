@@ -5,6 +5,7 @@
  * @module
  */
 
+import { setEntry } from '../data/validate.js';
 import type { Attempts, Grid } from '../schemas.js';
 import type { TaskPredictions } from '../score.js';
 
@@ -125,15 +126,19 @@ export interface TaskRecord {
 export function recordsToPredictions(records: Iterable<TaskRecord>): TaskPredictions {
   const out: Record<string, TaskPredictions[string]> = {};
   for (const r of records) {
-    out[r.taskId] = r.attempts.map((a, i) => {
-      const test = r.predict?.tests.find((t) => t.testIndex === i);
-      const candidates: (Grid | null)[] = [];
-      if (test !== undefined) {
-        for (const c of test.candidates) for (let k = 0; k < c.votes; k++) candidates.push(c.grid);
-        for (let k = 0; k < test.failures; k++) candidates.push(null);
-      }
-      return candidates.length > 0 ? { attempts: a, candidates } : { attempts: a };
-    });
+    setEntry(
+      out,
+      r.taskId,
+      r.attempts.map((a, i) => {
+        const test = r.predict?.tests.find((t) => t.testIndex === i);
+        const candidates: (Grid | null)[] = [];
+        if (test !== undefined) {
+          for (const c of test.candidates) for (let k = 0; k < c.votes; k++) candidates.push(c.grid);
+          for (let k = 0; k < test.failures; k++) candidates.push(null);
+        }
+        return candidates.length > 0 ? { attempts: a, candidates } : { attempts: a };
+      }),
+    );
   }
   return out;
 }

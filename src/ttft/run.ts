@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { writeJsonAtomic } from '../data/fs.js';
 import { type LoadError, loadTasks } from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
-import { parseOptions, validateTask, validateTaskId } from '../data/validate.js';
+import { parseOptions, setEntry, validateTask, validateTaskId } from '../data/validate.js';
 import {
   ArcTtftError,
   BridgeError,
@@ -567,6 +567,8 @@ function fallbackGrid(kind: 'input' | 'zeros', input: Grid): Grid {
 }
 
 function solutionsOf(tasks: TaskSet): Solutions | undefined {
+  // No task (all invalid, or an `only` that matched none): nothing to score.
+  if (Object.keys(tasks).length === 0) return undefined;
   const solutions: Solutions = {};
   for (const [id, task] of Object.entries(tasks)) {
     const outputs: Grid[] = [];
@@ -574,7 +576,7 @@ function solutionsOf(tasks: TaskSet): Solutions | undefined {
       if (t.output === undefined) return undefined;
       outputs.push(t.output);
     }
-    solutions[id] = outputs;
+    setEntry(solutions, id, outputs);
   }
   return solutions;
 }
@@ -627,10 +629,8 @@ export async function runSingleTaskTTFT(
     // test input broke the first submission write of the whole run).
     for (const id of ids) {
       try {
-        taskSet[validateTaskId(id, { source: '(object)' })] = validateTask(tasks[id], {
-          taskId: id,
-          source: '(object)',
-        });
+        const task = validateTask(tasks[id], { taskId: id, source: '(object)' });
+        setEntry(taskSet, validateTaskId(id, { source: '(object)' }), task);
       } catch (error) {
         if (!(error instanceof ValidationError)) throw error;
         invalid.push(error);
@@ -712,7 +712,7 @@ export async function runSingleTaskTTFT(
 
     const predictions: Predictions = {};
     const writeSubmissionNow = async () => {
-      for (const [id, r] of done) predictions[id] = r.attempts;
+      for (const [id, r] of done) setEntry<Predictions[string]>(predictions, id, r.attempts);
       const { submission } = joinPredictions(taskSet, predictions, { fallback: o.fallback });
       if (files !== undefined) await writeSubmission(files.submission, submission);
       return submission;

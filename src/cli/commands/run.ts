@@ -281,7 +281,7 @@ export function runCommand(): Command {
           .filter(([, n]) => n > 0)
           .map(([s, n]) => `${n} ${s}`)
           .join(', ');
-        process.stdout.write(`\n${counts} in ${result.seconds.toFixed(1)} s\n`);
+        process.stdout.write(`\n${counts || 'no task finished'} in ${result.seconds.toFixed(1)} s\n`);
         if (result.score) process.stdout.write(`\n${formatScoreTable(result.score)}\n`);
         if (result.files) {
           process.stdout.write(`\nsubmission: ${result.files.submission}\n`);
@@ -291,6 +291,12 @@ export function runCommand(): Command {
         }
       } catch (error) {
         if (!(error instanceof ArcTtftError)) throw error;
+        if (controller.signal.aborted) {
+          // Ctrl-C while Python or the model was starting: the bridge stopped it, so the start failed.
+          process.stderr.write('stopped before any task ran; the output folder is as it was\n');
+          process.exitCode = 130;
+          return;
+        }
         process.stderr.write(`error: ${error.message}\n`);
         process.exitCode = 1;
       } finally {
