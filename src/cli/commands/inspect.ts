@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { type CountTokens, charCount, type DropStrategy, type FitResult, fitTask } from '../../budget.js';
 import { loadTasks } from '../../data/load.js';
 import { ArcTtftError } from '../../errors.js';
@@ -12,6 +12,7 @@ import type { GridFormatName } from '../../format/encodings.js';
 import type { PromptStyle } from '../../format/prompt.js';
 import type { Task } from '../../schemas.js';
 import { loadQwenTokenizer } from '../../tokenizers/qwen.js';
+import { positiveInt } from '../args.js';
 import { formatTable } from '../table.js';
 
 interface InspectFlags {
@@ -39,16 +40,14 @@ export interface InspectRow {
   readonly tokens: number;
 }
 
-function parsePositiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
-
 function largestGrid(task: Task): [number, number] {
   let rows = 0;
   let cols = 0;
-  for (const g of [...task.train.flatMap((p) => [p.input, p.output]), ...task.test.map((t) => t.input)]) {
+  const grids = [
+    ...task.train.flatMap((p) => [p.input, p.output]),
+    ...task.test.flatMap((t) => (t.output !== undefined ? [t.input, t.output] : [t.input])),
+  ];
+  for (const g of grids) {
     rows = Math.max(rows, g.length);
     cols = Math.max(cols, g[0]?.length ?? 0);
   }
@@ -91,7 +90,7 @@ export function inspectCommand(): Command {
     .argument('<tasks>', 'a folder of <id>.json tasks, a Kaggle challenges file, or one task file')
     .addOption(
       new Option('--max-seq-len <tokens>', 'most tokens per sequence (prompt + answer + EOS)')
-        .argParser(parsePositiveInt)
+        .argParser(positiveInt)
         .default(8192),
     )
     .addOption(new Option('--format <format>', 'grid format').choices(['arc24', 'compact']).default('arc24'))

@@ -5,13 +5,13 @@
  * @module
  */
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { ArcTtftError } from '../../errors.js';
 import { sampleDataDir } from '../../paths.js';
-import { MAX_TIMEOUT_MS } from '../../schemas.js';
 import { formatScoreTable } from '../../score.js';
 import { AttentionSchema } from '../../ttft/engine.js';
 import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
+import { integer, parseDuration, positiveInt, positiveNumber } from '../args.js';
 import { RunProgress } from '../progress.js';
 
 interface RunFlags {
@@ -51,39 +51,6 @@ interface RunFlags {
   workers?: number;
   json?: boolean;
   verbose?: boolean;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
-}
-
-function integer(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected an integer');
-  return n;
-}
-
-/** `90`, `90s`, `15m`, `12h` → seconds. */
-export function parseDuration(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h)?$/.exec(value.trim());
-  if (!m) throw new InvalidArgumentError('expected a duration like 90s, 15m or 12h');
-  const scale = m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1;
-  const seconds = Number(m[1]) * scale;
-  if (Math.round(seconds * 1000) < 1) throw new InvalidArgumentError('expected a positive duration');
-  if (seconds * 1000 > MAX_TIMEOUT_MS) {
-    throw new InvalidArgumentError(
-      `expected at most ${Math.floor(MAX_TIMEOUT_MS / 3_600_000)}h (the longest timer)`,
-    );
-  }
-  return seconds;
 }
 
 /** Maps CLI flags to {@link RunOptions} (only the flags given; the library's defaults do the rest). */

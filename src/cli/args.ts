@@ -1,0 +1,44 @@
+/**
+ * Parsers of command-line values, shared by the commands: each throws commander's `InvalidArgumentError`,
+ * which the CLI reports as a usage error (exit code 2).
+ *
+ * @module
+ */
+import { InvalidArgumentError } from 'commander';
+import { MAX_TIMEOUT_MS } from '../schemas.js';
+
+/** A whole number ≥ 1 (not `''`, which `Number` reads as 0). */
+export function positiveInt(value: string): number {
+  const n = value.trim() === '' ? Number.NaN : Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+/** A finite number > 0. */
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+/** A whole number within the safe range. */
+export function integer(value: string): number {
+  const n = value.trim() === '' ? Number.NaN : Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer');
+  return n;
+}
+
+/** `90`, `90s`, `15m`, `12h` → seconds, from 1 ms up to the longest timer (about 596 h). */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h)?$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration like 90s, 15m or 12h');
+  const scale = m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1;
+  const seconds = Number(m[1]) * scale;
+  if (Math.round(seconds * 1000) < 1) throw new InvalidArgumentError('expected a positive duration');
+  if (seconds * 1000 > MAX_TIMEOUT_MS) {
+    throw new InvalidArgumentError(
+      `expected at most ${Math.floor(MAX_TIMEOUT_MS / 3_600_000)}h (the longest timer)`,
+    );
+  }
+  return seconds;
+}
