@@ -425,8 +425,6 @@ def _train(f: Fields) -> dict[str, Any]:
         compile=f.bool("compile", False),
     )
     f.finish()
-    if cfg.compile and not cfg.pack:
-        raise PayloadError("train.compile", "needs pack: true (the compiled forward pass is the packed one)")
     e = _loaded()
     _changed(e)
     return train(e.model, e.tokenizer, samples, cfg)
