@@ -18,7 +18,7 @@ import { answerTextFor, buildInferencePrompt } from '../format/prompt.js';
 import { filledGrid } from '../grid.js';
 import { deriveSeed } from '../rng.js';
 import { buildInferenceInputs, type InferenceInput } from '../samples.js';
-import type { Grid, Task } from '../schemas.js';
+import { type Grid, MAX_GRID_SIZE, type Task } from '../schemas.js';
 import { type RankedCandidate, voteAttempts } from '../vote.js';
 import type { TaskEngine } from './engine.js';
 import { callOptionsOf, fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
@@ -169,6 +169,31 @@ export interface PreparedPrediction {
 }
 
 /**
+ * The side of a square grid that bounds any answer of `task`: the largest grid it shows, and each test
+ * input grown as much as the train pairs grow (output over input, per dimension: an upscaling task answers
+ * with a grid larger than any it shows, which a smaller generation limit would cut off), at most 30.
+ * @internal
+ */
+export function answerSide(task: Task): number {
+  let side = 1;
+  let growRows = 1;
+  let growCols = 1;
+  for (const pair of task.train) {
+    for (const g of [pair.input, pair.output]) side = Math.max(side, g.length, g[0]?.length ?? 0);
+    growRows = Math.max(growRows, pair.output.length / pair.input.length);
+    growCols = Math.max(growCols, (pair.output[0]?.length ?? 0) / (pair.input[0]?.length ?? 1));
+  }
+  for (const t of task.test) {
+    side = Math.max(
+      side,
+      Math.ceil(t.input.length * growRows),
+      Math.ceil((t.input[0]?.length ?? 0) * growCols),
+    );
+  }
+  return Math.min(side, MAX_GRID_SIZE);
+}
+
+/**
  * Builds the task's views and prompts and the longest answer a view can need (no generation).
  * @internal
  */
@@ -194,20 +219,8 @@ export async function preparePrediction(
   );
   const prompts = views.flat().map((v) => buildInferencePrompt(v.train, v.input, { format, style: o.style }));
 
-  // The longest answer a view can need: the largest grid in either orientation, plus EOS.
-  let rows = 1;
-  let cols = 1;
-  for (const pair of task.train) {
-    for (const g of [pair.output, pair.input]) {
-      rows = Math.max(rows, g.length);
-      cols = Math.max(cols, g[0]?.length ?? 0);
-    }
-  }
-  for (const t of task.test) {
-    rows = Math.max(rows, t.input.length);
-    cols = Math.max(cols, t.input[0]?.length ?? 0);
-  }
-  const side = Math.max(rows, cols);
+  // The longest answer a view can need (a square covers either orientation), plus EOS.
+  const side = answerSide(task);
   const [answerTokens] = await engine.countTokens(
     [answerTextFor(filledGrid(side, side), { format, style: o.style })],
     callOptions,
