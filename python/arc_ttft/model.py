@@ -36,12 +36,18 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU of compute capability 8 or more (Ampere on).
+    ``torch.cuda.is_bf16_supported()`` also says yes where bfloat16 is only emulated (a T4, a V100: slow, and
+    some attention kernels refuse it), and asks about the current GPU rather than ``device``."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
-    """``auto`` → bfloat16 on a GPU that supports it, else float32 (float16 weights train poorly without scaling)."""
+    """``auto`` → bfloat16 on a GPU that computes in it natively, else float32 (float16 weights train poorly
+    without scaling)."""
     if spec == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     return DTYPES[spec]
 
 

@@ -30,6 +30,14 @@ def _kind(value: Any) -> str:  # noqa: PLR0911 — one return per JSON type
     return type(value).__name__
 
 
+def _finite(value: int | float) -> bool:
+    """A finite float, or an int a float can hold (JSON's integers have no size limit)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 class Fields:
     """Typed view of one JSON object; ``where`` is its path, used in error messages (``train.samples[2]``)."""
 
@@ -79,8 +87,8 @@ class Fields:
         value, given = self._get(name, default)
         if not given:
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise PayloadError(self.path(name), f"expected a finite number, got {_kind(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise PayloadError(self.path(name), f"expected a finite number, got {_kind(value)} {str(value)[:40]}")
         if min is not None and value < min:
             raise PayloadError(self.path(name), f"must be >= {min}, got {value}")
         if max is not None and value > max:

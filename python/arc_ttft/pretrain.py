@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from .model import quiet_progress, resolve_device, supports_logits_to_keep
+from .model import native_bf16, quiet_progress, resolve_device, supports_logits_to_keep
 from .tiny import make_tiny_model
 from .tokens import count_tokens, encode_batch
 from .train import IGNORE, Example, answer_logits, build_examples, collate, seed_everything, summed_loss
@@ -400,7 +400,7 @@ def build_model(cfg: PretrainConfig) -> tuple[Any, Any]:
 
 def use_autocast(device: torch.device) -> bool:
     """bfloat16 autocast on a GPU that supports it (weights stay float32); plain float32 on CPU."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return native_bf16(device)
 
 
 def make_optimizer(model: Any, cfg: PretrainConfig) -> torch.optim.Optimizer:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from . import compiling
 from .errors import NoTrainableSamplesError, PayloadError
-from .model import supports_logits_to_keep
+from .model import native_bf16, supports_logits_to_keep
 from .tokens import encode_batch
 
 IGNORE = -100
@@ -344,7 +344,7 @@ def use_autocast(model: Any, cfg: TrainConfig, device: torch.device) -> bool:
     weights in float32, whose matmuls would otherwise run in float32)."""
     if cfg.autocast is not None:
         return cfg.autocast
-    if device.type != "cuda" or not torch.cuda.is_bf16_supported():
+    if not native_bf16(device):
         return False
     return any(p.dtype == torch.bfloat16 for p in model.parameters())
 

@@ -58,6 +58,7 @@ def test_unknown_method() -> None:
         ("debug_sleep", {"seconds": True}, "debug_sleep.seconds", "finite number"),
         ("count_tokens", [1, 2], "count_tokens", "expected an object"),
         ("load_model", {"model": "x", "seed": 2**70}, "load_model.seed", "must be <="),
+        ("load_model", {"model": "x", "lora": {"alpha": 10**400}}, "load_model.lora.alpha", "finite number"),
     ],
 )
 def test_bad_payload_field_is_a_payload_error_naming_it(method: str, payload: dict, field: str, problem: str) -> None:

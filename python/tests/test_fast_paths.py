@@ -169,6 +169,25 @@ def test_fused_optimizer_and_autocast_can_be_forced_on_cpu(loaded) -> None:
     assert bf16["losses"] == pytest.approx(plain["losses"], rel=0.05)  # bfloat16 matmuls: close, not equal
 
 
+@pytest.mark.parametrize(("capability", "want"), [((7, 5), torch.float32), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_auto_dtype_is_bfloat16_only_where_the_gpu_computes_in_it(monkeypatch, capability, want) -> None:
+    """A T4 (7.5) or V100 (7.0) only emulates bfloat16, though ``torch.cuda.is_bf16_supported()`` says yes.
+    No GPU here: the capability the decision reads is the one thing stood in for."""
+    from arc_ttft import model as model_mod
+
+    asked: list[torch.device] = []
+
+    def capability_of(device: torch.device) -> tuple[int, int]:
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability_of)
+    device = torch.device("cuda:1")
+    assert model_mod.resolve_dtype("auto", device) == want
+    assert asked == [device]  # the chosen GPU's, not the current one's
+    assert model_mod.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+
+
 def _batch_sizes(fn) -> list[int]:
     """The batch size of every forward pass ``fn`` makes."""
     sizes: list[int] = []
