@@ -114,7 +114,8 @@ export const EngineOptionsSchema = z.strictObject({
    */
   maxSeqLen: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
   /**
-   * Weights dtype; `'auto'` is bfloat16 on CUDA, float32 on CPU.
+   * Weights dtype; `'auto'` is bfloat16 on a CUDA GPU of compute capability 8 or more (Ampere on), else float32
+   * (a T4 or V100 only emulates bfloat16).
    * @default 'auto'
    */
   dtype: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('auto'),
