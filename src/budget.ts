@@ -107,7 +107,10 @@ export interface FitSuccess {
   readonly kept: number[];
   /** Indices of the dropped train pairs, in the order they were dropped. */
   readonly dropped: number[];
-  /** Worst case over the test inputs (as given or transposed), with the kept pairs: prompt + longest answer + reserved tokens. */
+  /**
+   * Worst case over the test inputs (as given or transposed), with the kept pairs: prompt + longest answer +
+   * reserved tokens.
+   */
   readonly tokens: number;
   /** The same worst case with every train pair (equals `tokens` when nothing was dropped). */
   readonly tokensAllPairs: number;

@@ -734,10 +734,10 @@ export async function runSingleTaskTTFT(
 
     // Whole-set mode: one adapter on every task's samples, saved so a restart or a resume can reload it.
     let wholeSetAdapter: string | undefined;
-    // The adapter depends on the task selection: a resume on another one trains it again (finished tasks keep
-    // their answers).
-    const wholeSetIds = hashString(JSON.stringify([...ids].sort())).toString(16);
     if (o.mode === 'whole-set' && todo.length > 0) {
+      // The adapter depends on the task selection: a resume on another one trains it again (finished tasks keep
+      // their answers).
+      const wholeSetIds = hashString(JSON.stringify([...ids].sort())).toString(16);
       const saved = state.wholeSet;
       if (saved !== undefined && saved.ids === wholeSetIds && existsSync(saved.adapterPath)) {
         wholeSetAdapter = saved.adapterPath;
