@@ -331,5 +331,44 @@ describe('lenient loading', () => {
       ['badnotr1', 'train'],
     ]);
     for (const e of result.errors) expect(e.message).toContain(path);
+    // Their test inputs, as far as they can be read (a run answers them with fallbacks).
+    expect(result.leftOutTests).toEqual({
+      badrag01: base.test.map((t) => t.input),
+      badhot01: [null],
+      badnotr1: base.test.map((t) => t.input),
+    });
+  });
+
+  it('keeps the readable test inputs of bad tasks in every layout, and of tasks whose solutions do not match', async () => {
+    const ragged = copy(base);
+    ragged.train[0]!.input[1]!.pop();
+    // A folder: a bad task, a file that is not JSON, a task with no test array.
+    const dir = join(tmp, 'left-out-folder');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'good0001.json'), JSON.stringify(base));
+    writeFileSync(join(dir, 'ragged01.json'), JSON.stringify(ragged));
+    writeFileSync(join(dir, 'notjson1.json'), '{');
+    writeFileSync(join(dir, 'notest01.json'), JSON.stringify({ train: base.train }));
+    const folder = await loadTasks(dir, { mode: 'lenient' });
+    expect(Object.keys(folder.tasks)).toEqual(['good0001']);
+    expect(folder.errors).toHaveLength(3);
+    expect(folder.leftOutTests).toEqual({ ragged01: base.test.map((t) => t.input) });
+    // One task file.
+    const single = await loadTasks(writeTmp('ragged02.json', JSON.stringify(ragged)), { mode: 'lenient' });
+    expect(single.leftOutTests).toEqual({ ragged02: base.test.map((t) => t.input) });
+    // Solutions with the wrong count of outputs: the task is left out, its inputs are all valid.
+    const challenges = writeTmp('c.json', JSON.stringify({ good0001: base }));
+    const solutions = writeTmp(
+      's.json',
+      JSON.stringify({ good0001: [base.test[0]!.input, base.test[0]!.input] }),
+    );
+    const merged = await loadTasks(challenges, { solutions, mode: 'lenient' });
+    expect([Object.keys(merged.tasks), merged.leftOutTests]).toEqual([
+      [],
+      { good0001: base.test.map((t) => t.input) },
+    ]);
+    // An id that is not a valid file name cannot be answered.
+    const badId = await loadTasks(writeTmp('c.json', JSON.stringify({ 'a/b': base })), { mode: 'lenient' });
+    expect([badId.errors.length, badId.leftOutTests]).toEqual([1, {}]);
   });
 });

@@ -229,11 +229,14 @@ describe('arc-ttft run', () => {
       ...ENGINE_FLAGS,
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('single-task: 2 tasks, 2 invalid (skipped)');
+    expect(r.stderr).toContain('single-task: 2 tasks, 2 invalid (not run)');
     expect(r.stderr).toMatch(/^invalid task: .*no_train/m);
     expect(r.stderr).toMatch(/^invalid task: .*ragged.*train\[0\]\.input\[1\]/m);
     expect(r.stdout).toContain('2 done, 2 invalid in ');
-    expect(Object.keys(readSubmission(out))).toEqual(['const0', 'const1']);
+    // Not run, but answered with the fallback (the test input), so the submission has every id.
+    const submission = readSubmission(out);
+    expect(Object.keys(submission)).toEqual(['const0', 'const1', 'no_train', 'ragged']);
+    expect(submission.ragged).toEqual([{ attempt_1: [[1]], attempt_2: [[1]] }]);
     // No solutions, so no metrics.
     expect(readdirSync(out).sort()).toEqual(['report.html', 'results.jsonl', 'submission.json']);
   }, 240_000);

@@ -168,7 +168,9 @@ describe('runSingleTaskTTFT', () => {
     expect(r.invalid).toHaveLength(1);
     expect(r.invalid[0]!.message).toContain('bad');
     expect(r.statusCounts.invalid).toBe(1);
-    expect(Object.keys(r.submission)).toEqual(['const0', 'const1']);
+    // The invalid task is not run, but answered with the fallback: Kaggle rejects a submission missing an id.
+    expect(Object.keys(r.submission)).toEqual(['const0', 'const1', 'bad']);
+    expect(r.submission.bad).toEqual([{ attempt_1: [[1]], attempt_2: [[1]] }]);
     // A task set passed as an object is checked the same way (a ragged test input broke the submission).
     const object = constantTasks(2) as Record<string, unknown>;
     object.ragged = { train: constantTasks(1).const0!.train, test: [{ input: [[1, 2], [3]] }] };
@@ -182,6 +184,8 @@ describe('runSingleTaskTTFT', () => {
       options(join(dir, 'all-invalid')),
     );
     expect([none.records.length, none.invalid.length, none.score]).toEqual([0, 1, undefined]);
+    // Its unreadable test input is answered [[0]].
+    expect(none.submission).toEqual({ ragged: [{ attempt_1: [[0]], attempt_2: [[0]] }] });
     // `__proto__` is a task id like any other (plain assignment would have set the prototype instead).
     const proto = JSON.parse(JSON.stringify(constantTasks(2)).replace('"const0"', '"__proto__"')) as TaskSet;
     const odd = await runSingleTaskTTFT(proto, options(join(dir, 'proto-id'), { train: { steps: 2 } }));
@@ -190,7 +194,7 @@ describe('runSingleTaskTTFT', () => {
     expect(fromObject.invalid.map((e) => e.message)).toEqual([
       expect.stringContaining('"ragged": test[0].input[1]'),
     ]);
-    expect(Object.keys(fromObject.submission)).toEqual(['const0', 'const1']);
+    expect(Object.keys(fromObject.submission)).toEqual(['const0', 'const1', 'ragged']);
   }, 120_000);
 
   it('answers a task that does not fit even with one pair with a fallback, and records why', async () => {

@@ -60,7 +60,7 @@ export class RunProgress {
         this.#print(
           `${event.mode}: ${event.total} task${event.total === 1 ? '' : 's'}` +
             (event.resumed > 0 ? `, ${event.resumed} already done (resumed)` : '') +
-            (event.invalid > 0 ? `, ${event.invalid} invalid (skipped)` : ''),
+            (event.invalid > 0 ? `, ${event.invalid} invalid (not run)` : ''),
         );
         break;
       case 'whole_set_started':

@@ -16,6 +16,7 @@ import {
   type Solutions,
   type Submission,
   type Task,
+  TaskIdSchema,
   type TaskSet,
 } from '../schemas.js';
 import {
@@ -60,6 +61,12 @@ export interface LoadResult {
   readonly tasks: TaskSet;
   /** One error per task that was left out (always empty in `'strict'` mode, which throws instead). */
   readonly errors: readonly LoadError[];
+  /**
+   * The test inputs of the tasks left out, where they can still be read: for each such task (a valid id whose
+   * `test` is a non-empty array), one entry per test input, the grid when it is valid, else `null`. A run gives
+   * these tasks fallback answers, so that a Kaggle submission still has every task id of the file.
+   */
+  readonly leftOutTests: Readonly<Record<string, readonly (Grid | null)[]>>;
   /** The path that was loaded. */
   readonly source: string;
   /** The layout detected at `source`. */
@@ -96,7 +103,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
       const ids = select([id], o, sink, path);
       tasks = {};
       if (ids.length > 0) {
-        sink.attempt(() => {
+        sink.attemptTask(id, value, () => {
           const task = validateTask(value, { taskId: validateTaskId(id, { source: path }), source: path });
           setEntry(tasks, id, task);
         });
@@ -114,7 +121,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
     const duplicates = new Set(duplicateTopLevelKeys(text));
     const merged: TaskSet = {};
     for (const [id, task] of Object.entries(tasks)) {
-      sink.attempt(() => {
+      sink.attemptTask(id, task, () => {
         if (duplicates.has(id)) throw duplicateIdError(id, solutionsSource);
         const raw = entries.get(id);
         if (raw === undefined) {
@@ -132,7 +139,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
     tasks = merged;
   }
 
-  return { tasks, errors: sink.errors, source: path, format };
+  return { tasks, errors: sink.errors, leftOutTests: sink.leftOutTests, source: path, format };
 }
 
 /** Options of {@link loadTaskSetFromObject}. */
@@ -244,9 +251,23 @@ const OutputsSchema = z.array(GridSchema, { error: 'expected an array of grids' 
   error: 'a task needs at least 1 test output',
 });
 
+/**
+ * The test inputs of a task value that failed validation, as far as they can be read (see
+ * {@link LoadResult.leftOutTests}); `undefined` when it has no non-empty `test` array.
+ */
+export function readableTestInputs(value: unknown): (Grid | null)[] | undefined {
+  if (!isRecord(value) || !Array.isArray(value.test) || value.test.length === 0) return undefined;
+  return value.test.map((pair: unknown) => {
+    if (!isRecord(pair)) return null;
+    const grid = GridSchema.safeParse(pair.input);
+    return grid.success ? grid.data : null;
+  });
+}
+
 /** Throws in strict mode; collects one error per bad task in lenient mode. */
 class ErrorSink {
   readonly errors: LoadError[] = [];
+  readonly leftOutTests: Record<string, (Grid | null)[]> = {};
   constructor(readonly mode: 'strict' | 'lenient') {}
 
   /** Runs `fn`; a {@link ValidationError} or {@link FileError} it throws is thrown (strict) or kept (lenient). */
@@ -256,6 +277,20 @@ class ErrorSink {
     } catch (error) {
       this.fail(error);
     }
+  }
+
+  /** {@link attempt} for the task `id` whose value is `raw`: when it fails, its test inputs are kept if readable. */
+  attemptTask(id: string, raw: unknown, fn: () => void): void {
+    const before = this.errors.length;
+    this.attempt(fn);
+    if (this.errors.length > before) this.leftOut(id, raw);
+  }
+
+  /** Keeps the readable test inputs of a task left out (a valid id only: an invalid one cannot be answered). */
+  leftOut(id: string, raw: unknown): void {
+    if (!TaskIdSchema.safeParse(id).success) return;
+    const inputs = readableTestInputs(raw);
+    if (inputs !== undefined) setEntry(this.leftOutTests, id, inputs);
   }
 
   fail(error: unknown): void {
@@ -361,7 +396,8 @@ function validateChallenges(
   const dups = new Set(duplicates);
   const tasks: TaskSet = {};
   for (const id of select([...entries.keys()], o, sink, source)) {
-    sink.attempt(() => {
+    // A duplicate id is answered too: JSON keeps its last value, which Kaggle reads the same way.
+    sink.attemptTask(id, entries.get(id), () => {
       if (dups.has(id)) throw duplicateIdError(id, source);
       validateTaskId(id, { source });
       setEntry(tasks, id, validateTask(entries.get(id), { taskId: id, source }));
@@ -432,11 +468,13 @@ async function loadFolder(dir: string, o: Selection, sink: ErrorSink): Promise<T
   );
   const chosen = files.filter((f) => selected.has(f.id));
   const results = await mapConcurrent(chosen, READ_CONCURRENCY, async (file) => {
+    let raw: unknown;
     try {
+      raw = await readJsonFile(file.path);
       validateTaskId(file.id, { source: file.path });
-      return validateTask(await readJsonFile(file.path), { taskId: file.id, source: file.path });
+      return validateTask(raw, { taskId: file.id, source: file.path });
     } catch (error) {
-      if (error instanceof ArcTtftError) return error;
+      if (error instanceof ArcTtftError) return { error, raw };
       throw error;
     }
   });
@@ -444,8 +482,10 @@ async function loadFolder(dir: string, o: Selection, sink: ErrorSink): Promise<T
   const tasks: TaskSet = {};
   results.forEach((result, i) => {
     const file = chosen[i] as FolderFile;
-    if (result instanceof ArcTtftError) sink.fail(result);
-    else setEntry(tasks, file.id, result);
+    if ('error' in result) {
+      sink.fail(result.error);
+      sink.leftOut(file.id, result.raw);
+    } else setEntry(tasks, file.id, result);
   });
   return tasks;
 }

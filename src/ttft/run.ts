@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { writeJsonAtomic } from '../data/fs.js';
-import { type LoadError, loadTasks } from '../data/load.js';
+import { type LoadError, loadTasks, readableTestInputs } from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
 import { parseOptions, setEntry, validateTask, validateTaskId } from '../data/validate.js';
 import {
@@ -43,6 +43,7 @@ import {
   type Solutions,
   type Submission,
   type Task,
+  TaskIdSchema,
   type TaskSet,
   TimeoutMsSchema,
 } from '../schemas.js';
@@ -611,6 +612,8 @@ export async function runSingleTaskTTFT(
   // Load: invalid tasks are reported, valid ones run.
   let taskSet: TaskSet;
   let invalid: LoadError[] = [];
+  // The readable test inputs of the invalid tasks: they get fallback answers, so a Kaggle submission has every id.
+  let leftOutTests: Record<string, readonly (Grid | null)[]> = {};
   if (typeof tasks === 'string') {
     const loaded = await loadTasks(tasks, {
       mode: 'lenient',
@@ -620,6 +623,7 @@ export async function runSingleTaskTTFT(
     });
     taskSet = loaded.tasks;
     invalid = [...loaded.errors];
+    leftOutTests = { ...loaded.leftOutTests };
   } else {
     taskSet = {};
     let ids = Object.keys(tasks);
@@ -634,6 +638,8 @@ export async function runSingleTaskTTFT(
       } catch (error) {
         if (!(error instanceof ValidationError)) throw error;
         invalid.push(error);
+        const inputs = TaskIdSchema.safeParse(id).success ? readableTestInputs(tasks[id]) : undefined;
+        if (inputs !== undefined) setEntry(leftOutTests, id, inputs);
       }
     }
   }
@@ -711,9 +717,16 @@ export async function runSingleTaskTTFT(
     }
 
     const predictions: Predictions = {};
+    // What the submission answers: the valid tasks, then the invalid ones with readable test inputs (fallbacks
+    // only; an unreadable input is answered [[0]]).
+    const answered: TaskSet = { ...taskSet };
+    for (const [id, inputs] of Object.entries(leftOutTests)) {
+      if (Object.hasOwn(answered, id)) continue;
+      setEntry<Task>(answered, id, { train: [], test: inputs.map((input) => ({ input: input ?? [[0]] })) });
+    }
     const writeSubmissionNow = async () => {
       for (const [id, r] of done) setEntry<Predictions[string]>(predictions, id, r.attempts);
-      const { submission } = joinPredictions(taskSet, predictions, { fallback: o.fallback });
+      const { submission } = joinPredictions(answered, predictions, { fallback: o.fallback });
       if (files !== undefined) await writeSubmission(files.submission, submission);
       return submission;
     };
