@@ -1,10 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bridge, type BridgeExitEvent, type BridgeOptions, createBridge } from '../src/bridge/bridge.js';
+import { PYTHON_LOADER } from '../src/bridge/protocol.js';
 import { BridgeError, TimeoutError, ValidationError } from '../src/errors.js';
 import { ROOT } from './helpers.js';
 
@@ -373,5 +374,22 @@ describe('bridge: process lifetime', () => {
     child.kill('SIGTERM');
     expect(await exit).toEqual({ code: null, signal: 'SIGTERM' });
     expect(await waitFor(() => !isAlive(pythonPid), 3000)).toBe(true);
+  });
+});
+
+describe('bridge: the host loader', () => {
+  it("starts its parent watchdog unless ARC_TTFT_WATCHDOG=0, as the engine's own does", () => {
+    const threads = (mode: string | undefined): string[] => {
+      const env = { ...process.env };
+      if (mode === undefined) delete env.ARC_TTFT_WATCHDOG;
+      else env.ARC_TTFT_WATCHDOG = mode;
+      const code = `${PYTHON_LOADER}\n_watch_parent()\nprint(json.dumps(sorted(t.name for t in threading.enumerate())))`;
+      const r = spawnSync('python3', ['-c', code], { env, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as string[];
+    };
+    expect(threads(undefined)).toContain('arc-ttft-parent-watchdog');
+    expect(threads('poll')).toContain('arc-ttft-parent-watchdog');
+    expect(threads('0')).not.toContain('arc-ttft-parent-watchdog');
   });
 });

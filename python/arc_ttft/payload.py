@@ -137,14 +137,20 @@ class Fields:
         bounds = ""
         if min is not None:
             bounds = f" from {min} to {max}" if max is not None else f" ≥ {min}"
+        out = []
         for i, item in enumerate(value):
             if item is None and nullable:
+                out.append(None)
                 continue
+            # As in `int`: a whole float (1.0) is that integer.
+            if isinstance(item, float) and item.is_integer():
+                item = int(item)
             bad = isinstance(item, bool) or not isinstance(item, int)
             if bad or (min is not None and item < min) or (max is not None and item > max):
                 what = f"{'null or ' if nullable else ''}an integer{bounds}"
                 raise PayloadError(f"{self.path(name)}[{i}]", f"expected {what}, got {item!r}")
-        return list(value)
+            out.append(item)
+        return out
 
     def list(self, name: str, default: Any = REQUIRED) -> Any:
         value, given = self._get(name, default)

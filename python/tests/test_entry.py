@@ -131,3 +131,17 @@ def test_debug_crash_exits_with_the_code() -> None:
     )
     assert done.returncode == 7
     assert "survived" not in done.stdout
+
+
+def test_whole_floats_are_integers_in_arrays_as_in_single_fields() -> None:
+    from arc_ttft.errors import PayloadError
+    from arc_ttft.payload import Fields
+
+    f = Fields({"n": 2.0, "each": [1.0, None, 3]}, "x")
+    assert f.int("n") == 2
+    assert f.int_each("each", 3, min=1, nullable=True) == [1, None, 3]
+    assert all(type(v) is int for v in f.int_each("each", 3, nullable=True) if v is not None)
+    with pytest.raises(PayloadError, match=r"x\.each\[0\]: expected an integer ≥ 2, got 1"):
+        Fields({"each": [1.0]}, "x").int_each("each", 1, min=2)
+    with pytest.raises(PayloadError, match=r"x\.each\[0\]"):
+        Fields({"each": [1.5]}, "x").int_each("each", 1)

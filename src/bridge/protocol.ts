@@ -45,7 +45,8 @@ export type HostToParent =
  * `dispatch` that raises, come back as a JSON envelope: pythonia's own exceptions lose their text.
  * `SystemExit` and `KeyboardInterrupt` raised by `dispatch` still end the process (a crash).
  * It also starts a parent-death watchdog (a daemon thread that exits when the host goes away, and
- * PR_SET_PDEATHSIG where available), so a busy Python never outlives its host.
+ * PR_SET_PDEATHSIG where available), so a busy Python never outlives its host; `ARC_TTFT_WATCHDOG` switches it as
+ * it does `arc_ttft.entry`'s (`0` off, `poll` without PR_SET_PDEATHSIG).
  */
 export const PYTHON_LOADER = `
 import importlib, json, os, sys, threading, time, traceback
@@ -57,11 +58,16 @@ def _error(exc):
         "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}})
 
 def _watch_parent():
-    try:
-        import ctypes, signal
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    # The same switch as arc_ttft.entry's watchdog: 0 = off, poll = no PR_SET_PDEATHSIG.
+    mode = os.environ.get("ARC_TTFT_WATCHDOG", "1")
+    if mode == "0":
+        return
+    if mode != "poll":
+        try:
+            import ctypes, signal
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except Exception:
+            pass
     parent = os.getppid()
     def loop():
         while True:
