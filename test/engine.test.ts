@@ -192,6 +192,16 @@ describe('engine', () => {
     }
   }, 120_000);
 
+  it('fails the start when the model does not load within loadTimeoutMs', async () => {
+    const error = await createEngine({ model: fixture.model, loadTimeoutMs: 50, ...PY }).catch(
+      (e: unknown) => e,
+    );
+    // createEngine reports a failed load as itself (a restart's would be the cause of a start_failed BridgeError).
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as TimeoutError).operation).toBe('load_model');
+    expect((error as TimeoutError).timeoutMs).toBe(50);
+  }, 120_000);
+
   it('fails up front with a clear error when the model folder does not exist', async () => {
     const missing = join(fixture.dir, 'no-such-model');
     const error = await createEngine({ model: missing, ...PY }).catch((e: unknown) => e);

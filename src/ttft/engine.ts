@@ -190,6 +190,13 @@ export const EngineOptionsSchema = z.strictObject({
    * @default 120_000
    */
   startTimeoutMs: TimeoutMsSchema.min(1).default(120_000),
+  /**
+   * Time limit for loading the model, at start and again after each restart (a crash or a timeout); 0 = none.
+   * A load that hangs (a stuck network file system, a wedged GPU) then fails the start instead of waiting forever.
+   * A Ray pool's workers use the pool's `startTimeoutMs` and `restartTimeoutMs` instead.
+   * @default 1_800_000
+   */
+  loadTimeoutMs: TimeoutMsSchema.default(1_800_000),
   /** Extra environment variables for Python. */
   env: z.record(z.string(), z.string()).optional(),
 });
@@ -526,9 +533,11 @@ export class Engine {
     const model = resolveModelPath(o.model);
     const standIn = model === embeddedStandInDir();
     if (standIn && !existsSync(join(model, 'config.json'))) {
-      await session.call('make_tiny_model', { path: model, seed: 0 }, { timeoutMs: 0 });
+      await session.call('make_tiny_model', { path: model, seed: 0 }, { timeoutMs: o.loadTimeoutMs });
     }
-    const r = await session.call<LoadModelResult>('load_model', loadModelPayload(o, model), { timeoutMs: 0 });
+    const r = await session.call<LoadModelResult>('load_model', loadModelPayload(o, model), {
+      timeoutMs: o.loadTimeoutMs,
+    });
     this.#model = modelInfoOf(r, model);
   }
 

@@ -398,7 +398,11 @@ export class RayPool {
     const o = this.options;
     const e = this.engineOptions;
     if (this.modelPath === embeddedStandInDir() && !existsSync(join(this.modelPath, 'config.json'))) {
-      await this.#bridge.call('make_tiny_model', { path: this.modelPath, seed: 0 }, { timeoutMs: 0 });
+      await this.#bridge.call(
+        'make_tiny_model',
+        { path: this.modelPath, seed: 0 },
+        { timeoutMs: e.loadTimeoutMs },
+      );
     }
     const env: Record<string, string> = { ...(e.env ?? {}) };
     if (e.threads !== undefined) {
