@@ -379,14 +379,25 @@ describe('prompts', () => {
         expect(maxAnswerChars(format, r, c)).toBe(answerTextFor(grid, format).length);
       }
     }
+    const fill = (r: number, c: number) => Array.from({ length: r }, () => new Array<number>(c).fill(1));
     const task: Task = {
       train: [
-        { input: [[0, 0, 0, 0, 0]], output: [[1], [1], [1]] },
-        { input: [[0]], output: [[1, 1]] },
+        { input: fill(3, 5), output: fill(3, 1) },
+        { input: fill(1, 2), output: fill(1, 2) },
       ],
-      test: [{ input: [[0], [0], [0], [0]] }],
+      test: [{ input: fill(4, 1) }],
     };
-    // Train inputs do not count: the widest is the 5-column train input, which is ignored.
+    // Train inputs do not count (the widest grid is the 5-column train input); nothing grows here.
     expect(largestAnswerShape(task)).toEqual([4, 2]);
+    // An upscaling task: its answer is larger than any grid it shows. Each test input grows as the train
+    // pairs do, per dimension (rows ×3 from the first pair, columns ×2 from the second), at most 30.
+    const upscale: Task = {
+      train: [
+        { input: fill(2, 2), output: fill(6, 2) },
+        { input: fill(1, 3), output: fill(1, 6) },
+      ],
+      test: [{ input: fill(4, 3) }, { input: fill(1, 20) }],
+    };
+    expect(largestAnswerShape(upscale)).toEqual([12, 30]);
   });
 });

@@ -207,15 +207,24 @@ export function maxAnswerChars(format: PromptFormat, rows: number, cols: number)
 
 /**
  * Estimated largest answer shape of a task: the most rows and the most columns over all train outputs and
- * all test inputs (each side capped at 30). The test output is unknown, so this is a heuristic bound.
+ * all test inputs, each test input grown as much as the train pairs grow (output over input, per dimension:
+ * an upscaling task answers with a grid larger than any it shows), each side capped at 30. The test output
+ * is unknown, so this is a heuristic bound.
  */
 export function largestAnswerShape(task: Pick<Task, 'train' | 'test'>): [rows: number, cols: number] {
   let rows = 1;
   let cols = 1;
-  const grids: Grid[] = [...task.train.map((p) => p.output), ...task.test.map((t) => t.input)];
-  for (const g of grids) {
-    rows = Math.max(rows, g.length);
-    cols = Math.max(cols, g[0]?.length ?? 0);
+  let growRows = 1;
+  let growCols = 1;
+  for (const { input, output } of task.train) {
+    rows = Math.max(rows, output.length);
+    cols = Math.max(cols, output[0]?.length ?? 0);
+    growRows = Math.max(growRows, output.length / input.length);
+    growCols = Math.max(growCols, (output[0]?.length ?? 0) / (input[0]?.length ?? 1));
+  }
+  for (const { input } of task.test) {
+    rows = Math.max(rows, Math.ceil(input.length * growRows));
+    cols = Math.max(cols, Math.ceil((input[0]?.length ?? 0) * growCols));
   }
   return [Math.min(rows, MAX_GRID_SIZE), Math.min(cols, MAX_GRID_SIZE)];
 }

@@ -14,7 +14,7 @@ import {
 import { parseOptions, validateTask } from '../data/validate.js';
 import { type GridFormatName, getEncoding } from '../format/encodings.js';
 import { parseGrid } from '../format/parse.js';
-import { answerTextFor, buildInferencePrompt } from '../format/prompt.js';
+import { answerTextFor, buildInferencePrompt, largestAnswerShape } from '../format/prompt.js';
 import { filledGrid } from '../grid.js';
 import { deriveSeed } from '../rng.js';
 import { buildInferenceInputs, type InferenceInput } from '../samples.js';
@@ -169,26 +169,16 @@ export interface PreparedPrediction {
 }
 
 /**
- * The side of a square grid that bounds any answer of `task`: the largest grid it shows, and each test
- * input grown as much as the train pairs grow (output over input, per dimension: an upscaling task answers
- * with a grid larger than any it shows, which a smaller generation limit would cut off), at most 30.
+ * The side of a square grid that bounds any answer of `task`: the largest grid it shows, or the larger side
+ * of {@link largestAnswerShape} (which grows each test input as much as the train pairs grow: an upscaling
+ * task answers with a grid larger than any it shows, which a smaller generation limit would cut off), at
+ * most 30.
  * @internal
  */
 export function answerSide(task: Task): number {
-  let side = 1;
-  let growRows = 1;
-  let growCols = 1;
+  let side = Math.max(...largestAnswerShape(task));
   for (const pair of task.train) {
     for (const g of [pair.input, pair.output]) side = Math.max(side, g.length, g[0]?.length ?? 0);
-    growRows = Math.max(growRows, pair.output.length / pair.input.length);
-    growCols = Math.max(growCols, (pair.output[0]?.length ?? 0) / (pair.input[0]?.length ?? 1));
-  }
-  for (const t of task.test) {
-    side = Math.max(
-      side,
-      Math.ceil(t.input.length * growRows),
-      Math.ceil((t.input[0]?.length ?? 0) * growCols),
-    );
   }
   return Math.min(side, MAX_GRID_SIZE);
 }
