@@ -38,15 +38,32 @@ export class RunProgress {
   /** Runs on a Ray pool: the task each worker is on (several at once, so no single step bar). */
   readonly #running = new Map<number, string>();
 
-  constructor(stream: NodeJS.WriteStream = process.stderr) {
+  /** Whether the run is between `run_started` and `run_finished` (the bars are shown). */
+  #active = false;
+
+  /**
+   * @param live Draw live bars (default: when `stream` is a terminal and `CI` is not set); otherwise one
+   * plain line per finished task.
+   */
+  constructor(stream: NodeJS.WriteStream = process.stderr, live?: boolean) {
     this.#stream = stream;
-    this.#live = stream.isTTY === true && process.env.CI === undefined;
+    this.#live = live ?? (stream.isTTY === true && process.env.CI === undefined);
+  }
+
+  /**
+   * Writes a line of its own (a message, a Python log line) above the live bars, which are drawn again
+   * below it: written straight to the stream, it would be erased by the next redraw.
+   */
+  note(line: string): void {
+    this.#print(line);
+    if (this.#live && this.#active) this.#draw();
   }
 
   /** Feed every event of the run here. */
   update(event: RunEvent): void {
     switch (event.type) {
       case 'run_started':
+        this.#active = true;
         this.#total = event.total;
         this.#done = event.resumed;
         this.#print(
@@ -111,6 +128,7 @@ export class RunProgress {
         break;
       }
       case 'run_finished':
+        this.#active = false;
         this.#clear();
         break;
     }
@@ -145,7 +163,11 @@ export class RunProgress {
         : this.#task
           ? `${this.#task.padEnd(10)} ${bar(this.#step, this.#steps)} step ${this.#step}/${this.#steps}${loss}`
           : '';
-    this.#stream.write(`${overall}\n${task}\n`);
+    // A line as wide as the terminal wraps, and the clear (which counts lines) would leave the rest behind.
+    const width = this.#stream.columns;
+    const fit = (line: string) =>
+      width !== undefined && width > 1 && line.length >= width ? `${line.slice(0, width - 2)}…` : line;
+    this.#stream.write(`${fit(overall)}\n${fit(task)}\n`);
     this.#drawn = 2;
   }
 }

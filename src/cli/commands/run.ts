@@ -218,9 +218,7 @@ export function runCommand(): Command {
       // A second Ctrl-C exits at once.
       const onSigint = () => {
         if (controller.signal.aborted) process.exit(130);
-        process.stderr.write(
-          '\ninterrupted: stopping (finished tasks are kept; run the same command to resume)\n',
-        );
+        progress.note('interrupted: stopping (finished tasks are kept; run the same command to resume)');
         controller.abort();
       };
       process.on('SIGINT', onSigint);
@@ -228,7 +226,7 @@ export function runCommand(): Command {
         const result = await runSingleTaskTTFT(tasks, options, {
           onEvent: (event) => progress.update(event),
           signal: controller.signal,
-          ...(flags.verbose ? { onLog: (line: string) => process.stderr.write(`[python] ${line}\n`) } : {}),
+          ...(flags.verbose ? { onLog: (line: string) => progress.note(`[python] ${line}`) } : {}),
         });
         for (const error of result.invalid) process.stderr.write(`invalid task: ${error.message}\n`);
         if (result.aborted) process.exitCode = 130;
