@@ -165,9 +165,9 @@ export class RunProgress {
           : '';
     // A line as wide as the terminal wraps, and the clear (which counts lines) would leave the rest behind.
     const width = this.#stream.columns;
-    const fit = (line: string) =>
+    const cut = (line: string) =>
       width !== undefined && width > 1 && line.length >= width ? `${line.slice(0, width - 2)}…` : line;
-    this.#stream.write(`${fit(overall)}\n${fit(task)}\n`);
+    this.#stream.write(`${cut(overall)}\n${cut(task)}\n`);
     this.#drawn = 2;
   }
 }
