@@ -57,4 +57,18 @@ describe('Scheduler', () => {
     s.observe(record(2));
     expect(s.plan(2, 1, BASE).steps).toBeLessThan(300); // 0.2 s a step now
   });
+
+  it('halves the uncalibrated plan once per timeout (a group that timed out together is one), not after calibrating', () => {
+    const s = new Scheduler(100_000);
+    s.timedOut();
+    expect(s.plan(2, 1, BASE)).toMatchObject({ steps: 150, augmentations: 4 });
+    s.timedOut();
+    expect(s.plan(2, 1, BASE)).toMatchObject({ steps: 75, augmentations: 2 });
+    // A task that timed out, recorded, teaches nothing by itself: the run calls timedOut() once per group.
+    s.observe({ ...record(2), status: 'timed_out' });
+    expect(s.plan(2, 1, BASE)).toMatchObject({ steps: 75, augmentations: 2 });
+    s.observe(record(2));
+    s.timedOut(); // calibrated: the measurements size the plan now
+    expect(s.plan(2, 1, BASE).augmentations).toBe(8);
+  });
 });

@@ -524,9 +524,8 @@ export class Scheduler {
     return { steps, augmentations, timeMs, trainSeconds: Math.max(trainTime, 0.001) };
   }
 
-  /** Learns from a finished task (running means); a timeout before any measurement shrinks the next plan. */
+  /** Learns from a finished task (running means). */
   observe(record: TaskRecord): void {
-    if (record.status === 'timed_out' && this.#measured === 0) this.#scale /= 2;
     if (record.status !== 'done' || record.predict === undefined) return;
     const n = ++this.#measured;
     const mean = (old: number | undefined, x: number, count = n) =>
@@ -546,6 +545,14 @@ export class Scheduler {
     );
     const accounted = (record.train?.seconds ?? 0) + record.predict.seconds;
     this.#overheadSeconds = mean(this.#overheadSeconds, Math.max(0, record.seconds - accounted));
+  }
+
+  /**
+   * A task, or a group of tasks predicted in one batch, ran out of time: before any measurement, the next
+   * plans shrink by half. Once per group: its tasks timed out together, on one limit.
+   */
+  timedOut(): void {
+    if (this.#measured === 0) this.#scale /= 2;
   }
 }
 
@@ -1183,6 +1190,7 @@ export async function runSingleTaskTTFT(
             for (const t of ready) if (!recorded.includes(t) && !queue.includes(t.id)) recorded.push(t);
           }
           for (const t of recorded) await record(t);
+          if (recorded.some((t) => t.status === 'timed_out')) scheduler.timedOut();
         } finally {
           inFlight -= group.length;
           notifyQueue();
