@@ -178,14 +178,16 @@ describe('runSingleTaskTTFT', () => {
       object as TaskSet,
       options(join(dir, 'mixed-object'), { train: { steps: 2 } }),
     );
-    // No valid task at all: nothing runs, nothing is scored, and the run still ends normally.
-    const none = await runSingleTaskTTFT(
-      { ragged: object.ragged } as TaskSet,
-      options(join(dir, 'all-invalid')),
+    // An unreadable test input of an invalid task is answered [[0]].
+    const raggedInput = constantTasks(1).const0!;
+    const unreadable = await runSingleTaskTTFT(
+      {
+        ...constantTasks(1),
+        ragged: { train: raggedInput.train, test: [{ input: [[1, 2], [3]] }] },
+      } as TaskSet,
+      options(join(dir, 'unreadable'), { mode: 'none' }),
     );
-    expect([none.records.length, none.invalid.length, none.score]).toEqual([0, 1, undefined]);
-    // Its unreadable test input is answered [[0]].
-    expect(none.submission).toEqual({ ragged: [{ attempt_1: [[0]], attempt_2: [[0]] }] });
+    expect(unreadable.submission.ragged).toEqual([{ attempt_1: [[0]], attempt_2: [[0]] }]);
     // `__proto__` is a task id like any other (plain assignment would have set the prototype instead).
     const proto = JSON.parse(JSON.stringify(constantTasks(2)).replace('"const0"', '"__proto__"')) as TaskSet;
     const odd = await runSingleTaskTTFT(proto, options(join(dir, 'proto-id'), { train: { steps: 2 } }));
@@ -409,5 +411,55 @@ describe('runSingleTaskTTFT', () => {
         engine: { model: join(dir, 'missing') },
       }),
     ).rejects.toThrow(/model folder not found/);
+  }, 60_000);
+
+  it('fails before any work on bad input as a whole: no valid task, an unknown `only` id, bad solutions', async () => {
+    const nomodel = { ...options(join(dir, 'bad-input')), engine: { model: join(dir, 'missing') } };
+    const failure = (tasks: string | TaskSet, extra: Partial<RunOptions> = {}) =>
+      runSingleTaskTTFT(tasks, { ...nomodel, ...extra }).catch((e: unknown) => e);
+    // Every check comes before the model: none of these gets as far as "model folder not found".
+    const ragged = { train: constantTasks(1).const0!.train, test: [{ input: [[1, 2], [3]] }] };
+    expect(await failure({ ragged } as unknown as TaskSet)).toMatchObject({
+      name: 'ValidationError',
+      source: '(object)',
+      message: expect.stringContaining(
+        'no valid task (1 invalid; the first: (object): task "ragged": test[0].input[1]',
+      ),
+    });
+    writeFileSync(join(dir, 'empty.json'), '{}');
+    expect(await failure(join(dir, 'empty.json'))).toMatchObject({
+      message: `${join(dir, 'empty.json')}: no task to run`,
+    });
+    for (const tasks of [join(dir, 'const.json'), constantTasks(4)]) {
+      expect(await failure(tasks, { only: ['const1', 'nosuch'] })).toMatchObject({
+        name: 'ValidationError',
+        path: 'only',
+        message: expect.stringContaining('task id "nosuch" is not in'),
+      });
+    }
+    // Solutions: a broken entry, a count that differs from the test inputs, another set's file.
+    const solutions = (name: string, value: unknown) => {
+      writeFileSync(join(dir, name), JSON.stringify(value));
+      return join(dir, name);
+    };
+    const answer = constantTasks(4).const1!.test[0]!.output!;
+    expect(
+      await failure(join(dir, 'const.json'), { solutions: solutions('s1.json', { const1: [[[10]]] }) }),
+    ).toMatchObject({ name: 'ValidationError', taskId: 'const1', path: '["const1"][0][0][0]' });
+    expect(
+      await failure(constantTasks(4), { solutions: solutions('s2.json', { const1: [answer, answer] }) }),
+    ).toMatchObject({ name: 'ValidationError', taskId: 'const1', path: 'test[1].output' });
+    expect(
+      await failure(join(dir, 'const.json'), { solutions: solutions('s3.json', { other: [answer] }) }),
+    ).toMatchObject({ name: 'ValidationError', message: expect.stringContaining('has none of the ids') });
+    expect(await failure(join(dir, 'const.json'), { solutions: join(dir, 'no-such.json') })).toBeInstanceOf(
+      FileError,
+    );
+    // Good solutions get as far as the model.
+    expect(
+      await failure(constantTasks(4, { solutions: false }), {
+        solutions: solutions('s4.json', { const1: [answer] }),
+      }),
+    ).toMatchObject({ message: expect.stringMatching(/model folder not found/) });
   }, 60_000);
 });

@@ -317,7 +317,7 @@ function select(ids: readonly string[], o: Selection, sink: ErrorSink, source: s
           new ValidationError({
             taskId: id,
             source,
-            issues: [{ path: '', message: 'task id given in `only` is not in the source' }],
+            issues: [{ path: 'only', message: 'this task id is not in the source' }],
           }),
         );
       }

@@ -21,7 +21,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { writeJsonAtomic } from '../data/fs.js';
-import { type LoadError, loadTasks, readableTestInputs } from '../data/load.js';
+import {
+  type LoadError,
+  loadSolutions,
+  loadTasks,
+  mergeSolutions,
+  readableTestInputs,
+} from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
 import { parseOptions, setEntry, validateTask, validateTaskId } from '../data/validate.js';
 import {
@@ -119,7 +125,11 @@ export const RunOptionsSchema = z.strictObject({
   mode: z.enum(['single-task', 'whole-set', 'none']).default('single-task'),
   /** Output folder for submission.json, results.jsonl (the journal), metrics.json and report.html; default: nothing written. */
   out: z.string().min(1).optional(),
-  /** Kaggle solutions file merged into the tasks (when `tasks` is a path), for metrics. */
+  /**
+   * Kaggle solutions file whose grids become the tasks' test outputs, for metrics. Read before any work; a
+   * broken entry, a count of outputs that differs from a task's test inputs, or a file with none of the
+   * tasks' ids is a {@link ValidationError}.
+   */
   solutions: z.string().min(1).optional(),
   /** Only these task ids. */
   only: z.array(z.string().min(1)).min(1).optional(),
@@ -621,10 +631,10 @@ export async function runSingleTaskTTFT(
   let invalid: LoadError[] = [];
   // The readable test inputs of the invalid tasks: they get fallback answers, so a Kaggle submission has every id.
   let leftOutTests: Record<string, readonly (Grid | null)[]> = {};
+  const source = typeof tasks === 'string' ? tasks : '(object)';
   if (typeof tasks === 'string') {
     const loaded = await loadTasks(tasks, {
       mode: 'lenient',
-      ...(o.solutions !== undefined ? { solutions: o.solutions } : {}),
       ...(o.only !== undefined ? { only: o.only } : {}),
       ...(o.limit !== undefined ? { limit: o.limit } : {}),
     });
@@ -634,7 +644,20 @@ export async function runSingleTaskTTFT(
   } else {
     taskSet = {};
     let ids = Object.keys(tasks);
-    if (o.only !== undefined) ids = ids.filter((id) => o.only?.includes(id));
+    if (o.only !== undefined) {
+      for (const id of o.only) {
+        if (!Object.hasOwn(tasks, id)) {
+          invalid.push(
+            new ValidationError({
+              taskId: id,
+              source,
+              issues: [{ path: 'only', message: 'this task id is not in the source' }],
+            }),
+          );
+        }
+      }
+      ids = ids.filter((id) => o.only?.includes(id));
+    }
     if (o.limit !== undefined) ids = ids.slice(0, o.limit);
     // Checked as a file's tasks are: a bad one goes to `invalid` and the others run (unchecked, one bad
     // test input broke the first submission write of the whole run).
@@ -649,6 +672,48 @@ export async function runSingleTaskTTFT(
         if (inputs !== undefined) setEntry(leftOutTests, id, inputs);
       }
     }
+  }
+  // Bad selection or input as a whole fails before any work: an `only` id not in the source, no valid task.
+  const unknown = invalid.filter((e) => e instanceof ValidationError && e.path === 'only');
+  if (unknown.length > 0) {
+    throw new ValidationError({
+      source: 'runSingleTaskTTFT options',
+      issues: unknown.map((e) => ({
+        path: 'only',
+        message: `task id ${JSON.stringify((e as ValidationError).taskId)} is not in ${source}`,
+      })),
+    });
+  }
+  if (Object.keys(taskSet).length === 0) {
+    throw new ValidationError({
+      source,
+      issues: [
+        {
+          path: '',
+          message:
+            invalid.length === 0
+              ? 'no task to run'
+              : `no valid task (${invalid.length} invalid; the first: ${invalid[0]!.message})`,
+        },
+      ],
+    });
+  }
+  // Solutions are read whole and strictly, before any work: they are for metrics, and a task must not be
+  // left out (untrained) because its solution is broken. A file with none of the tasks' ids is the wrong one.
+  if (o.solutions !== undefined) {
+    const solutions = await loadSolutions(o.solutions);
+    if (!Object.keys(taskSet).some((id) => Object.hasOwn(solutions, id))) {
+      throw new ValidationError({
+        source: o.solutions,
+        issues: [
+          {
+            path: '',
+            message: `has none of the ids of the tasks to run (the first: "${Object.keys(taskSet)[0]}"): the solutions of another set?`,
+          },
+        ],
+      });
+    }
+    taskSet = mergeSolutions(taskSet, solutions, { source: o.solutions });
   }
   const ids = Object.keys(taskSet);
 
