@@ -34,7 +34,10 @@ const RowSchema = z
 
 /** A rectangular grid of 1–30 × 1–30 cells, each an integer colour 0–9. Row-major: `grid[row][col]`. */
 export const GridSchema = z
-  .array(RowSchema, { error: 'a grid must be an array of rows' })
+  .array(RowSchema, {
+    error: (issue) =>
+      issue.input === undefined ? 'is missing (a grid is required)' : 'a grid must be an array of rows',
+  })
   .min(1, { error: 'a grid must have at least 1 row' })
   .max(MAX_GRID_SIZE, { error: `a grid must have at most ${MAX_GRID_SIZE} rows` })
   .superRefine((rows, ctx) => {

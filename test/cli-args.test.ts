@@ -1,7 +1,15 @@
 /** The CLI's value parsers (src/cli/args.ts): what each accepts, and the usage errors for the rest. */
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { integer, parseDuration, positiveInt, positiveNumber } from '../src/cli/args.js';
+import {
+  deviceName,
+  integer,
+  nonEmpty,
+  parseDuration,
+  positiveInt,
+  positiveNumber,
+} from '../src/cli/args.js';
+import { splitCommand } from '../src/cli/commands/split.js';
 
 describe('CLI value parsers', () => {
   it('read whole numbers, refusing empty text (Number reads it as 0) and integers past the safe range', () => {
@@ -22,5 +30,20 @@ describe('CLI value parsers', () => {
     expect(() => parseDuration('597h')).toThrow(/at most 596h/);
     expect(() => parseDuration('0.0001')).toThrow(/positive duration/);
     expect(() => parseDuration('10d')).toThrow(/duration like/);
+  });
+
+  it('refuse an empty path (it would mean the current folder) and a device the engine does not take', async () => {
+    expect(nonEmpty('out')).toBe('out');
+    for (const bad of ['', '  ']) expect(() => nonEmpty(bad)).toThrow(InvalidArgumentError);
+    expect(['auto', 'cpu', 'cuda', 'cuda:1'].map(deviceName)).toEqual(['auto', 'cpu', 'cuda', 'cuda:1']);
+    for (const bad of ['gpu', 'cuda:', 'mps', '']) expect(() => deviceName(bad), bad).toThrow(/cuda:N/);
+    // As commander reports it: a usage error naming the flag, before anything is written.
+    const split = splitCommand()
+      .exitOverride()
+      .configureOutput({ writeErr: () => {} });
+    await expect(split.parseAsync(['tasks.json', '--out', ''], { from: 'user' })).rejects.toMatchObject({
+      code: 'commander.invalidArgument',
+      message: expect.stringContaining("option '-o, --out <dir>' argument '' is invalid"),
+    });
   });
 });

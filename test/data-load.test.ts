@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,5 +200,30 @@ describe('writeJsonAtomic', () => {
       path: target,
     });
     expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('writes through a symbolic link (also a chain, or one to a file not there yet) instead of replacing it', async () => {
+    mkdirSync(join(dir, 'real'));
+    writeFileSync(join(dir, 'real', 'sub.json'), '{}');
+    symlinkSync('real/sub.json', join(dir, 'link.json'));
+    symlinkSync(join(dir, 'link.json'), join(dir, 'link2.json'));
+    symlinkSync('real/new.json', join(dir, 'dangling.json'));
+    await writeJsonAtomic(join(dir, 'link2.json'), { a: 1 });
+    await writeJsonAtomic(join(dir, 'dangling.json'), { b: 2 });
+    expect(lstatSync(join(dir, 'link.json')).isSymbolicLink()).toBe(true);
+    expect(lstatSync(join(dir, 'link2.json')).isSymbolicLink()).toBe(true);
+    expect(lstatSync(join(dir, 'dangling.json')).isSymbolicLink()).toBe(true);
+    expect(await readJsonFile(join(dir, 'real', 'sub.json'))).toEqual({ a: 1 });
+    expect(await readJsonFile(join(dir, 'real', 'new.json'))).toEqual({ b: 2 });
+    symlinkSync(join(dir, 'loop-b.json'), join(dir, 'loop-a.json'));
+    symlinkSync(join(dir, 'loop-a.json'), join(dir, 'loop-b.json'));
+    await expect(writeJsonAtomic(join(dir, 'loop-a.json'), 1)).rejects.toMatchObject({ name: 'FileError' });
+  });
+
+  it('says what is wrong with a path in words', async () => {
+    writeFileSync(join(dir, 'plain-file'), 'x');
+    // A file where a folder should be created.
+    await expect(writeJsonAtomic(join(dir, 'plain-file', 'x.json'), 1)).rejects.toThrow(/not a folder/);
+    await expect(loadTasks(join(dir, 'no-such-folder'))).rejects.toThrow(/not found/);
   });
 });

@@ -164,6 +164,60 @@ describe('CLI split and join', () => {
     expect(process.exitCode ?? 0).toBe(0);
   });
 
+  it('join answers every task it can read, whatever else is bad, and lists each problem', async () => {
+    const sample = (await loadTasks(join(SAMPLE, 'challenges.json'))).tasks;
+    const [a, b, c] = Object.keys(sample) as [string, string, string];
+    // Challenges with a task whose train grid is bad (its test input is fine).
+    const broken = JSON.parse(JSON.stringify(sample)) as Record<string, { train: { input: unknown }[] }>;
+    broken[b]!.train[0]!.input = [[1, 2], [3]];
+    const challenges = join(tmp, 'join-mixed.json');
+    writeFileSync(challenges, JSON.stringify(broken));
+    // Predictions: one good file, one not JSON, one for an unknown task, one with too many entries.
+    const preds = join(tmp, 'join-mixed-preds');
+    mkdirSync(preds);
+    const g = [[7]];
+    writeFileSync(join(preds, `${a}.json`), JSON.stringify([{ attempt_1: g, attempt_2: g }]));
+    writeFileSync(join(preds, `${b}.json`), JSON.stringify([{ attempt_1: g, attempt_2: g }]));
+    writeFileSync(join(preds, `${c}.json`), '[{"attempt_1": ');
+    writeFileSync(join(preds, 'unknown1.json'), JSON.stringify([{ attempt_1: g, attempt_2: g }]));
+    const d = Object.keys(sample)[3]!;
+    writeFileSync(join(preds, `${d}.json`), JSON.stringify([null, null, null, null, null]));
+    const out = join(tmp, 'join-mixed-submission.json');
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await joinCommand().parseAsync(['--tasks', challenges, '--predictions', preds, '--out', out], {
+        from: 'user',
+      });
+      expect(process.exitCode ?? 0).toBe(0);
+      const problems = stderr.mock.calls.map((call) => String(call[0]));
+      expect(problems).toEqual([
+        expect.stringMatching(new RegExp(`^invalid task: .*"${b}": train\\[0\\]\\.input\\[1\\]`)),
+        expect.stringMatching(new RegExp(`^bad prediction file: .*${c}\\.json: invalid JSON`)),
+        expect.stringContaining(`task "${d}": 5 entries for 1 test input(s)`),
+        expect.stringContaining('not in the tasks, left out: unknown1'),
+      ]);
+      expect(String(stdout.mock.calls.at(-1)?.[0])).toContain('4 problem(s), on stderr');
+      // Every task is answered: the good predictions (also the invalid task's), fallbacks for the rest.
+      const submission = await loadSubmission(out);
+      checkSubmission(submission, sample);
+      expect(submission[a]![0]!.attempt_1).toEqual(g);
+      expect(submission[b]![0]!.attempt_1).toEqual(g);
+      expect(submission[c]![0]!.attempt_1).toEqual(sample[c]!.test[0]!.input);
+      // --out may not be the tasks file.
+      await joinCommand().parseAsync(['--tasks', challenges, '--predictions', preds, '--out', challenges], {
+        from: 'user',
+      });
+      expect(process.exitCode).toBe(1);
+      expect(String(stderr.mock.calls.at(-1)?.[0])).toContain('--out is the tasks file');
+      expect((await loadTasks(challenges, { mode: 'lenient' })).errors).toHaveLength(1);
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+      process.exitCode = 0;
+    }
+  });
+
   it('prints a typed error and sets exit code 1 on bad input', async () => {
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {

@@ -6,6 +6,7 @@
  */
 import { InvalidArgumentError } from 'commander';
 import { MAX_TIMEOUT_MS } from '../schemas.js';
+import { EngineOptionsSchema } from '../ttft/engine.js';
 
 /** A whole number ≥ 1 (not `''`, which `Number` reads as 0). */
 export function positiveInt(value: string): number {
@@ -41,4 +42,17 @@ export function parseDuration(value: string): number {
     );
   }
   return seconds;
+}
+
+/** Text that is not empty (an empty path would mean the current folder, or nothing). */
+export function nonEmpty(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('expected a non-empty value');
+  return value;
+}
+
+/** A torch device as the engine takes it: `auto`, `cpu`, `cuda` or `cuda:N`. */
+export function deviceName(value: string): string {
+  const r = EngineOptionsSchema.shape.device.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError('expected auto, cpu, cuda or cuda:N');
+  return value;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { FileError, ValidationError } from '../errors.js';
@@ -81,17 +81,35 @@ export async function writeJsonAtomic(
   const o = parseOptions(WriteJsonOptionsSchema, options, 'writeJsonAtomic');
   const text = stringifyJson(value, o.pretty);
   if (text === undefined) throw new FileError({ path, message: 'value cannot be written as JSON' });
-  const dir = dirname(path);
+  // A link is written through, not replaced by a file (the rename below would replace it).
+  const target = await linkTarget(path);
+  const dir = dirname(target);
   // Same folder as the target: rename is only atomic within one file system.
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await mkdir(dir, { recursive: true });
     await writeFile(temp, `${text}\n`, 'utf8');
-    await rename(temp, path);
+    await rename(temp, target);
   } catch (error) {
     await unlink(temp).catch(() => undefined);
     throw new FileError({ path, message: describeFsError(error, 'write'), cause: error });
   }
+}
+
+/** Where `path` leads through symbolic links (to a file that may not exist yet); `path` itself when it is no link. */
+async function linkTarget(path: string): Promise<string> {
+  let current = path;
+  for (let hops = 0; hops < 40; hops++) {
+    let link: string;
+    try {
+      if (!(await lstat(current)).isSymbolicLink()) return current;
+      link = await readlink(current);
+    } catch {
+      return current; // missing (a new file), or unreadable: the write reports it
+    }
+    current = resolve(dirname(current), link);
+  }
+  throw new FileError({ path, message: 'too many levels of symbolic links (a loop?)' });
 }
 
 /**
@@ -139,11 +157,6 @@ export function duplicateTopLevelKeys(text: string): string[] {
 }
 
 /**
- * Maps `items` through async `fn` with at most `limit` calls in flight, keeping order. Reading many small
- * files one by one is slow, and all at once can exhaust file handles.
- * @internal
- */
-/**
  * The `*.json` file names of a folder (files or links to them), sorted. Hidden ones are left out: macOS writes
  * `._<name>.json` companions onto non-Apple disks, and they are no task files.
  * @throws {FileError} when the folder cannot be read.
@@ -155,10 +168,15 @@ export async function listJsonFiles(dir: string): Promise<string[]> {
       .map((d) => d.name)
       .sort();
   } catch (error) {
-    throw new FileError({ path: dir, message: describeFsError(error, 'read'), cause: error });
+    throw new FileError({ path: dir, message: describeFsError(error, 'read', 'folder'), cause: error });
   }
 }
 
+/**
+ * Maps `items` through async `fn` with at most `limit` calls in flight, keeping order. Reading many small
+ * files one by one is slow, and all at once can exhaust file handles.
+ * @internal
+ */
 export async function mapConcurrent<T, R>(
   items: readonly T[],
   limit: number,
@@ -177,21 +195,32 @@ export async function mapConcurrent<T, R>(
 }
 
 /**
- * A human description of a file-system error.
+ * A human description of a file-system error; `what` is what the path names (for a missing or wrong-kind path).
  * @internal
  */
-export function describeFsError(error: unknown, action: 'read' | 'write'): string {
+export function describeFsError(
+  error: unknown,
+  action: 'read' | 'write',
+  what: 'file' | 'folder' = 'file',
+): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return action === 'read' ? 'file not found' : 'folder not found';
+      return action === 'read' ? `${what} not found` : 'folder not found';
     case 'EISDIR':
       return 'is a folder, not a file';
     case 'ENOTDIR':
-      return 'a parent of the path is not a folder';
+      return what === 'folder' ? 'is not a folder' : 'a parent of the path is not a folder';
+    case 'EEXIST':
+      // mkdir of a folder where a file stands.
+      return 'a file is in the way: the path or a parent of it is a file, not a folder';
     case 'EACCES':
     case 'EPERM':
       return `permission denied (cannot ${action})`;
+    case 'EROFS':
+      return `read-only file system (cannot ${action})`;
+    case 'ENOSPC':
+      return 'no space left on the device';
     default:
       return `cannot ${action} (${code ?? 'error'}: ${(error as Error | undefined)?.message ?? String(error)})`;
   }

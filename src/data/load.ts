@@ -264,6 +264,23 @@ export function readableTestInputs(value: unknown): (Grid | null)[] | undefined 
   });
 }
 
+/**
+ * `tasks` plus, for each task left out with readable test inputs, a stand-in with those inputs (no train pairs;
+ * an unreadable input becomes `[[0]]`): what a submission must answer, fallbacks included.
+ * @internal
+ */
+export function withLeftOutTasks(
+  tasks: TaskSet,
+  leftOutTests: Readonly<Record<string, readonly (Grid | null)[]>>,
+): TaskSet {
+  const out: TaskSet = { ...tasks };
+  for (const [id, inputs] of Object.entries(leftOutTests)) {
+    if (Object.hasOwn(out, id)) continue;
+    setEntry<Task>(out, id, { train: [], test: inputs.map((input) => ({ input: input ?? [[0]] })) });
+  }
+  return out;
+}
+
 /** Throws in strict mode; collects one error per bad task in lenient mode. */
 class ErrorSink {
   readonly errors: LoadError[] = [];

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ValidationError, type ValidationIssue } from '../errors.js';
+import { FileError, ValidationError, type ValidationIssue } from '../errors.js';
 import { cloneGrid } from '../grid.js';
 import { type Attempts, AttemptsSchema, type Grid, type Submission, type TaskSet } from '../schemas.js';
 import { listJsonFiles, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
@@ -249,31 +249,62 @@ const PredictionFileSchema = z.array(AttemptsSchema.nullable(), {
  * @throws {ValidationError} naming the task, file and path (e.g. `[0].attempt_1[2]`) of a malformed entry.
  */
 export async function readPredictionFolder(dir: string): Promise<Predictions> {
+  const { predictions, errors } = await readPredictionFiles(dir);
+  if (errors[0] !== undefined) throw errors[0];
+  return predictions;
+}
+
+/**
+ * {@link readPredictionFolder} that goes on past bad files: the good files' predictions, and one error per
+ * bad file. Throws only when the folder itself cannot be read.
+ * @internal
+ */
+export async function readPredictionFiles(
+  dir: string,
+): Promise<{ predictions: Predictions; errors: (ValidationError | FileError)[] }> {
   const names = await listJsonFiles(dir);
   const seen = new Map<string, string>();
-  const files = names.map((name) => {
+  const errors: (ValidationError | FileError)[] = [];
+  const files: { id: string; path: string }[] = [];
+  for (const name of names) {
     const id = name.slice(0, -'.json'.length);
     const path = join(dir, name);
-    validateTaskId(id, { source: path });
     const first = seen.get(id);
-    if (first !== undefined) {
-      throw new ValidationError({
-        taskId: id,
-        source: path,
-        issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
-      });
+    try {
+      validateTaskId(id, { source: path });
+      if (first !== undefined) {
+        throw new ValidationError({
+          taskId: id,
+          source: path,
+          issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
+        });
+      }
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      errors.push(error);
+      continue;
     }
     seen.set(id, name);
-    return { id, path };
+    files.push({ id, path });
+  }
+  const parsed = await mapConcurrent(files, IO_CONCURRENCY, async (file) => {
+    try {
+      return parseWith(PredictionFileSchema, await readJsonFile(file.path), {
+        taskId: file.id,
+        source: file.path,
+      });
+    } catch (error) {
+      if (error instanceof ValidationError || error instanceof FileError) return error;
+      throw error;
+    }
   });
-  const parsed = await mapConcurrent(files, IO_CONCURRENCY, async (file) =>
-    parseWith(PredictionFileSchema, await readJsonFile(file.path), { taskId: file.id, source: file.path }),
-  );
-  const out: Record<string, Array<Attempts | null>> = {};
+  const predictions: Record<string, Array<Attempts | null>> = {};
   files.forEach((file, i) => {
-    setEntry(out, file.id, parsed[i] as Array<Attempts | null>);
+    const result = parsed[i]!;
+    if (result instanceof ValidationError || result instanceof FileError) errors.push(result);
+    else setEntry(predictions, file.id, result);
   });
-  return out;
+  return { predictions, errors };
 }
 
 /** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */

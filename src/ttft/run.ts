@@ -27,6 +27,7 @@ import {
   loadTasks,
   mergeSolutions,
   readableTestInputs,
+  withLeftOutTasks,
 } from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
 import { parseOptions, setEntry, validateTask, validateTaskId } from '../data/validate.js';
@@ -791,11 +792,7 @@ export async function runSingleTaskTTFT(
     const predictions: Predictions = {};
     // What the submission answers: the valid tasks, then the invalid ones with readable test inputs (fallbacks
     // only; an unreadable input is answered [[0]]).
-    const answered: TaskSet = { ...taskSet };
-    for (const [id, inputs] of Object.entries(leftOutTests)) {
-      if (Object.hasOwn(answered, id)) continue;
-      setEntry<Task>(answered, id, { train: [], test: inputs.map((input) => ({ input: input ?? [[0]] })) });
-    }
+    const answered = withLeftOutTasks(taskSet, leftOutTests);
     const writeSubmissionNow = async () => {
       for (const [id, r] of done) setEntry<Predictions[string]>(predictions, id, r.attempts);
       const { submission } = joinPredictions(answered, predictions, { fallback: o.fallback });

@@ -3,10 +3,14 @@
  *
  * @module
  */
+
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { loadTasks } from '../../data/load.js';
-import { joinPredictions, readPredictionFolder, writeSubmission } from '../../data/split.js';
-import { ArcTtftError } from '../../errors.js';
+import { loadTasks, withLeftOutTasks } from '../../data/load.js';
+import { joinPredictions, type Predictions, readPredictionFiles, writeSubmission } from '../../data/split.js';
+import { setEntry } from '../../data/validate.js';
+import { ArcTtftError, ValidationError } from '../../errors.js';
+import { nonEmpty } from '../args.js';
 
 interface JoinFlags {
   tasks: string;
@@ -28,7 +32,7 @@ export function joinCommand(): Command {
       '-p, --predictions <dir>',
       'folder of <id>.json prediction files ([{attempt_1, attempt_2}, …])',
     )
-    .requiredOption('-o, --out <file>', 'submission file to write (e.g. submission.json)')
+    .requiredOption('-o, --out <file>', 'submission file to write (e.g. submission.json)', nonEmpty)
     .addOption(
       new Option('--fallback <mode>', 'what fills test inputs without a prediction')
         .choices(['input', 'zeros'])
@@ -37,15 +41,43 @@ export function joinCommand(): Command {
     .option('--pretty', 'indent the file, one grid row per line')
     .action(async (flags: JoinFlags) => {
       try {
-        const { tasks } = await loadTasks(flags.tasks);
-        const predictions = await readPredictionFolder(flags.predictions);
+        if (resolve(flags.out) === resolve(flags.tasks)) {
+          throw new ValidationError({
+            source: flags.out,
+            issues: [{ path: '', message: '--out is the tasks file: writing there would replace it' }],
+          });
+        }
+        // Nothing is lost to one bad input: a task that cannot be loaded, or whose prediction file is bad,
+        // gets the fallback (as `run` does), and each problem is reported.
+        const loaded = await loadTasks(flags.tasks, { mode: 'lenient' });
+        const tasks = withLeftOutTasks(loaded.tasks, loaded.leftOutTests);
+        const read = await readPredictionFiles(flags.predictions);
+        const problems = [
+          ...loaded.errors.map((e) => `invalid task: ${e.message}`),
+          ...read.errors.map((e) => `bad prediction file: ${e.message}`),
+        ];
+        const predictions: Predictions = {};
+        for (const [id, given] of Object.entries(read.predictions)) {
+          const entries = given ?? [];
+          const task = Object.hasOwn(tasks, id) ? tasks[id] : undefined;
+          if (task === undefined) {
+            problems.push(`predictions for a task that is not in the tasks, left out: ${id}`);
+          } else if (entries.length > task.test.length) {
+            problems.push(
+              `bad prediction file: task "${id}": ${entries.length} entries for ${task.test.length} test input(s); the fallback answers it`,
+            );
+          } else setEntry<Predictions[string]>(predictions, id, entries);
+        }
         const { submission, filled } = joinPredictions(tasks, predictions, { fallback: flags.fallback });
         await writeSubmission(flags.out, submission, { pretty: flags.pretty === true });
+        for (const line of problems) process.stderr.write(`${line}\n`);
         const entries = Object.values(submission).reduce((n, list) => n + list.length, 0);
         const tasksFilled = new Set(filled.map((f) => f.taskId)).size;
         process.stdout.write(
           `wrote ${flags.out}: ${Object.keys(submission).length} tasks, ${entries} entries; ` +
-            `${filled.length} entries (in ${tasksFilled} tasks) filled by fallback "${flags.fallback}"\n`,
+            `${filled.length} entries (in ${tasksFilled} tasks) filled by fallback "${flags.fallback}"` +
+            (problems.length > 0 ? `; ${problems.length} problem(s), on stderr` : '') +
+            '\n',
         );
       } catch (error) {
         if (!(error instanceof ArcTtftError)) throw error;

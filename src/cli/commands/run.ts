@@ -11,7 +11,7 @@ import { sampleDataDir } from '../../paths.js';
 import { formatScoreTable } from '../../score.js';
 import { AttentionSchema } from '../../ttft/engine.js';
 import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
-import { integer, parseDuration, positiveInt, positiveNumber } from '../args.js';
+import { deviceName, integer, nonEmpty, parseDuration, positiveInt, positiveNumber } from '../args.js';
 import { RunProgress } from '../progress.js';
 
 interface RunFlags {
@@ -114,10 +114,11 @@ export function runCommand(): Command {
     .option(
       '-t, --tasks <path>',
       'Kaggle challenges file, folder of <id>.json, or one task file (default: the bundled sample tasks)',
+      nonEmpty,
     )
-    .option('-s, --solutions <file>', 'Kaggle solutions file, for metrics')
-    .option('-m, --model <model>', 'model folder, Hugging Face id, or "embedded"', 'embedded')
-    .option('-o, --out <dir>', 'output folder (a run there resumes)', 'arc-ttft-run')
+    .option('-s, --solutions <file>', 'Kaggle solutions file, for metrics', nonEmpty)
+    .option('-m, --model <model>', 'model folder, Hugging Face id, or "embedded"', nonEmpty, 'embedded')
+    .option('-o, --out <dir>', 'output folder (a run there resumes)', nonEmpty, 'arc-ttft-run')
     .addOption(
       new Option('--mode <mode>', 'single-task, whole-set, or none (base model)')
         .choices(['single-task', 'whole-set', 'none'])
@@ -171,7 +172,7 @@ export function runCommand(): Command {
     .option('--limit <n>', 'run at most n tasks', positiveInt)
     .option('--only <ids...>', 'run only these task ids')
     .option('--seed <n>', 'seed (default 0)', integer)
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N (default auto)')
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N (default auto)', deviceName)
     .addOption(
       new Option('--dtype <dtype>', 'weights dtype').choices(['auto', 'float32', 'bfloat16', 'float16']),
     )
@@ -188,7 +189,7 @@ export function runCommand(): Command {
       ).choices(['transformers', 'vllm']),
     )
     .option('--threads <n>', 'CPU threads for torch', positiveInt)
-    .option('--python <bin>', 'Python interpreter (default: the arc-ttft venv)')
+    .option('--python <bin>', 'Python interpreter (default: the arc-ttft venv)', nonEmpty)
     .option('--no-resume', 'start over instead of resuming from the journal in --out')
     .addOption(
       new Option('--fallback <kind>', 'answer where nothing was predicted').choices(['input', 'zeros']),

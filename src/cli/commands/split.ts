@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { loadTasks } from '../../data/load.js';
 import { splitTaskSet } from '../../data/split.js';
 import { ArcTtftError } from '../../errors.js';
+import { nonEmpty } from '../args.js';
 
 interface SplitFlags {
   out: string;
@@ -19,7 +20,7 @@ export function splitCommand(): Command {
   return new Command('split')
     .description('write one <id>.json task file per task of a challenges file (or folder, or task file)')
     .argument('<challenges>', 'Kaggle challenges file, folder of <id>.json task files, or one task file')
-    .requiredOption('-o, --out <dir>', 'folder to write the task files to (created if missing)')
+    .requiredOption('-o, --out <dir>', 'folder to write the task files to (created if missing)', nonEmpty)
     .option('-s, --solutions <file>', 'Kaggle solutions file whose grids become the test outputs')
     .option('--pretty', 'indent the files, one grid row per line')
     .action(async (challenges: string, flags: SplitFlags) => {
