@@ -64,6 +64,23 @@ def graphs_compiled() -> int:
     return counters["stats"]["unique_graphs"]
 
 
+def counts() -> dict[str, int] | None:
+    """What compiling did in this process: graphs compiled, graph breaks, and the CUDA-graph captures inductor
+    skipped (a compiled decode then runs without CUDA graphs, slower, with only a log line). ``None`` before
+    anything compiled (Dynamo not imported: asking would import it)."""
+    import sys
+
+    utils = sys.modules.get("torch._dynamo.utils")
+    if utils is None:
+        return None
+    c = utils.counters
+    return {
+        "graphs": int(c["stats"]["unique_graphs"]),
+        "graph_breaks": int(sum(c["graph_break"].values())),
+        "cudagraph_skips": int(c["inductor"]["cudagraph_skips"]),
+    }
+
+
 def kept(model: Any) -> dict[str, Any]:
     """The compiled things kept for ``model``, by owner (``"static_decode"``, ``"train"``); created empty."""
     store = model.__dict__.get(_ATTR)

@@ -61,7 +61,9 @@ make_tiny_model path, hidden_size (64), num_layers (2), num_heads (4),          
 status          {}                                                                  loaded, model, device, dtype,
                                                                                     adapter_init, lora, n_params,
                                                                                     n_trainable, memory {rss_bytes,
-                                                                                    cuda_*_bytes}, backend
+                                                                                    cuda_*_bytes}, backend,
+                                                                                    compile {graphs, graph_breaks,
+                                                                                    cudagraph_skips} or null
 unload          {}                                                                  unloaded (bool)
 debug_sleep     seconds                                                             slept
 debug_raise     message                                                             (raises ValueError)
@@ -548,6 +550,7 @@ def _make_tiny_model(f: Fields) -> dict[str, Any]:
 
 def _status(f: Fields) -> dict[str, Any]:
     f.finish()
+    from . import compiling
     from .model import memory_info
 
     e = _engine
@@ -562,6 +565,7 @@ def _status(f: Fields) -> dict[str, Any]:
         "n_trainable": e.info.get("n_trainable"),
         "memory": memory_info(e.device if e.model is not None else None),
         "backend": e.info.get("backend"),
+        "compile": compiling.counts(),
     }
 
 

@@ -147,6 +147,9 @@ def test_compiled_step_equals_eager_and_sees_adapter_updates(loaded) -> None:
     again = _engine_run(sd.decode_static, prompts, cfg, compile=True)
     _assert_same(again, _engine_run(_chunk, prompts, cfg))
     assert again != eager
+    # status tells what compiling did (no CUDA graphs on a CPU, so none skipped)
+    counts = call("status")["compile"]
+    assert counts["graphs"] >= 1 and counts["cudagraph_skips"] == 0 and counts["graph_breaks"] >= 0
 
 
 def test_unsupported_models_raise_a_payload_error() -> None:

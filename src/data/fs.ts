@@ -81,6 +81,16 @@ export async function writeJsonAtomic(
   const o = parseOptions(WriteJsonOptionsSchema, options, 'writeJsonAtomic');
   const text = stringifyJson(value, o.pretty);
   if (text === undefined) throw new FileError({ path, message: 'value cannot be written as JSON' });
+  await writeTextAtomic(path, `${text}\n`);
+}
+
+/**
+ * Writes `text` to `path` atomically (a temporary file in the same folder, then renamed over the target),
+ * creating parent folders; through a symbolic link, its target is written.
+ * @throws {FileError} when the file cannot be written (no temporary file is left behind).
+ * @internal
+ */
+export async function writeTextAtomic(path: string, text: string): Promise<void> {
   // A link is written through, not replaced by a file (the rename below would replace it).
   const target = await linkTarget(path);
   const dir = dirname(target);
@@ -88,7 +98,7 @@ export async function writeJsonAtomic(
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await mkdir(dir, { recursive: true });
-    await writeFile(temp, `${text}\n`, 'utf8');
+    await writeFile(temp, text, 'utf8');
     await rename(temp, target);
   } catch (error) {
     await unlink(temp).catch(() => undefined);

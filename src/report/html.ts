@@ -1,22 +1,7 @@
-/**
- * The HTML report of a run: one self-contained `report.html` (inline CSS, inline SVG, no script, no
- * external asset, no network) showing per task the train pairs, test inputs, both attempts, the expected
- * outputs when known, the top candidates, status, losses and timings, plus the run's metrics table.
- *
- * Every grid is one inline `<svg class="g">` holding one `<path data-c="k">` per colour present; a path's
- * `d` is a list of horizontal runs of cells, `M<x> <y>h<n>v1h-<n>z`, and `data-cells` is its number of
- * cells. That keeps the DOM small (≤ 11 nodes per grid, even for 30×30) so a 400-task report stays light.
- *
- * @module
- */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { formatPercent } from '../cli/table.js';
-import { describeFsError } from '../data/fs.js';
+import { writeTextAtomic } from '../data/fs.js';
 import { parseOptions } from '../data/validate.js';
-import { FileError } from '../errors.js';
 import { gridsEqual } from '../grid.js';
 import type { Grid, Task, TaskSet } from '../schemas.js';
 import { MAX_GRID_SIZE } from '../schemas.js';
@@ -747,16 +732,5 @@ export function renderReport(input: ReportInput, options?: ReportOptions): strin
  * @throws {FileError} when the file cannot be written (no temporary file is left behind).
  */
 export async function writeReport(path: string, input: ReportInput, options?: ReportOptions): Promise<void> {
-  const html = renderReport(input, options);
-  const dir = dirname(path);
-  // Same folder as the target: rename is only atomic within one file system.
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await mkdir(dir, { recursive: true });
-    await writeFile(temp, html, 'utf8');
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw new FileError({ path, message: describeFsError(error, 'write'), cause: error });
-  }
+  await writeTextAtomic(path, renderReport(input, options));
 }
