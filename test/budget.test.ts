@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -273,6 +273,18 @@ describe('arc-ttft inspect', () => {
     expect(run.stdout).toMatch(
       /3 tasks at max-seq-len 4096 \(compact, characters, largest-first\): .*0 do not fit/,
     );
+  });
+
+  it('reports the valid tasks of a folder with a bad one, counts the bad one in the summary, and exits 1', async () => {
+    const mixed = join(dir, 'mixed');
+    mkdirSync(mixed);
+    writeFileSync(join(mixed, '007bbfb7.json'), JSON.stringify(MID));
+    writeFileSync(join(mixed, 'broken01.json'), '{');
+    const run = await runInspect([mixed, '--tokenizer', 'chars']);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toMatch(/^error: .*broken01\.json: invalid JSON/);
+    expect(run.stdout).toContain('007bbfb7');
+    expect(run.stdout).toMatch(/1 tasks at max-seq-len .*; 1 not loaded \(errors on stderr\)\n$/);
   });
 
   it('fails with exit code 1 on a missing path, and rejects bad flags', async () => {

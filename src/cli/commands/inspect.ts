@@ -168,7 +168,8 @@ export function inspectCommand(): Command {
             '',
             `${summary.tasks} tasks at max-seq-len ${flags.maxSeqLen} (${flags.format}${flags.format === 'arc24' ? `/${flags.style}` : ''}, ${counted}, ${flags.strategy}): ` +
               `${summary.fitAllPairs} fit with all pairs, ${summary.needDrops} need drops (${summary.pairsDropped} pairs), ` +
-              `${tooLong.length} do not fit${tooLong.length > 0 ? `: ${summary.tooLong.join(' ')}` : ''}`,
+              `${tooLong.length} do not fit${tooLong.length > 0 ? `: ${summary.tooLong.join(' ')}` : ''}` +
+              (errors.length > 0 ? `; ${errors.length} not loaded (errors on stderr)` : ''),
           ];
           process.stdout.write(`${lines.join('\n')}\n`);
         }
