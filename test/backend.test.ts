@@ -79,14 +79,20 @@ describe('backend option', () => {
         model: tiny,
         backend: 'vllm',
         reduceVocab: 'auto',
-        lora: { modulesToSave: ['lm_head'] },
+        lora: { modulesToSave: ['lm_head'], targetModules: ['q_proj', 'model.embed_tokens'] },
         device: 'cpu',
         ...py,
       }),
     );
     expect(error).toBeInstanceOf(ValidationError);
     const v = error as ValidationError;
-    expect(v.issues.map((i) => i.path)).toEqual(['reduceVocab', 'lora.modulesToSave', 'device']);
+    expect(v.issues.map((i) => i.path)).toEqual([
+      'reduceVocab',
+      'lora.modulesToSave',
+      'lora.targetModules',
+      'device',
+    ]);
+    expect(v.issues[2]!.message).toContain('not on model.embed_tokens');
     expect(v.message).toContain("backend 'vllm'");
     expect(v.message).toContain('createEngine options');
   });

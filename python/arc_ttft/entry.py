@@ -250,6 +250,14 @@ def _load_model(f: Fields) -> dict[str, Any]:
         raise PayloadError(f.path("reduce_vocab"), "backend 'vllm' loads the model folder as it is: use null")
     if backend_name == "vllm" and modules_to_save:
         raise PayloadError(lo.path("modules_to_save"), "backend 'vllm' serves LoRA weights only: use null")
+    # vLLM takes LoRA on the embeddings and output layer for a few architectures only (not Qwen2), and a folder
+    # it refuses fails inside its engine step, for every request after it too.
+    if backend_name == "vllm" and isinstance(targets, list):
+        head = [t for t in targets if t.split(".")[-1] in ("embed_tokens", "lm_head", "wte", "word_embeddings")]
+        if head:
+            raise PayloadError(
+                lo.path("target_modules"), f"backend 'vllm' serves LoRA on linear layers only, not on {head}"
+            )
     if backend_name != "vllm" and backend_options:
         raise PayloadError(f.path("vllm"), "only for backend 'vllm'")
 

@@ -36,6 +36,9 @@ __all__ = ["VLLMBackend", "install_hint", "import_vllm", "lora_rank_limit", "to_
 # Ranks vLLM accepts as ``max_lora_rank`` (vllm/config/lora.py, MaxLoRARanks; 1 only in recent versions).
 _VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 _SEED_STRIDE = 1_000_003
+# Kept adapters' ids count up from here, apart from the live versions' ids (1, 2, … from the engine). vLLM keeps
+# LoRA ids as int32 in places (its V2 model runner; the V1 one up to 0.11): every id must stay below 2**31.
+_FIRST_KEPT_ID = 1_000_000_000
 
 
 def install_hint() -> str:
@@ -127,6 +130,7 @@ class VLLMBackend(Backend):
         self._tokenizer: Any = None
         self._eos: int | None = None
         self._max_model_len = 0
+        self._next_kept_id = _FIRST_KEPT_ID
 
     def load(self, ctx: BackendContext) -> dict[str, Any]:
         if ctx.device.type != "cuda":
@@ -150,10 +154,19 @@ class VLLMBackend(Backend):
         max_loras = int(o.get("max_loras", 1))  # adapters one batch may mix (several tasks per batch need > 1)
         self._max_model_len = int(ctx.max_model_len)
         self._tokenizer, self._eos = ctx.tokenizer, ctx.tokenizer.eos_token_id
+        import torch
+
+        # vLLM's LoRA kernels take 16-bit activations only: a float32 training model (dtype auto on a GPU before
+        # Ampere, or asked for) gets a 16-bit copy in vLLM.
+        dtype = str(ctx.dtype).removeprefix("torch.")
+        if dtype == "float32":
+            dtype = "bfloat16" if torch.cuda.get_device_capability(ctx.device)[0] >= 8 else "float16"
+        # vLLM checks at start that its share of the GPU is free: memory the caching allocator holds is not.
+        torch.cuda.empty_cache()
         self._llm = self._vllm.LLM(
             model=ctx.model_path,
             tokenizer=ctx.model_path,
-            dtype=str(ctx.dtype).removeprefix("torch."),
+            dtype=dtype,
             seed=ctx.seed,
             enable_lora=True,
             max_lora_rank=rank,
@@ -164,6 +177,7 @@ class VLLMBackend(Backend):
         )
         return {
             "vllm_version": getattr(self._vllm, "__version__", None),
+            "vllm_dtype": dtype,
             "max_lora_rank": rank,
             "gpu_memory_utilization": gpu_util,
             "max_model_len": self._max_model_len,
@@ -221,9 +235,10 @@ class VLLMBackend(Backend):
         path = os.path.join(os.path.dirname(live.path), f"kept-{slot}-v{live.id}")
         shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(live.path, path)
-        # A new id per kept version, apart from the live versions' ids (vLLM caches adapters by id).
-        kept_id = (slot + 1) * 1_000_000_000 + live.id
-        return AdapterRef(name=f"arc-ttft-kept-{slot}-v{live.id}", id=kept_id, path=path, slot=slot)
+        # A new id per kept version (vLLM caches adapters by id), from a range of its own below 2**31.
+        kept_id = self._next_kept_id
+        self._next_kept_id += 1
+        return AdapterRef(name=f"arc-ttft-kept-{slot}-v{live.id}-{kept_id}", id=kept_id, path=path, slot=slot)
 
     def _request(self, adapter: AdapterRef) -> Any:
         if adapter.path is None:
@@ -257,12 +272,26 @@ class VLLMBackend(Backend):
     def close(self) -> None:
         if self._llm is None:
             return
-        self._llm = None
+        llm, self._llm = self._llm, None
+        # Dropping the LLM object does not free the GPU: its engine core is shut down explicitly (best effort,
+        # the attribute path differs between versions).
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:  # noqa: BLE001 — closing goes on: the memory is freed below as far as it can be
+                pass
+        del llm
         try:  # a later LLM in this process needs the parallel state torn down
-            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+            from vllm.distributed import parallel_state
 
-            destroy_model_parallel()
-            destroy_distributed_environment()
+            cleanup = getattr(parallel_state, "cleanup_dist_env_and_memory", None)
+            if cleanup is not None:
+                cleanup()
+            else:
+                parallel_state.destroy_model_parallel()
+                parallel_state.destroy_distributed_environment()
         except (ImportError, RuntimeError, AssertionError):
             pass
         gc.collect()

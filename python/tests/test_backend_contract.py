@@ -9,6 +9,7 @@ so it must give what the base model gives). The last tests check the wiring thro
 from __future__ import annotations
 
 import json
+import os
 import random
 import string
 import sys
@@ -368,6 +369,26 @@ def test_entry_rejects_vllm_with_reduced_vocabulary_or_modules_to_save(tiny: str
     lora_mts = {**LORA, "modules_to_save": ["lm_head"]}
     error = call_error("load_model", {"model": tiny, "backend": "vllm", "lora": lora_mts})
     assert error["type"] == "PayloadError" and "modules_to_save" in error["message"]
+    lora_head = {**LORA, "target_modules": ["q_proj", "embed_tokens"]}
+    error = call_error("load_model", {"model": tiny, "backend": "vllm", "lora": lora_head})
+    assert error["type"] == "PayloadError" and "load_model.lora.target_modules" in error["message"]
+
+
+def test_vllm_kept_adapter_ids_are_new_each_time_and_fit_int32(tmp_path) -> None:
+    # vLLM keeps LoRA ids as int32 in places: slot 63 of a late version must still fit. No vLLM needed: keep()
+    # only copies the folder and names the copy.
+    from arc_ttft.vllm_backend import VLLMBackend
+
+    backend = object.__new__(VLLMBackend)
+    backend._next_kept_id = 1_000_000_000
+    live = tmp_path / "v7"
+    live.mkdir()
+    (live / "adapter_config.json").write_text("{}")
+    refs = [backend.keep(AdapterRef(name="arc-ttft-7", id=7, path=str(live)), slot) for slot in (0, 63, 63)]
+    ids = [r.id for r in refs]
+    assert len(set(ids)) == 3 and all(7 < i < 2**31 for i in ids)
+    assert len({r.name for r in refs}) == 3
+    assert all((tmp_path / os.path.basename(r.path) / "adapter_config.json").exists() for r in refs)
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")

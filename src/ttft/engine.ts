@@ -456,6 +456,18 @@ function checkBackendOptions(o: ResolvedEngineOptions): void {
       message: "backend 'vllm' serves LoRA weights only: use null (or backend 'transformers')",
     });
   }
+  const targets = o.lora.targetModules;
+  const head = Array.isArray(targets)
+    ? targets.filter((t) =>
+        ['embed_tokens', 'lm_head', 'wte', 'word_embeddings'].includes(t.split('.').at(-1)!),
+      )
+    : [];
+  if (head.length > 0) {
+    issues.push({
+      path: 'lora.targetModules',
+      message: `backend 'vllm' serves LoRA on linear layers only, not on ${head.join(', ')} (or use backend 'transformers')`,
+    });
+  }
   if (o.device === 'cpu' || /^cuda:[1-9]/.test(o.device)) {
     issues.push({
       path: 'device',
