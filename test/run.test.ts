@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkSubmission,
   createEngine,
+  type Engine,
   FileError,
   type Grid,
   makeTinyModel,
@@ -48,6 +49,12 @@ afterAll(() => {
 
 describe('runSingleTaskTTFT', () => {
   let reference: Awaited<ReturnType<typeof runSingleTaskTTFT>>;
+  // One engine for the runs that do not test its life (a start costs seconds); the others make their own.
+  let shared: Engine;
+  beforeAll(async () => {
+    shared = await createEngine(options('').engine);
+  }, 120_000);
+  afterAll(() => shared.close());
 
   it('runs every task, writes a complete submission, the journal and metrics', async () => {
     const out = join(dir, 'ref');
@@ -134,7 +141,10 @@ describe('runSingleTaskTTFT', () => {
     const tasks = constantTasks(4);
     tasks.const1!.test.push({ ...tasks.const1!.test[0]! });
     const events: RunEvent[] = [];
-    const r = await runSingleTaskTTFT(tasks, options(out), { onEvent: (e) => events.push(e) });
+    const r = await runSingleTaskTTFT(tasks, options(out), {
+      engine: shared,
+      onEvent: (e) => events.push(e),
+    });
     expect(events[0]).toMatchObject({ type: 'run_started', resumed: 3 });
     expect(r.records.find((x) => x.taskId === 'const1')!.attempts).toHaveLength(2);
     checkSubmission(r.submission, tasks);
@@ -142,9 +152,9 @@ describe('runSingleTaskTTFT', () => {
 
   it('refuses to resume a journal written with other options', async () => {
     const out = join(dir, 'ref');
-    await expect(runSingleTaskTTFT(join(dir, 'const.json'), options(out, { seed: 99 }))).rejects.toThrow(
-      /different options/,
-    );
+    await expect(
+      runSingleTaskTTFT(join(dir, 'const.json'), options(out, { seed: 99 }), { engine: shared }),
+    ).rejects.toThrow(/different options/);
     // A given engine's own options count, not `options.engine` (which the run then does not use).
     const engine = await createEngine({ ...options('').engine, lora: { r: 4, modulesToSave: ['lm_head'] } });
     try {
@@ -163,6 +173,7 @@ describe('runSingleTaskTTFT', () => {
     const r = await runSingleTaskTTFT(
       join(dir, 'mixed.json'),
       options(join(dir, 'mixed'), { train: { steps: 2 } }),
+      { engine: shared },
     );
     expect(r.records.map((x) => x.taskId)).toEqual(['const0', 'const1']);
     expect(r.invalid).toHaveLength(1);
@@ -177,6 +188,7 @@ describe('runSingleTaskTTFT', () => {
     const fromObject = await runSingleTaskTTFT(
       object as TaskSet,
       options(join(dir, 'mixed-object'), { train: { steps: 2 } }),
+      { engine: shared },
     );
     // An unreadable test input of an invalid task is answered [[0]].
     const raggedInput = constantTasks(1).const0!;
@@ -186,11 +198,14 @@ describe('runSingleTaskTTFT', () => {
         ragged: { train: raggedInput.train, test: [{ input: [[1, 2], [3]] }] },
       } as TaskSet,
       options(join(dir, 'unreadable'), { mode: 'none' }),
+      { engine: shared },
     );
     expect(unreadable.submission.ragged).toEqual([{ attempt_1: [[0]], attempt_2: [[0]] }]);
     // `__proto__` is a task id like any other (plain assignment would have set the prototype instead).
     const proto = JSON.parse(JSON.stringify(constantTasks(2)).replace('"const0"', '"__proto__"')) as TaskSet;
-    const odd = await runSingleTaskTTFT(proto, options(join(dir, 'proto-id'), { train: { steps: 2 } }));
+    const odd = await runSingleTaskTTFT(proto, options(join(dir, 'proto-id'), { train: { steps: 2 } }), {
+      engine: shared,
+    });
     expect(Object.keys(odd.submission).sort()).toEqual(['__proto__', 'const1']);
     expect(odd.score?.nTasks).toBe(2);
     expect(fromObject.invalid.map((e) => e.message)).toEqual([
@@ -206,6 +221,7 @@ describe('runSingleTaskTTFT', () => {
     const r = await runSingleTaskTTFT(
       tasks,
       options(join(dir, 'long'), { maxSeqLen: 200, train: { steps: 2 } }),
+      { engine: shared },
     );
     const rec = r.records.find((x) => x.taskId === 'big')!;
     expect(rec.status).toBe('too_long');
@@ -225,6 +241,7 @@ describe('runSingleTaskTTFT', () => {
     const next = await runSingleTaskTTFT(
       constantTasks(2),
       options(join(dir, 'slow2'), { train: { steps: 2 } }),
+      { engine: shared },
     );
     expect(next.statusCounts.done).toBe(2);
   }, 120_000);
@@ -340,12 +357,14 @@ describe('runSingleTaskTTFT', () => {
     const whole = await runSingleTaskTTFT(
       join(dir, 'const.json'),
       options(join(dir, 'whole'), { mode: 'whole-set', wholeSetSteps: 160 }),
+      { engine: shared },
     );
     expect(whole.records.every((r) => r.status === 'done' && r.train === undefined)).toBe(true);
     expect(readFileSync(join(dir, 'whole', 'results.jsonl'), 'utf8')).toContain('"type":"whole_set"');
     const none = await runSingleTaskTTFT(
       join(dir, 'const.json'),
       options(join(dir, 'none'), { mode: 'none' }),
+      { engine: shared },
     );
     expect(none.records.every((r) => r.status === 'done' && r.train === undefined)).toBe(true);
     checkSubmission(none.submission, constantTasks(4));
@@ -359,6 +378,7 @@ describe('runSingleTaskTTFT', () => {
       runSingleTaskTTFT(
         join(dir, 'const.json'),
         options(out, { mode: 'whole-set', wholeSetSteps: 4, ...extra }),
+        { engine: shared },
       );
     await whole({ limit: 2 });
     const grown = await whole({});
@@ -374,6 +394,7 @@ describe('runSingleTaskTTFT', () => {
     const tooLong = await runSingleTaskTTFT(
       join(dir, 'const.json'),
       options(join(dir, 'whole-too-long'), { mode: 'whole-set', maxSeqLen: 40 }),
+      { engine: shared },
     );
     expect(tooLong.records.map((x) => x.status)).toEqual(['too_long', 'too_long', 'too_long', 'too_long']);
     checkSubmission(tooLong.submission, constantTasks(4));
