@@ -96,6 +96,7 @@ export {
   ParseSourceOptionsSchema,
   parseSolutions,
   parseSubmission,
+  withLeftOutTasks,
 } from './data/load.js';
 export {
   checkSubmission,

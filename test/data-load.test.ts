@@ -215,6 +215,12 @@ describe('writeJsonAtomic', () => {
     expect(lstatSync(join(dir, 'dangling.json')).isSymbolicLink()).toBe(true);
     expect(await readJsonFile(join(dir, 'real', 'sub.json'))).toEqual({ a: 1 });
     expect(await readJsonFile(join(dir, 'real', 'new.json'))).toEqual({ b: 2 });
+    // A relative link in a folder reached through a linked folder counts from the real folder.
+    mkdirSync(join(dir, 'b', 'c'), { recursive: true });
+    symlinkSync(join(dir, 'b', 'c'), join(dir, 'linkdir'));
+    symlinkSync('../x.json', join(dir, 'b', 'c', 'out.json'));
+    await writeJsonAtomic(join(dir, 'linkdir', 'out.json'), { c: 3 });
+    expect(await readJsonFile(join(dir, 'b', 'x.json'))).toEqual({ c: 3 });
     symlinkSync(join(dir, 'loop-b.json'), join(dir, 'loop-a.json'));
     symlinkSync(join(dir, 'loop-a.json'), join(dir, 'loop-b.json'));
     await expect(writeJsonAtomic(join(dir, 'loop-a.json'), 1)).rejects.toMatchObject({ name: 'FileError' });

@@ -399,5 +399,11 @@ describe('prompts', () => {
       test: [{ input: fill(4, 3) }, { input: fill(1, 20) }],
     };
     expect(largestAnswerShape(upscale)).toEqual([12, 30]);
+    // Exact: 21 rows grown by 9/7 are 27 (as a float product, 9/7 × 21 is 27.000000000000004).
+    const ratio: Task = {
+      train: [{ input: fill(7, 1), output: fill(9, 1) }],
+      test: [{ input: fill(21, 1) }],
+    };
+    expect(largestAnswerShape(ratio)).toEqual([27, 1]);
   });
 });

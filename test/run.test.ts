@@ -15,12 +15,14 @@ import {
   type Engine,
   FileError,
   type Grid,
+  loadTasks,
   makeTinyModel,
   type RunEvent,
   type RunOptions,
   runSingleTaskTTFT,
   type TaskRecord,
   type TaskSet,
+  withLeftOutTasks,
 } from '../src/index.js';
 import { constantTasks, PY, ROOT, readJournal, roundedRecord, stableRecord } from './helpers.js';
 
@@ -182,6 +184,10 @@ describe('runSingleTaskTTFT', () => {
     // The invalid task is not run, but answered with the fallback: Kaggle rejects a submission missing an id.
     expect(Object.keys(r.submission)).toEqual(['const0', 'const1', 'bad']);
     expect(r.submission.bad).toEqual([{ attempt_1: [[1]], attempt_2: [[1]] }]);
+    // It checks against the valid tasks plus the invalid ones' stand-ins, as loaded leniently.
+    const loaded = await loadTasks(join(dir, 'mixed.json'), { mode: 'lenient' });
+    checkSubmission(r.submission, withLeftOutTasks(loaded.tasks, loaded.leftOutTests));
+    expect(() => checkSubmission(r.submission, loaded.tasks)).toThrow(/not in the task set/);
     // A task set passed as an object is checked the same way (a ragged test input broke the submission).
     const object = constantTasks(2) as Record<string, unknown>;
     object.ragged = { train: constantTasks(1).const0!.train, test: [{ input: [[1, 2], [3]] }] };

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -204,13 +204,23 @@ describe('CLI split and join', () => {
       expect(submission[a]![0]!.attempt_1).toEqual(g);
       expect(submission[b]![0]!.attempt_1).toEqual(g);
       expect(submission[c]![0]!.attempt_1).toEqual(sample[c]!.test[0]!.input);
-      // --out may not be the tasks file.
-      await joinCommand().parseAsync(['--tasks', challenges, '--predictions', preds, '--out', challenges], {
-        from: 'user',
-      });
-      expect(process.exitCode).toBe(1);
-      expect(String(stderr.mock.calls.at(-1)?.[0])).toContain('--out is the tasks file');
+      // --out may not replace the tasks: the file itself, a link to it, a file in a tasks folder.
+      symlinkSync(challenges, join(tmp, 'join-link.json'));
+      const taskFolder = join(tmp, 'cli-split'); // the folder the first CLI test wrote
+      for (const [tasksArg, outArg, what] of [
+        [challenges, challenges, 'the tasks file'],
+        [challenges, join(tmp, 'join-link.json'), 'the tasks file'],
+        [taskFolder, join(taskFolder, readdirSync(taskFolder)[0]!), 'a file in the tasks folder'],
+      ] as const) {
+        process.exitCode = 0;
+        await joinCommand().parseAsync(['--tasks', tasksArg, '--predictions', preds, '--out', outArg], {
+          from: 'user',
+        });
+        expect(process.exitCode).toBe(1);
+        expect(String(stderr.mock.calls.at(-1)?.[0])).toContain(`--out would replace ${what}`);
+      }
       expect((await loadTasks(challenges, { mode: 'lenient' })).errors).toHaveLength(1);
+      expect(readdirSync(taskFolder)).toHaveLength(6);
     } finally {
       stdout.mockRestore();
       stderr.mockRestore();

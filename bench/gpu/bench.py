@@ -597,37 +597,43 @@ def main() -> None:
                 recorded = json.load(f)
             naive: list[dict[str, Any]] = []
             engine_ms: float | None = None
-            # Like the stages above: a failure here is recorded, and the generation parts still run.
+            # Like the stages above: a failure here is recorded (with what was measured before it), and the
+            # generation parts still run.
+            RESULT["overhead"] = ov = {"payloads": recorded["source"]}
             try:
                 pings = [w.call("ping")[1] for _ in range(20)]
+                ov["ping_ms_median"] = statistics.median(pings)
                 w.call("reset_adapter", {"seed": None})
                 tasks: list[dict[str, Any]] = []
+                ov["tasks"] = tasks
                 for t in recorded["tasks"][:N_TASKS]:
                     row = {"task_id": t["task_id"], **replay_task(w, t["calls"])}
                     tasks.append(row)
                     log(f"engine {t['task_id']}: overhead {row['overhead_ms']:.1f} ms (reset {row['reset_ms']:.1f} ms)")
+                ov["engine_overhead_ms_median"] = statistics.median(r["overhead_ms"] for r in tasks)
+                ov["reset_ms_median"] = statistics.median(r["reset_ms"] for r in tasks)
+                ov["note"] = "engine = arc_ttft.entry.dispatch in a long-lived process over pipes (no Node hop)"
+                engine_ms = ov["engine_overhead_ms_median"]
                 # One naive process now; the others only with the time the later parts leave (they come first).
                 more_naive(recorded["tasks"][:1], naive, model, tmp)
-                engine_ms = statistics.median(r["overhead_ms"] for r in tasks)
-                RESULT["overhead"] = {
-                    "payloads": recorded["source"],
-                    "engine_overhead_ms_median": engine_ms,
-                    "ping_ms_median": statistics.median(pings),
-                    "reset_ms_median": statistics.median(r["reset_ms"] for r in tasks),
-                    "tasks": tasks,
-                    "note": "engine = arc_ttft.entry.dispatch in a long-lived process over pipes (no Node hop)",
-                }
                 naive_stats(naive)
                 project(work, engine_ms)
-                status, _ = w.call("status")
-                RESULT["memory"] = status["memory"]
             except Exception as e:  # noqa: BLE001 — recorded in the JSON, the run goes on
-                RESULT["overhead"] = {"error": f"{type(e).__name__}: {e}"[:4000]}
-                log(f"overhead stage failed: {RESULT['overhead']['error'][:500]}")
+                ov["error"] = f"{type(e).__name__}: {e}"[:4000]
+                log(f"overhead stage failed: {ov['error'][:500]}")
             save()
-            if w.proc.poll() is not None:  # the worker died in that stage: a fresh one for the parts
+            try:
+                RESULT["memory"] = w.call("status")[0]["memory"]
+            except Exception as e:  # noqa: BLE001
+                RESULT["memory"] = {"error": f"{type(e).__name__}: {e}"[:1000]}
+            if w.proc.poll() is not None and left() > 30:  # the worker died: a fresh one for the parts
+                w.close()
                 w = Worker()
-                w.call("load_model", {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0})
+                load = {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
+                try:
+                    w.call("load_model", load, timeout=left())
+                except Exception as e:  # noqa: BLE001 — the parts then record that the worker is gone
+                    log(f"restarting the worker failed: {type(e).__name__}: {e}"[:500])
             measure_paths(w, recorded_tasks, train_task, tmp, model)
             if w.proc.poll() is None:
                 status = w.call("status")[0]

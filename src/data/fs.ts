@@ -5,7 +5,17 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, readlink, rename, unlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  realpath,
+  rename,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { FileError, ValidationError } from '../errors.js';
@@ -92,7 +102,7 @@ export async function writeJsonAtomic(
  */
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
   // A link is written through, not replaced by a file (the rename below would replace it).
-  const target = await linkTarget(path);
+  const target = await writeTarget(path);
   const dir = dirname(target);
   // Same folder as the target: rename is only atomic within one file system.
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -106,9 +116,15 @@ export async function writeTextAtomic(path: string, text: string): Promise<void>
   }
 }
 
-/** Where `path` leads through symbolic links (to a file that may not exist yet); `path` itself when it is no link. */
-async function linkTarget(path: string): Promise<string> {
-  let current = path;
+/**
+ * The file a write to `path` replaces: symbolic links followed (also to a file not there yet), in a folder whose
+ * own links are resolved (a link's relative target counts from the real folder, as the kernel reads it).
+ * @throws {FileError} on a loop of links.
+ * @internal
+ */
+export async function writeTarget(path: string): Promise<string> {
+  const real = async (p: string) => join(await realpath(dirname(p)).catch(() => dirname(p)), basename(p));
+  let current = await real(resolve(path));
   for (let hops = 0; hops < 40; hops++) {
     let link: string;
     try {
@@ -117,7 +133,7 @@ async function linkTarget(path: string): Promise<string> {
     } catch {
       return current; // missing (a new file), or unreadable: the write reports it
     }
-    current = resolve(dirname(current), link);
+    current = await real(resolve(dirname(current), link));
   }
   throw new FileError({ path, message: 'too many levels of symbolic links (a loop?)' });
 }

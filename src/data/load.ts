@@ -265,9 +265,10 @@ export function readableTestInputs(value: unknown): (Grid | null)[] | undefined 
 }
 
 /**
- * `tasks` plus, for each task left out with readable test inputs, a stand-in with those inputs (no train pairs;
- * an unreadable input becomes `[[0]]`): what a submission must answer, fallbacks included.
- * @internal
+ * `tasks` plus, for each task left out with readable test inputs ({@link LoadResult.leftOutTests}), a stand-in
+ * with those inputs (no train pairs; an unreadable input becomes `[[0]]`): every task a submission answers, as a
+ * run writes it. Check a run's submission against it: `checkSubmission(submission, withLeftOutTasks(tasks,
+ * leftOutTests))`. Pure.
  */
 export function withLeftOutTasks(
   tasks: TaskSet,

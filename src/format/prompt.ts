@@ -214,17 +214,21 @@ export function maxAnswerChars(format: PromptFormat, rows: number, cols: number)
 export function largestAnswerShape(task: Pick<Task, 'train' | 'test'>): [rows: number, cols: number] {
   let rows = 1;
   let cols = 1;
-  let growRows = 1;
-  let growCols = 1;
+  // The largest growth as a fraction [out, in], so that the grown sizes are exact (9/7 × 21 is 27, not 28).
+  let growRows: [number, number] = [1, 1];
+  let growCols: [number, number] = [1, 1];
+  const larger = (a: [number, number], out: number, inp: number): [number, number] =>
+    inp > 0 && out * a[1] > a[0] * inp ? [out, inp] : a;
   for (const { input, output } of task.train) {
     rows = Math.max(rows, output.length);
     cols = Math.max(cols, output[0]?.length ?? 0);
-    growRows = Math.max(growRows, output.length / input.length);
-    growCols = Math.max(growCols, (output[0]?.length ?? 0) / (input[0]?.length ?? 1));
+    growRows = larger(growRows, output.length, input.length);
+    growCols = larger(growCols, output[0]?.length ?? 0, input[0]?.length ?? 0);
   }
+  const grown = (size: number, [out, inp]: [number, number]) => Math.ceil((size * out) / inp);
   for (const { input } of task.test) {
-    rows = Math.max(rows, Math.ceil(input.length * growRows));
-    cols = Math.max(cols, Math.ceil((input[0]?.length ?? 0) * growCols));
+    rows = Math.max(rows, grown(input.length, growRows));
+    cols = Math.max(cols, grown(input[0]?.length ?? 0, growCols));
   }
   return [Math.min(rows, MAX_GRID_SIZE), Math.min(cols, MAX_GRID_SIZE)];
 }

@@ -12,7 +12,7 @@ import type { GridFormatName } from '../../format/encodings.js';
 import type { PromptStyle } from '../../format/prompt.js';
 import type { Task } from '../../schemas.js';
 import { loadQwenTokenizer } from '../../tokenizers/qwen.js';
-import { positiveInt } from '../args.js';
+import { nonEmpty, positiveInt } from '../args.js';
 import { formatTable } from '../table.js';
 
 interface InspectFlags {
@@ -87,7 +87,7 @@ async function chooseCounter(
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description('show task sizes, token counts, and which tasks need train pairs dropped or do not fit')
-    .argument('<tasks>', 'a folder of <id>.json tasks, a Kaggle challenges file, or one task file')
+    .argument('<tasks>', 'a folder of <id>.json tasks, a Kaggle challenges file, or one task file', nonEmpty)
     .addOption(
       new Option('--max-seq-len <tokens>', 'most tokens per sequence (prompt + answer + EOS)')
         .argParser(positiveInt)

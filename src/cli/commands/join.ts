@@ -4,8 +4,10 @@
  * @module
  */
 
-import { resolve } from 'node:path';
+import { realpath } from 'node:fs/promises';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import { writeTarget } from '../../data/fs.js';
 import { loadTasks, withLeftOutTasks } from '../../data/load.js';
 import { joinPredictions, type Predictions, readPredictionFiles, writeSubmission } from '../../data/split.js';
 import { setEntry } from '../../data/validate.js';
@@ -27,10 +29,12 @@ export function joinCommand(): Command {
     .requiredOption(
       '-t, --tasks <path>',
       'the tasks: Kaggle challenges file or folder of <id>.json task files',
+      nonEmpty,
     )
     .requiredOption(
       '-p, --predictions <dir>',
       'folder of <id>.json prediction files ([{attempt_1, attempt_2}, …])',
+      nonEmpty,
     )
     .requiredOption('-o, --out <file>', 'submission file to write (e.g. submission.json)', nonEmpty)
     .addOption(
@@ -41,10 +45,18 @@ export function joinCommand(): Command {
     .option('--pretty', 'indent the file, one grid row per line')
     .action(async (flags: JoinFlags) => {
       try {
-        if (resolve(flags.out) === resolve(flags.tasks)) {
+        // The file the write would replace (through links) must not be the tasks file, or in the tasks folder.
+        const target = await writeTarget(flags.out);
+        const rel = relative(await realpath(flags.tasks).catch(() => resolve(flags.tasks)), target);
+        if (!rel.startsWith('..') && !isAbsolute(rel)) {
           throw new ValidationError({
             source: flags.out,
-            issues: [{ path: '', message: '--out is the tasks file: writing there would replace it' }],
+            issues: [
+              {
+                path: '',
+                message: `--out would replace ${rel === '' ? 'the tasks file' : 'a file in the tasks folder'} (${target})`,
+              },
+            ],
           });
         }
         // Nothing is lost to one bad input: a task that cannot be loaded, or whose prediction file is bad,
@@ -61,7 +73,12 @@ export function joinCommand(): Command {
           const entries = given ?? [];
           const task = Object.hasOwn(tasks, id) ? tasks[id] : undefined;
           if (task === undefined) {
-            problems.push(`predictions for a task that is not in the tasks, left out: ${id}`);
+            const invalid = loaded.errors.some((e) => e instanceof ValidationError && e.taskId === id);
+            problems.push(
+              invalid
+                ? `predictions for invalid task ${id}, whose test inputs cannot be read, left out`
+                : `predictions for a task that is not in the tasks, left out: ${id}`,
+            );
           } else if (entries.length > task.test.length) {
             problems.push(
               `bad prediction file: task "${id}": ${entries.length} entries for ${task.test.length} test input(s); the fallback answers it`,

@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { loadSolutions, loadSubmission } from '../../data/load.js';
 import { ArcTtftError } from '../../errors.js';
 import { formatScoreTable, scoreSubmission } from '../../score.js';
+import { nonEmpty } from '../args.js';
 
 interface ScoreFlags {
   submission: string;
@@ -20,8 +21,12 @@ interface ScoreFlags {
 export function scoreCommand(): Command {
   return new Command('score')
     .description('score a Kaggle submission against a solutions file (Kaggle score + arc24 metrics)')
-    .requiredOption('-s, --submission <file>', 'submission file ({id: [{attempt_1, attempt_2}, …]})')
-    .requiredOption('--solutions <file>', 'Kaggle solutions file ({id: [grid, …]})')
+    .requiredOption(
+      '-s, --submission <file>',
+      'submission file ({id: [{attempt_1, attempt_2}, …]})',
+      nonEmpty,
+    )
+    .requiredOption('--solutions <file>', 'Kaggle solutions file ({id: [grid, …]})', nonEmpty)
     .option('--json', 'print the full report as JSON (nothing else on stdout)')
     .option('--per-task', 'add one row per task to the table')
     .option(

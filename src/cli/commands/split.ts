@@ -19,9 +19,13 @@ interface SplitFlags {
 export function splitCommand(): Command {
   return new Command('split')
     .description('write one <id>.json task file per task of a challenges file (or folder, or task file)')
-    .argument('<challenges>', 'Kaggle challenges file, folder of <id>.json task files, or one task file')
+    .argument(
+      '<challenges>',
+      'Kaggle challenges file, folder of <id>.json task files, or one task file',
+      nonEmpty,
+    )
     .requiredOption('-o, --out <dir>', 'folder to write the task files to (created if missing)', nonEmpty)
-    .option('-s, --solutions <file>', 'Kaggle solutions file whose grids become the test outputs')
+    .option('-s, --solutions <file>', 'Kaggle solutions file whose grids become the test outputs', nonEmpty)
     .option('--pretty', 'indent the files, one grid row per line')
     .action(async (challenges: string, flags: SplitFlags) => {
       try {
