@@ -72,7 +72,7 @@ export const FitOptionsSchema = z
     seed: z.number().int().default(0),
     /**
      * Longest possible answer: `estimate` (most rows and most columns over train outputs and test inputs,
-     * see `largestAnswerShape`) or `max` (30 × 30).
+     * each test input grown as the train pairs grow; see `largestAnswerShape`) or `max` (30 × 30).
      * @default 'estimate'
      */
     answerShape: z

@@ -30,11 +30,12 @@ against the naive path in the same run (the measurements are bench/speed.py's, s
 
 Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run records ``part_seconds``): build +
 engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
-mixed batch ~45 s, its static and compiled runs ~20 + ~80 s, compiled decode ~80 s (mostly the compile), compiled
-training ~80 s (likewise). Parts 5 to 7 run after the overhead stage: the static decode, the mixed batch (dynamic,
-static, compiled), the compiled decode, compiled training, flex-attention training (~60 s); each part starts only
-with half its budget left, and its calls are cut at the deadline (the worker is stopped, the part recorded as
-``skipped``). The naive processes after the first run last, in the time left, each only when it would end before
+compiled decode ~80 s (mostly the compile), compiled training ~80 s (likewise), mixed batch ~45 s, its static and
+compiled runs ~45 + ~80 s. Parts 5 to 7 run after the overhead stage, in this order: the static decode, the compiled
+decode, compiled training (the single-task figures the CUDA defaults wait for), the mixed batch (dynamic, static,
+compiled), flex-attention training (~60 s); each part starts only with half its budget left, and its calls are cut
+at the deadline (the worker is stopped, the part recorded as ``skipped``). A failing stage or part is recorded
+(``error``, ``naive_errors``) and the rest still runs. The naive processes after the first run last, in the time left, each only when it would end before
 the deadline (``overhead`` and the projection are updated then).
 
 Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on

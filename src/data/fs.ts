@@ -80,7 +80,8 @@ export type WriteJsonOptions = z.input<typeof WriteJsonOptionsSchema>;
 
 /**
  * Writes `value` as JSON to `path` atomically: the text goes to a temporary file in the same folder
- * which is then renamed over `path`, so readers never see a half-written file. Creates parent folders.
+ * which is then renamed over `path` (over the file it links to, when `path` is a symbolic link: the link
+ * stays), so readers never see a half-written file. Creates parent folders.
  * Throws {@link FileError} when the write fails (no temporary file is left behind).
  */
 export async function writeJsonAtomic(

@@ -1,3 +1,14 @@
+/**
+ * The HTML report of a run: one self-contained `report.html` (inline CSS, inline SVG, no script, no
+ * external asset, no network) showing per task the train pairs, test inputs, both attempts, the expected
+ * outputs when known, the top candidates, status, losses and timings, plus the run's metrics table.
+ *
+ * Every grid is one inline `<svg class="g">` holding one `<path data-c="k">` per colour present; a path's
+ * `d` is a list of horizontal runs of cells, `M<x> <y>h<n>v1h-<n>z`, and `data-cells` is its number of
+ * cells. That keeps the DOM small (≤ 11 nodes per grid, even for 30×30) so a 400-task report stays light.
+ *
+ * @module
+ */
 import { z } from 'zod';
 import { formatPercent } from '../cli/table.js';
 import { writeTextAtomic } from '../data/fs.js';

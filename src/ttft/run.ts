@@ -341,7 +341,10 @@ export interface RunResult {
   readonly mode: RunMode;
   /** The base model used. */
   readonly model: ModelInfo;
-  /** The complete submission: every valid task, every test input, two attempts each. */
+  /**
+   * The complete submission: every valid task and every invalid one whose test inputs can be read (fallbacks),
+   * every test input, two attempts each.
+   */
   readonly submission: Submission;
   /** One record per valid task, in task order (resumed ones included). */
   readonly records: readonly TaskRecord[];
@@ -586,7 +589,6 @@ function fallbackGrid(kind: 'input' | 'zeros', input: Grid): Grid {
 }
 
 function solutionsOf(tasks: TaskSet): Solutions | undefined {
-  // No task (all invalid, or an `only` that matched none): nothing to score.
   if (Object.keys(tasks).length === 0) return undefined;
   const solutions: Solutions = {};
   for (const [id, task] of Object.entries(tasks)) {
@@ -611,8 +613,10 @@ function solutionsOf(tasks: TaskSet): Solutions | undefined {
  * (complete, with fallbacks for tasks still to run); running the same command again resumes.
  *
  * @param tasks A task set, or a path: a Kaggle challenges file, a folder of `<id>.json`, or one task file.
- * @throws {@link FileError} when `out` cannot be written or the model does not exist (before any work);
- * {@link ValidationError} for bad options or a journal written with other options.
+ * @throws {@link FileError} before any work when `out` cannot be written, the model or the solutions file does not
+ * exist; {@link ValidationError} before any work for bad options, no valid task, an `only` id not in the tasks, or
+ * a solutions file that is broken, has another count of outputs than a task's test inputs or none of the tasks'
+ * ids; and after the model loaded, for a journal written with other options.
  */
 export async function runSingleTaskTTFT(
   tasks: string | TaskSet,

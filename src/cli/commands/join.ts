@@ -28,7 +28,7 @@ export function joinCommand(): Command {
     .description('join per-task prediction files into one Kaggle submission, filling gaps with a fallback')
     .requiredOption(
       '-t, --tasks <path>',
-      'the tasks: Kaggle challenges file or folder of <id>.json task files',
+      'the tasks: Kaggle challenges file, folder of <id>.json task files, or one task file',
       nonEmpty,
     )
     .requiredOption(

@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { ArcTtftError } from '../../errors.js';
 import { ensurePythonEnv } from '../../setup/env.js';
+import { nonEmpty } from '../args.js';
 
 interface SetupFlags {
   venv?: string;
@@ -20,9 +21,17 @@ interface SetupFlags {
 export function setupCommand(): Command {
   return new Command('setup')
     .description('create the Python venv for the engine and install its pinned requirements')
-    .option('--venv <dir>', 'venv folder (default: $ARC_TTFT_VENV, else a per-user cache folder)')
-    .option('--python <bin>', 'base Python 3.10+ that creates the venv (default: $PYTHON_BIN, else python3)')
-    .option('--requirements <file>', "requirements file (default: the package's python/requirements.txt)")
+    .option('--venv <dir>', 'venv folder (default: $ARC_TTFT_VENV, else a per-user cache folder)', nonEmpty)
+    .option(
+      '--python <bin>',
+      'base Python 3.10+ that creates the venv (default: $PYTHON_BIN, else python3)',
+      nonEmpty,
+    )
+    .option(
+      '--requirements <file>',
+      "requirements file (default: the package's python/requirements.txt)",
+      nonEmpty,
+    )
     .option('--force', 'delete and recreate the venv even when it is up to date')
     .option('--ray', 'also install Ray, to run tasks on Ray workers (run --ray)')
     .option('-q, --quiet', 'print only the python path')
