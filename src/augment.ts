@@ -460,13 +460,22 @@ export const AugmentationOptionsSchema = z.object({
 /** Augmentation options shared by {@link sampleAugmentations} and the training-sample builder. */
 export type AugmentationOptions = z.input<typeof AugmentationOptionsSchema>;
 
+/**
+ * Most augmentations one call draws, and most train pairs it orders: far past any use (8 geometries × colour maps ×
+ * orders), and a bound on the work a mistyped count (1e9) would start.
+ * @internal
+ */
+export const MAX_AUGMENTATIONS = 10_000;
+const MAX_TRAIN_PAIRS = 1_000;
+
 /** Options of {@link sampleAugmentations}. */
 export const SampleAugmentationsOptionsSchema = AugmentationOptionsSchema.extend({
   /** Number of train pairs: each augmentation then gets a `trainOrder`, a permutation of `0…trainSize-1`. */
-  trainSize: z.number().int().min(0).optional(),
+  trainSize: z.number().int().min(0).max(MAX_TRAIN_PAIRS).optional(),
   /** Train indices to order: each augmentation then gets a `trainOrder`, a permutation of exactly these. */
   trainIndices: z
     .array(z.number().int().min(0))
+    .max(MAX_TRAIN_PAIRS)
     .refine((xs) => new Set(xs).size === xs.length, { error: 'trainIndices must be distinct' })
     .optional(),
 }).refine((o) => o.trainSize === undefined || o.trainIndices === undefined, {
@@ -478,7 +487,11 @@ export type SampleAugmentationsOptions = z.input<typeof SampleAugmentationsOptio
 
 const SampleArgsSchema = z.object({
   seed: z.number().int({ error: 'seed must be an integer' }),
-  count: z.number().int({ error: 'count must be an integer' }).min(0, { error: 'count must be ≥ 0' }),
+  count: z
+    .number()
+    .int({ error: 'count must be an integer' })
+    .min(0, { error: 'count must be ≥ 0' })
+    .max(MAX_AUGMENTATIONS, { error: `count must be ≤ ${MAX_AUGMENTATIONS}` }),
 });
 
 function factorial(n: number): number {

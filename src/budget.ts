@@ -154,7 +154,9 @@ async function countChecked(countTokens: CountTokens, texts: string[]): Promise<
       ],
     });
   }
-  counts.forEach((n, i) => {
+  // An index loop, not forEach: a sparse array's holes must fail too.
+  for (let i = 0; i < counts.length; i++) {
+    const n: unknown = counts[i];
     if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
       throw new ValidationError({
         source: 'countTokens',
@@ -163,7 +165,7 @@ async function countChecked(countTokens: CountTokens, texts: string[]): Promise<
         ],
       });
     }
-  });
+  }
   return counts;
 }
 

@@ -12,6 +12,7 @@ import {
   augmentExampleUnchecked,
   checkTask,
   checkTrainIndices,
+  MAX_AUGMENTATIONS,
   sampleAugmentations,
   validateAugmentation,
 } from './augment.js';
@@ -39,7 +40,7 @@ export const TrainingSampleOptionsSchema = AugmentationOptionsSchema.extend({
    * MARC's cap of 250.
    * @default 32
    */
-  augmentationsPerPair: z.number().int().positive().default(32),
+  augmentationsPerPair: z.number().int().positive().max(MAX_AUGMENTATIONS).default(32),
   /**
    * Most samples returned (MARC caps at 250). Samples are taken round-robin over targets, so every
    * kept train pair is a target at least once whenever `maxSamples` ≥ the number of kept pairs.

@@ -179,8 +179,8 @@ export type MergeSolutionsOptions = z.input<typeof MergeSolutionsOptionsSchema>;
  * Returns a copy of `tasks` whose test outputs are taken from `solutions`. Tasks without solutions are
  * kept as they are; solutions for ids not in `tasks` are ignored. Pure.
  *
- * @throws {ValidationError} naming the task and `test[i].output` when a task's count of outputs differs
- * from its count of test inputs.
+ * @throws {ValidationError} naming the task and field for an output that is not a grid, and `test[i].output`
+ * when a task's count of outputs differs from its count of test inputs.
  */
 export function mergeSolutions(
   tasks: TaskSet,
@@ -190,7 +190,12 @@ export function mergeSolutions(
   const o = parseOptions(MergeSolutionsOptionsSchema, options, 'mergeSolutions');
   const out: TaskSet = {};
   for (const [id, task] of Object.entries(tasks)) {
-    const outputs = Object.hasOwn(solutions, id) ? solutions[id] : undefined;
+    const given = Object.hasOwn(solutions, id) ? solutions[id] : undefined;
+    // Checked as loadSolutions checks a file: a typed Solutions can still hold anything at run time.
+    const outputs =
+      given === undefined
+        ? undefined
+        : parseWith(OutputsSchema, given, { taskId: id, source: o.source, pathPrefix: key(id) });
     setEntry(out, id, outputs === undefined ? task : mergeOne(id, task, outputs, o.source));
   }
   return out;

@@ -40,7 +40,7 @@
  * @module
  */
 import { z } from 'zod';
-import { parseOptions } from '../data/validate.js';
+import { parseOptions, parseWith } from '../data/validate.js';
 import type { Example, Grid, Task } from '../schemas.js';
 import { MAX_GRID_SIZE } from '../schemas.js';
 import {
@@ -202,6 +202,8 @@ export function answerTextFor(grid: Grid, format: PromptFormat = 'arc24'): strin
  * generation length.
  */
 export function maxAnswerChars(format: PromptFormat, rows: number, cols: number): number {
+  const side = z.number().int().min(1).max(MAX_GRID_SIZE);
+  parseWith(z.object({ rows: side, cols: side }), { rows, cols }, { source: 'maxAnswerChars' });
   return resolve(format, 'maxAnswerChars').encoding.encodedLength(rows, cols);
 }
 

@@ -9,6 +9,7 @@
  * @module
  */
 import { z } from 'zod';
+import { MAX_AUGMENTATIONS } from '../augment.js';
 import { parseOptions, parseWith } from '../data/validate.js';
 import { ValidationError } from '../errors.js';
 import { type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
@@ -81,7 +82,7 @@ export const PredictTasksItemSchema = z.strictObject({
   /** Train pairs to show (e.g. `FineTuneResult.keptTrain`); default: fitted again. */
   keptTrain: z.array(z.number().int().min(0)).min(1).optional(),
   /** Views per test input for this task; default: the options' `augmentations`. */
-  augmentations: z.number().int().positive().optional(),
+  augmentations: z.number().int().positive().max(MAX_AUGMENTATIONS).optional(),
 });
 /** One task of a {@link predictTasks} batch. */
 export type PredictTasksItem = z.input<typeof PredictTasksItemSchema>;

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import {
   ColourPermutationSchema,
   invertAugmentationGrid,
+  MAX_AUGMENTATIONS,
   sampleAugmentations,
   TransformSchema,
 } from '../augment.js';
@@ -39,7 +40,7 @@ export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
    * rotation/flip.
    * @default 8
    */
-  augmentations: z.number().int().positive().default(8),
+  augmentations: z.number().int().positive().max(MAX_AUGMENTATIONS).default(8),
   /** Geometric transforms to draw from; default all 8. */
   transforms: z.array(TransformSchema).min(1).optional(),
   /**
