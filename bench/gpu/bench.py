@@ -332,6 +332,11 @@ def run_naive(
     return {"seconds": seconds, **{k: inner[k] for k in ("imports_s", "load_s", "attach_s", "train_s", "device")}}
 
 
+def load_payload(model: str) -> dict[str, Any]:
+    """The engine's ``load_model`` payload for the bench model (the first load, a restart, the flex part)."""
+    return {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
+
+
 def part(name: str, budget: float, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one generation-path part unless less than half its ``budget`` is left; a part cut at the deadline or
     failing is recorded (``skipped`` / ``error``), never fatal."""
@@ -449,8 +454,7 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
             )
 
     def flex() -> dict[str, Any]:
-        load = {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
-        info, _ = bounded("load_model", {**load, "attention": FLEX_ATTENTION})
+        info, _ = bounded("load_model", {**load_payload(model), "attention": FLEX_ATTENTION})
         base = RESULT["train"]["fast"]
         run = speed._train_run(
             bounded, task["samples"], task["max_seq_len"], base["steps"], speed.fast_train(TRAIN_BATCH)
@@ -547,7 +551,7 @@ def main() -> None:
 
         start = time.perf_counter()
         w = Worker()
-        info, _ = w.call("load_model", {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0})
+        info, _ = w.call("load_model", load_payload(model))
         RESULT["engine_start_s"] = time.perf_counter() - start
         RESULT["model"].update({k: info[k] for k in ("device", "dtype", "n_trainable", "vocab_size")})
         log(f"engine started in {RESULT['engine_start_s']:.2f} s on {info['device']} ({info['dtype']})")
@@ -630,9 +634,8 @@ def main() -> None:
             if w.proc.poll() is not None and left() > 30:  # the worker died: a fresh one for the parts
                 w.close()
                 w = Worker()
-                load = {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
                 try:
-                    w.call("load_model", load, timeout=left())
+                    w.call("load_model", load_payload(model), timeout=left())
                 except Exception as e:  # noqa: BLE001 — the parts then record that the worker is gone
                     log(f"restarting the worker failed: {type(e).__name__}: {e}"[:500])
             measure_paths(w, recorded_tasks, train_task, tmp, model)

@@ -156,11 +156,13 @@ class VLLMBackend(Backend):
         self._tokenizer, self._eos = ctx.tokenizer, ctx.tokenizer.eos_token_id
         import torch
 
+        from .model import native_bf16
+
         # vLLM's LoRA kernels take 16-bit activations only: a float32 training model (dtype auto on a GPU before
         # Ampere, or asked for) gets a 16-bit copy in vLLM.
         dtype = str(ctx.dtype).removeprefix("torch.")
         if dtype == "float32":
-            dtype = "bfloat16" if torch.cuda.get_device_capability(ctx.device)[0] >= 8 else "float16"
+            dtype = "bfloat16" if native_bf16(ctx.device) else "float16"
         # vLLM checks at start that its share of the GPU is free: memory the caching allocator holds is not.
         torch.cuda.empty_cache()
         self._llm = self._vllm.LLM(

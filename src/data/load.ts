@@ -164,6 +164,20 @@ export function loadTaskSetFromObject(value: unknown, options?: LoadObjectOption
   return validateChallenges(value, o.source, {}, new ErrorSink('strict'), []);
 }
 
+/**
+ * {@link loadTaskSetFromObject} in lenient mode, with `only` and `limit` as {@link loadTasks} takes them: the good
+ * tasks, one error per bad one, and the bad ones' readable test inputs (what a run does with a task set object).
+ * @internal
+ */
+export function loadTaskSetLeniently(
+  value: unknown,
+  o: Selection & { source: string },
+): Pick<LoadResult, 'tasks' | 'errors' | 'leftOutTests'> {
+  const sink = new ErrorSink('lenient');
+  const tasks = validateChallenges(value, o.source, o, sink, []);
+  return { tasks, errors: sink.errors, leftOutTests: sink.leftOutTests };
+}
+
 /** Options of {@link mergeSolutions}. */
 export const MergeSolutionsOptionsSchema = z.object({
   /**
@@ -260,7 +274,7 @@ const OutputsSchema = z.array(GridSchema, { error: 'expected an array of grids' 
  * The test inputs of a task value that failed validation, as far as they can be read (see
  * {@link LoadResult.leftOutTests}); `undefined` when it has no non-empty `test` array.
  */
-export function readableTestInputs(value: unknown): (Grid | null)[] | undefined {
+function readableTestInputs(value: unknown): (Grid | null)[] | undefined {
   if (!isRecord(value) || !Array.isArray(value.test) || value.test.length === 0) return undefined;
   return value.test.map((pair: unknown) => {
     if (!isRecord(pair)) return null;

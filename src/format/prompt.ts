@@ -196,14 +196,16 @@ export function answerTextFor(grid: Grid, format: PromptFormat = 'arc24'): strin
   return resolve(format, 'answerTextFor').encoding.encode(grid);
 }
 
+const AnswerSideSchema = z.number().int().min(1).max(MAX_GRID_SIZE);
+const AnswerSizeSchema = z.object({ rows: AnswerSideSchema, cols: AnswerSideSchema });
+
 /**
  * Characters of the answer for any `rows × cols` grid in `format` (for the compact format that is also
  * its token count). Use it, or the token count of {@link answerTextFor} of a filled grid, to bound
  * generation length.
  */
 export function maxAnswerChars(format: PromptFormat, rows: number, cols: number): number {
-  const side = z.number().int().min(1).max(MAX_GRID_SIZE);
-  parseWith(z.object({ rows: side, cols: side }), { rows, cols }, { source: 'maxAnswerChars' });
+  parseWith(AnswerSizeSchema, { rows, cols }, { source: 'maxAnswerChars' });
   return resolve(format, 'maxAnswerChars').encoding.encodedLength(rows, cols);
 }
 

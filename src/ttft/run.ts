@@ -24,13 +24,13 @@ import { writeJsonAtomic } from '../data/fs.js';
 import {
   type LoadError,
   loadSolutions,
+  loadTaskSetLeniently,
   loadTasks,
   mergeSolutions,
-  readableTestInputs,
   withLeftOutTasks,
 } from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
-import { parseOptions, setEntry, validateTask, validateTaskId } from '../data/validate.js';
+import { parseOptions, setEntry } from '../data/validate.js';
 import {
   ArcTtftError,
   BridgeError,
@@ -50,7 +50,6 @@ import {
   type Solutions,
   type Submission,
   type Task,
-  TaskIdSchema,
   type TaskSet,
   TimeoutMsSchema,
 } from '../schemas.js';
@@ -631,53 +630,21 @@ export async function runSingleTaskTTFT(
   // Aborting stops the engine call in flight too (Python restarts if anything runs after).
   const signal = context.signal !== undefined ? { signal: context.signal } : {};
 
-  // Load: invalid tasks are reported, valid ones run.
-  let taskSet: TaskSet;
-  let invalid: LoadError[] = [];
-  // The readable test inputs of the invalid tasks: they get fallback answers, so a Kaggle submission has every id.
-  let leftOutTests: Record<string, readonly (Grid | null)[]> = {};
+  // Load: invalid tasks are reported, valid ones run. A task set object is checked as a file's tasks are (one
+  // bad test input, unchecked, broke the first submission write of the whole run).
   const source = typeof tasks === 'string' ? tasks : '(object)';
-  if (typeof tasks === 'string') {
-    const loaded = await loadTasks(tasks, {
-      mode: 'lenient',
-      ...(o.only !== undefined ? { only: o.only } : {}),
-      ...(o.limit !== undefined ? { limit: o.limit } : {}),
-    });
-    taskSet = loaded.tasks;
-    invalid = [...loaded.errors];
-    leftOutTests = { ...loaded.leftOutTests };
-  } else {
-    taskSet = {};
-    let ids = Object.keys(tasks);
-    if (o.only !== undefined) {
-      for (const id of o.only) {
-        if (!Object.hasOwn(tasks, id)) {
-          invalid.push(
-            new ValidationError({
-              taskId: id,
-              source,
-              issues: [{ path: 'only', message: 'this task id is not in the source' }],
-            }),
-          );
-        }
-      }
-      ids = ids.filter((id) => o.only?.includes(id));
-    }
-    if (o.limit !== undefined) ids = ids.slice(0, o.limit);
-    // Checked as a file's tasks are: a bad one goes to `invalid` and the others run (unchecked, one bad
-    // test input broke the first submission write of the whole run).
-    for (const id of ids) {
-      try {
-        const task = validateTask(tasks[id], { taskId: id, source: '(object)' });
-        setEntry(taskSet, validateTaskId(id, { source: '(object)' }), task);
-      } catch (error) {
-        if (!(error instanceof ValidationError)) throw error;
-        invalid.push(error);
-        const inputs = TaskIdSchema.safeParse(id).success ? readableTestInputs(tasks[id]) : undefined;
-        if (inputs !== undefined) setEntry(leftOutTests, id, inputs);
-      }
-    }
-  }
+  const selection = {
+    ...(o.only !== undefined ? { only: o.only } : {}),
+    ...(o.limit !== undefined ? { limit: o.limit } : {}),
+  };
+  const loaded =
+    typeof tasks === 'string'
+      ? await loadTasks(tasks, { mode: 'lenient', ...selection })
+      : loadTaskSetLeniently(tasks, { ...selection, source });
+  let taskSet: TaskSet = loaded.tasks;
+  const invalid: readonly LoadError[] = loaded.errors;
+  // The readable test inputs of the invalid tasks: they get fallback answers, so a Kaggle submission has every id.
+  const leftOutTests = loaded.leftOutTests;
   // Bad selection or input as a whole fails before any work: an `only` id not in the source, no valid task.
   const unknown = invalid.filter((e) => e instanceof ValidationError && e.path === 'only');
   if (unknown.length > 0) {
