@@ -307,6 +307,49 @@ export async function fitTaskForEngine(
   return { ...fit, format, maxSeqLen };
 }
 
+/** What {@link trainingTexts} reads of the training options. */
+type SampleTextOptions = Pick<
+  z.output<typeof FineTuneOptionsSchema>,
+  | 'augmentationsPerPair'
+  | 'maxSamples'
+  | 'seed'
+  | 'colourPermutation'
+  | 'shuffleTrain'
+  | 'transforms'
+  | 'style'
+  | 'taskId'
+>;
+
+/**
+ * A task's leave-one-out training samples over its kept pairs, as prompt/answer texts. The options are picked
+ * by name: the sample builder refuses options it does not know, and callers hold wider objects.
+ * @internal
+ */
+export function trainingTexts(
+  task: Task,
+  keptTrain: readonly number[],
+  format: z.output<typeof GridFormatNameSchema>,
+  o: SampleTextOptions,
+): { prompt: string; answer: string }[] {
+  const samples = buildTrainingSamples(
+    task,
+    {
+      keptTrain: [...keptTrain],
+      augmentationsPerPair: o.augmentationsPerPair,
+      maxSamples: o.maxSamples,
+      seed: o.seed,
+      colourPermutation: o.colourPermutation,
+      shuffleTrain: o.shuffleTrain,
+      ...(o.transforms !== undefined ? { transforms: o.transforms } : {}),
+    },
+    o.taskId,
+  );
+  return samples.map((s) => {
+    const t = buildTrainingText(s.train, s.target, { format, style: o.style });
+    return { prompt: t.prompt, answer: t.answer };
+  });
+}
+
 /**
  * Fine-tunes the engine's adapter on one task: resets it in place (no model reload), fits the task
  * into `maxSeqLen` by dropping train pairs, builds leave-one-out samples under invertible
@@ -330,23 +373,7 @@ export async function fineTuneTask(
   const callOptions = callOptionsOf(o);
   const fit = await fitTaskForEngine(engine, task, o);
 
-  const samples = buildTrainingSamples(
-    task,
-    {
-      keptTrain: fit.kept,
-      augmentationsPerPair: o.augmentationsPerPair,
-      maxSamples: o.maxSamples,
-      seed: o.seed,
-      colourPermutation: o.colourPermutation,
-      shuffleTrain: o.shuffleTrain,
-      ...(o.transforms !== undefined ? { transforms: o.transforms } : {}),
-    },
-    o.taskId,
-  );
-  const texts = samples.map((s) => {
-    const t = buildTrainingText(s.train, s.target, { format: fit.format, style: o.style });
-    return { prompt: t.prompt, answer: t.answer };
-  });
+  const texts = trainingTexts(task, fit.kept, fit.format, o);
 
   if (o.reset) await engine.call('reset_adapter', { seed: null }, callOptions);
   const r = await trainSamples(engine, texts, o, fit.maxSeqLen, hooks.onStep);
@@ -364,7 +391,7 @@ export async function fineTuneTask(
     steps: r.steps,
     losses: r.losses,
     tokens: r.tokens,
-    samples: samples.length,
+    samples: texts.length,
     skippedSamples: r.skipped,
     keptTrain: fit.kept,
     droppedTrain: fit.dropped,

@@ -40,10 +40,9 @@ import {
   ValidationError,
 } from '../errors.js';
 import { GridFormatNameSchema } from '../format/encodings.js';
-import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
+import { PromptStyleSchema } from '../format/prompt.js';
 import { writeReport } from '../report/html.js';
 import { hashString } from '../rng.js';
-import { buildTrainingSamples } from '../samples.js';
 import {
   type Attempts,
   type Grid,
@@ -70,6 +69,7 @@ import {
   FineTuneOptionsSchema,
   fineTuneTask,
   fitTaskForEngine,
+  trainingTexts,
   trainSamples,
 } from './fine-tune.js';
 import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
@@ -800,14 +800,14 @@ export async function runSingleTaskTTFT(
           const task = taskSet[id]!;
           try {
             const fit = await fitTaskForEngine(engine, task, { ...text, taskId: id });
-            for (const s of buildTrainingSamples(
-              task,
-              { ...o.train, keptTrain: fit.kept, seed: o.seed },
-              id,
-            )) {
-              const t = buildTrainingText(s.train, s.target, { format, style: o.style });
-              samples.push({ prompt: t.prompt, answer: t.answer });
-            }
+            samples.push(
+              ...trainingTexts(task, fit.kept, format, {
+                ...o.train,
+                seed: o.seed,
+                style: o.style,
+                taskId: id,
+              }),
+            );
           } catch (error) {
             if (!(error instanceof TaskTooLongError)) throw error;
           }

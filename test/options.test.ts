@@ -1,0 +1,77 @@
+/**
+ * Options objects are checked by name: a key no option has (a typo, a wrong casing, an option of another
+ * function) is a ValidationError naming the key and the nearest option, never silently a default.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  buildTrainingSamples,
+  fitTask,
+  formatScoreTable,
+  runSingleTaskTTFT,
+  sampleAugmentations,
+  scorePredictions,
+  type Task,
+  ValidationError,
+  voteAttempts,
+} from '../src/index.js';
+
+const task: Task = {
+  train: [
+    { input: [[1]], output: [[2]] },
+    { input: [[3]], output: [[4]] },
+  ],
+  test: [{ input: [[5]] }],
+};
+const chars = (texts: readonly string[]) => texts.map((t) => t.length);
+
+function thrown(fn: () => unknown): ValidationError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ValidationError) return error;
+    throw error;
+  }
+  throw new Error('expected a ValidationError');
+}
+
+describe('unknown option keys', () => {
+  it('are refused with the nearest option named, instead of running at the default', async () => {
+    const error = await fitTask(task, chars, { maxSeqlen: 10 } as never).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).path).toBe('maxSeqlen');
+    expect((error as ValidationError).message).toBe(
+      'fitTask options: maxSeqlen: unknown key; did you mean "maxSeqLen"?',
+    );
+    // The same option spelled right is used (10 tokens cannot hold the task).
+    expect((await fitTask(task, chars, { maxSeqLen: 10 })).fits).toBe(false);
+  });
+
+  it('name every unknown key, with a suggestion only where one is close', () => {
+    const e = thrown(() => sampleAugmentations(0, 2, { tranforms: ['identity'], zzz: 1 } as never));
+    expect(e.issues).toEqual([
+      { path: 'tranforms', message: 'unknown key; did you mean "transforms"?' },
+      { path: 'zzz', message: 'unknown key' },
+    ]);
+  });
+
+  it('apply to every public function that takes options', () => {
+    expect(() => buildTrainingSamples(task, { augmentationPerPair: 2 } as never)).toThrow(
+      /did you mean "augmentationsPerPair"/,
+    );
+    expect(() => voteAttempts([], { minvotes: 2 } as never)).toThrow(/did you mean "minVotes"/);
+    expect(() => scorePredictions({}, {}, { strict: true } as never)).toThrow(/strict: unknown key/);
+    expect(() =>
+      formatScoreTable({ score: 0, maxScore: 0, tasks: [] } as never, { colour: true } as never),
+    ).toThrow(ValidationError);
+  });
+
+  it("are found inside a run's nested option groups, before any model loads", async () => {
+    const started = performance.now();
+    const error = await runSingleTaskTTFT({ a: task }, { train: { stesp: 3 } } as never).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).message).toMatch(/train\.stesp: unknown key; did you mean "steps"\?/);
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+});
