@@ -7,17 +7,10 @@
  * @module
  */
 import { z } from 'zod';
-import { parseOptions, parseWith, validateGrid, validateTask } from './data/validate.js';
+import { checkGrid, isGrid, parseOptions, parseWith, validateTask } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { createRng, type Rng } from './rng.js';
-import {
-  CellSchema,
-  type Example,
-  type Grid,
-  MAX_GRID_SIZE,
-  type Task,
-  type TestExample,
-} from './schemas.js';
+import { CellSchema, type Example, type Grid, type Task, type TestExample } from './schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Geometric transforms (D4)
@@ -56,22 +49,8 @@ function checkTransform(t: unknown, where: string): Transform {
   return parseWith(TransformSchema, t, { source: where });
 }
 
-/** Cheap structural check on the hot path; the zod validator only runs to explain a failure. */
-function isGridLike(grid: unknown): grid is Grid {
-  if (!Array.isArray(grid) || grid.length === 0 || grid.length > MAX_GRID_SIZE) return false;
-  const first = grid[0];
-  if (!Array.isArray(first) || first.length === 0 || first.length > MAX_GRID_SIZE) return false;
-  const width = first.length;
-  for (const row of grid) {
-    if (!Array.isArray(row) || row.length !== width) return false;
-    for (const cell of row) if (!Number.isInteger(cell) || cell < 0 || cell > 9) return false;
-  }
-  return true;
-}
-
-function checkGrid(grid: unknown, where: string): Grid {
-  if (isGridLike(grid)) return grid;
-  return validateGrid(grid, { source: where });
+function checkGridHere(grid: unknown, where: string): Grid {
+  return checkGrid(grid, { source: where });
 }
 
 function buildGrid(rows: number, cols: number, cell: (r: number, c: number) => number): Grid {
@@ -112,7 +91,7 @@ function transformUnchecked(g: Grid, t: Transform): Grid {
  * `rot90`, `rot270`, `transpose` and `antiTranspose` swap the grid's height and width.
  */
 export function applyTransform(grid: Grid, t: Transform): Grid {
-  return transformUnchecked(checkGrid(grid, 'applyTransform grid'), checkTransform(t, 'applyTransform'));
+  return transformUnchecked(checkGridHere(grid, 'applyTransform grid'), checkTransform(t, 'applyTransform'));
 }
 
 /** The transform that undoes `t`: `rot90` ↔ `rot270`; every other element is its own inverse. */
@@ -226,7 +205,10 @@ function recolourUnchecked(g: Grid, map: readonly number[]): Grid {
 
 /** Recolours every cell `c` of a grid to `map[c]`, returning a new grid. */
 export function applyColourMap(grid: Grid, map: ColourMap): Grid {
-  return recolourUnchecked(checkGrid(grid, 'applyColourMap grid'), checkColourMap(map, 'applyColourMap map'));
+  return recolourUnchecked(
+    checkGridHere(grid, 'applyColourMap grid'),
+    checkColourMap(map, 'applyColourMap map'),
+  );
 }
 
 /** The colour map that undoes `map`: `invertColourMap(map)[map[c]] === c`. */
@@ -314,7 +296,7 @@ function augmentGridUnchecked(g: Grid, aug: Augmentation): Grid {
 /** Applies an augmentation's transform and colour map to one grid (train order does not apply to a grid). */
 export function applyAugmentationGrid(grid: Grid, aug: Augmentation): Grid {
   return augmentGridUnchecked(
-    checkGrid(grid, 'applyAugmentationGrid grid'),
+    checkGridHere(grid, 'applyAugmentationGrid grid'),
     validateAugmentation(aug, 'applyAugmentationGrid augmentation'),
   );
 }
@@ -325,7 +307,7 @@ export function applyAugmentationGrid(grid: Grid, aug: Augmentation): Grid {
  */
 export function invertAugmentationGrid(grid: Grid, aug: Augmentation): Grid {
   const a = validateAugmentation(aug, 'invertAugmentationGrid augmentation');
-  const g = checkGrid(grid, 'invertAugmentationGrid grid');
+  const g = checkGridHere(grid, 'invertAugmentationGrid grid');
   return recolourUnchecked(
     transformUnchecked(g, inverseTransform(a.transform)),
     invertUnchecked(a.colourMap),
@@ -348,15 +330,13 @@ function isTaskLike(task: unknown): task is Task {
     t.train.length > 0 &&
     Array.isArray(t.test) &&
     t.test.length > 0 &&
-    t.train.every(
-      (p) => p !== null && typeof p === 'object' && isGridLike(p.input) && isGridLike(p.output),
-    ) &&
+    t.train.every((p) => p !== null && typeof p === 'object' && isGrid(p.input) && isGrid(p.output)) &&
     t.test.every(
       (p) =>
         p !== null &&
         typeof p === 'object' &&
-        isGridLike(p.input) &&
-        (p.output === undefined || isGridLike(p.output)),
+        isGrid(p.input) &&
+        (p.output === undefined || isGrid(p.output)),
     )
   );
 }

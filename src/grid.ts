@@ -1,5 +1,7 @@
 /**
- * Small pure helpers on grids.
+ * Small pure helpers on grids. They run on hot paths (voting, scoring, every augmentation) and do not check
+ * their input: give them grids, or check untrusted values first with `validateGrid` (a `ValidationError`
+ * that names the cell).
  *
  * @module
  */

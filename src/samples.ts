@@ -204,6 +204,15 @@ export function buildInferenceInputs(
   });
   const keptSet = new Set(kept);
   const pair = t.test[testIndex]!;
+  if (!Array.isArray(augmentations)) {
+    throw new ValidationError({
+      taskId: o.taskId,
+      source: where,
+      issues: [
+        { path: 'augmentations', message: 'augmentations must be an array (see sampleAugmentations)' },
+      ],
+    });
+  }
 
   return augmentations.map((raw, a) => {
     const aug = validateAugmentation(raw, `${where} augmentations[${a}]`);

@@ -9,11 +9,10 @@
  */
 import { z } from 'zod';
 import { formatPercent, formatTable } from './cli/table.js';
-import { parseOptions, validateGrid } from './data/validate.js';
+import { checkGrid as checkGridAt, entryPath, isRecord, parseOptions } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { gridShape } from './grid.js';
 import type { Attempts, Grid, Solutions, Submission } from './schemas.js';
-import { MAX_GRID_SIZE } from './schemas.js';
 
 /**
  * arc24's metrics. For one test output each is computed over all its predictions (`n` of them,
@@ -140,33 +139,8 @@ export interface ScoreReport {
   readonly extraTasks: readonly string[];
 }
 
-/** Grids are checked with a plain loop first; zod runs only to word the error of an invalid one. */
-function isGrid(value: unknown): value is Grid {
-  if (!Array.isArray(value) || value.length < 1 || value.length > MAX_GRID_SIZE) return false;
-  const first: unknown = value[0];
-  if (!Array.isArray(first)) return false;
-  const width = first.length;
-  if (width < 1 || width > MAX_GRID_SIZE) return false;
-  for (const row of value as unknown[]) {
-    if (!Array.isArray(row) || row.length !== width) return false;
-    for (const cell of row as unknown[]) {
-      if (typeof cell !== 'number' || !Number.isInteger(cell) || cell < 0 || cell > 9) return false;
-    }
-  }
-  return true;
-}
-
 function checkGrid(value: unknown, source: string, taskId: string, path: string): Grid {
-  return isGrid(value) ? value : validateGrid(value, { source, taskId, pathPrefix: path });
-}
-
-/** `["abc"]`: how a task's entry is addressed inside an id-keyed file (the loaders' convention). */
-function key(id: string): string {
-  return `[${JSON.stringify(id)}]`;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  return checkGridAt(value, { source, taskId, pathPrefix: path });
 }
 
 function invalid(source: string, path: string, message: string, taskId?: string): ValidationError {
@@ -261,10 +235,10 @@ function checkSolutions(solutions: unknown): Solutions {
   for (const id of ids) {
     const outputs = solutions[id];
     if (!Array.isArray(outputs) || outputs.length === 0) {
-      throw invalid(source, key(id), 'must be a non-empty array of test output grids', id);
+      throw invalid(source, entryPath(id), 'must be a non-empty array of test output grids', id);
     }
     outputs.forEach((grid, i) => {
-      checkGrid(grid, source, id, `${key(id)}[${i}]`);
+      checkGrid(grid, source, id, `${entryPath(id)}[${i}]`);
     });
   }
   return solutions as Solutions;
@@ -300,14 +274,14 @@ function scoreChecked(
         message: `${source}: task "${id}" is missing (the solutions have ${outputs.length} test output(s) for it)`,
         source,
         taskId: id,
-        issues: [{ path: key(id), message: 'missing task' }],
+        issues: [{ path: entryPath(id), message: 'missing task' }],
       });
     }
     const given = entries ?? [];
     if (given.length > outputs.length) {
       throw invalid(
         source,
-        `${key(id)}[${outputs.length}]`,
+        `${entryPath(id)}[${outputs.length}]`,
         `extra entry: the task has ${outputs.length} test output(s), the ${source} ${given.length} entries`,
         id,
       );
@@ -315,7 +289,7 @@ function scoreChecked(
     if (given.length < outputs.length && !allowMissing) {
       throw invalid(
         source,
-        `${key(id)}[${given.length}]`,
+        `${entryPath(id)}[${given.length}]`,
         `missing entry: the task has ${outputs.length} test output(s), the ${source} ${given.length}`,
         id,
       );
@@ -369,9 +343,10 @@ export function scorePredictions(
   const tests = (id: string): readonly CheckedTest[] | undefined => {
     if (!Object.hasOwn(predictions, id)) return undefined;
     const entries: unknown = predictions[id];
-    if (!Array.isArray(entries)) throw invalid(source, key(id), 'must be an array of test predictions', id);
+    if (!Array.isArray(entries))
+      throw invalid(source, entryPath(id), 'must be an array of test predictions', id);
     return entries.map((entry: unknown, i): CheckedTest => {
-      const path = `${key(id)}[${i}]`;
+      const path = `${entryPath(id)}[${i}]`;
       if (!isRecord(entry)) throw invalid(source, path, 'must be {attempts, candidates?}', id);
       const attempts = checkAttempts(entry.attempts, source, id, `${path}.attempts`);
       const candidates: unknown = entry.candidates;
@@ -409,9 +384,9 @@ export function scoreSubmission(
     if (!Object.hasOwn(submission, id)) return undefined;
     const entries: unknown = submission[id];
     if (!Array.isArray(entries))
-      throw invalid(source, key(id), 'must be an array of {attempt_1, attempt_2}', id);
+      throw invalid(source, entryPath(id), 'must be an array of {attempt_1, attempt_2}', id);
     return entries.map((entry: unknown, i): CheckedTest => {
-      const path = `${key(id)}[${i}]`;
+      const path = `${entryPath(id)}[${i}]`;
       if (!isRecord(entry)) throw invalid(source, path, 'must be {attempt_1, attempt_2}', id);
       const attempts = checkAttempts(entry, source, id, path);
       return { attempts, predictions: attempts };
@@ -434,6 +409,18 @@ export type FormatScoreTableOptions = z.input<typeof FormatScoreTableOptionsSche
 /** Renders a {@link ScoreReport} as plain-text tables: the Kaggle score, the aggregate metrics, optionally per task. */
 export function formatScoreTable(report: ScoreReport, options?: FormatScoreTableOptions): string {
   const o = parseOptions(FormatScoreTableOptionsSchema, options, 'formatScoreTable');
+  if (
+    !isRecord(report) ||
+    typeof report.score !== 'number' ||
+    !isRecord(report.metrics) ||
+    !isRecord(report.tasks)
+  ) {
+    throw invalid(
+      'formatScoreTable',
+      'report',
+      'expected a ScoreReport (from scoreSubmission or scorePredictions)',
+    );
+  }
   const lines = [
     `Kaggle score: ${report.score.toFixed(4)} (${formatPercent(report.score, 2)}) over ${report.nTasks} task(s), ${report.nTestOutputs} test output(s)`,
   ];

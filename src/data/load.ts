@@ -27,7 +27,17 @@ import {
   readJsonFile,
   readJsonFileWithText,
 } from './fs.js';
-import { parseOptions, parseWith, setEntry, validateTask, validateTaskId } from './validate.js';
+import {
+  entryPath,
+  expectRecord,
+  expectTests,
+  isRecord,
+  parseOptions,
+  parseWith,
+  setEntry,
+  validateTask,
+  validateTaskId,
+} from './validate.js';
 
 /** Files read at once when loading a folder: enough to hide latency, few enough to spare file handles. */
 const READ_CONCURRENCY = 16;
@@ -131,7 +141,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
         const outputs = parseWith(OutputsSchema, raw, {
           taskId: id,
           source: solutionsSource,
-          pathPrefix: key(id),
+          pathPrefix: entryPath(id),
         });
         setEntry(merged, id, mergeOne(id, task, outputs, solutionsSource));
       });
@@ -202,14 +212,17 @@ export function mergeSolutions(
   options?: MergeSolutionsOptions,
 ): TaskSet {
   const o = parseOptions(MergeSolutionsOptionsSchema, options, 'mergeSolutions');
+  expectRecord(tasks, 'tasks', 'mergeSolutions');
+  expectRecord(solutions, 'solutions', o.source);
   const out: TaskSet = {};
   for (const [id, task] of Object.entries(tasks)) {
+    expectTests(task, id, 'tasks');
     const given = Object.hasOwn(solutions, id) ? solutions[id] : undefined;
     // Checked as loadSolutions checks a file: a typed Solutions can still hold anything at run time.
     const outputs =
       given === undefined
         ? undefined
-        : parseWith(OutputsSchema, given, { taskId: id, source: o.source, pathPrefix: key(id) });
+        : parseWith(OutputsSchema, given, { taskId: id, source: o.source, pathPrefix: entryPath(id) });
     setEntry(out, id, outputs === undefined ? task : mergeOne(id, task, outputs, o.source));
   }
   return out;
@@ -293,9 +306,23 @@ export function withLeftOutTasks(
   tasks: TaskSet,
   leftOutTests: Readonly<Record<string, readonly (Grid | null)[]>>,
 ): TaskSet {
+  expectRecord(tasks, 'tasks', 'withLeftOutTasks');
+  expectRecord(leftOutTests, 'leftOutTests', 'withLeftOutTasks');
   const out: TaskSet = { ...tasks };
   for (const [id, inputs] of Object.entries(leftOutTests)) {
     if (Object.hasOwn(out, id)) continue;
+    if (!Array.isArray(inputs)) {
+      throw new ValidationError({
+        taskId: id,
+        source: 'withLeftOutTasks',
+        issues: [
+          {
+            path: `leftOutTests${entryPath(id)}`,
+            message: 'expected an array of test inputs (a grid or null each)',
+          },
+        ],
+      });
+    }
     setEntry<Task>(out, id, { train: [], test: inputs.map((input) => ({ input: input ?? [[0]] })) });
   }
   return out;
@@ -365,18 +392,9 @@ function select(ids: readonly string[], o: Selection, sink: ErrorSink, source: s
   return out;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** A single task file has array-valued `train`/`test`; in a challenges file those keys would hold tasks. */
 function isTaskShaped(value: unknown): boolean {
   return isRecord(value) && (Array.isArray(value.train) || Array.isArray(value.test));
-}
-
-/** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */
-function key(id: string): string {
-  return `[${JSON.stringify(id)}]`;
 }
 
 function duplicateIdError(id: string, source: string | undefined): ValidationError {
@@ -385,7 +403,7 @@ function duplicateIdError(id: string, source: string | undefined): ValidationErr
     source,
     issues: [
       {
-        path: key(id),
+        path: entryPath(id),
         message: `duplicate task id "${id}": the key occurs more than once in the file (JSON keeps only the last)`,
       },
     ],
@@ -416,8 +434,8 @@ function parseIdRecord<T>(
   if (dup !== undefined) throw duplicateIdError(dup, source);
   const out: Record<string, T> = {};
   for (const [id, entry] of entries) {
-    validateTaskId(id, { source, pathPrefix: key(id) });
-    setEntry(out, id, parseWith(schema, entry, { taskId: id, source, pathPrefix: key(id) }));
+    validateTaskId(id, { source, pathPrefix: entryPath(id) });
+    setEntry(out, id, parseWith(schema, entry, { taskId: id, source, pathPrefix: entryPath(id) }));
   }
   return out;
 }

@@ -10,7 +10,17 @@ import { cloneGrid } from '../grid.js';
 import { type Attempts, AttemptsSchema, type Grid, type Submission, type TaskSet } from '../schemas.js';
 import { listJsonFiles, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
 import { parseSubmission } from './load.js';
-import { parseOptions, parseWith, setEntry, validateTask, validateTaskId } from './validate.js';
+import {
+  entryPath,
+  expectRecord,
+  expectTests,
+  parseOptions,
+  parseWith,
+  setEntry,
+  validateGrid,
+  validateTask,
+  validateTaskId,
+} from './validate.js';
 
 /** Files read or written at once. */
 const IO_CONCURRENCY = 16;
@@ -123,13 +133,15 @@ export interface JoinResult {
  */
 export function joinPredictions(tasks: TaskSet, predictions: Predictions, options?: JoinOptions): JoinResult {
   const o = parseOptions(JoinOptionsSchema, options, 'joinPredictions');
+  expectRecord(tasks, 'tasks', 'joinPredictions');
+  expectRecord(predictions, 'predictions', 'joinPredictions');
   const unknownIds = Object.keys(predictions).filter((id) => !Object.hasOwn(tasks, id));
   if (unknownIds.length > 0) {
     throw new ValidationError({
       taskId: unknownIds[0],
       source: 'predictions',
       issues: unknownIds.map((id) => ({
-        path: key(id),
+        path: entryPath(id),
         message: 'predictions for a task that is not in the task set',
       })),
     });
@@ -138,38 +150,46 @@ export function joinPredictions(tasks: TaskSet, predictions: Predictions, option
   const submission: Submission = {};
   const filled: FilledEntry[] = [];
   for (const [id, task] of Object.entries(tasks)) {
+    const tests = expectTests(task, id, 'tasks');
     const entries = Object.hasOwn(predictions, id) ? predictions[id] : undefined;
     if (entries !== undefined && entries !== null && !Array.isArray(entries)) {
       throw new ValidationError({
         taskId: id,
         source: 'predictions',
-        issues: [{ path: key(id), message: 'expected an array with one entry per test input' }],
+        issues: [{ path: entryPath(id), message: 'expected an array with one entry per test input' }],
       });
     }
     const list = entries ?? [];
-    if (list.length > task.test.length) {
+    if (list.length > tests.length) {
       throw new ValidationError({
         taskId: id,
         source: 'predictions',
         issues: [
           {
-            path: `${key(id)}[${task.test.length}]`,
-            message: `${list.length} prediction entries, but the task has ${task.test.length} test input(s)`,
+            path: `${entryPath(id)}[${tests.length}]`,
+            message: `${list.length} prediction entries, but the task has ${tests.length} test input(s)`,
           },
         ],
       });
     }
-    const out = task.test.map((pair, i): Attempts => {
+    const out = tests.map((pair, i): Attempts => {
       const entry = list[i];
       if (entry === undefined || entry === null) {
         filled.push({ taskId: id, testIndex: i });
-        const grid: Grid = o.fallback === 'input' ? pair.input : [[0]];
+        const grid: Grid =
+          o.fallback === 'input'
+            ? validateGrid(pair.input, {
+                taskId: id,
+                source: 'tasks',
+                pathPrefix: `${entryPath(id)}.test[${i}].input`,
+              })
+            : [[0]];
         return { attempt_1: cloneGrid(grid), attempt_2: cloneGrid(grid) };
       }
       const attempts = parseWith(AttemptsSchema, entry, {
         taskId: id,
         source: 'predictions',
-        pathPrefix: `${key(id)}[${i}]`,
+        pathPrefix: `${entryPath(id)}[${i}]`,
       });
       return { attempt_1: cloneGrid(attempts.attempt_1), attempt_2: cloneGrid(attempts.attempt_2) };
     });
@@ -213,6 +233,7 @@ export async function writeSubmission(
  */
 export function checkSubmission(submission: Submission, tasks: TaskSet): void {
   const valid = parseSubmission(submission, { source: 'submission' });
+  expectRecord(tasks, 'tasks', 'checkSubmission');
   const issues: ValidationIssue[] = [];
   let firstId: string | undefined;
   const note = (id: string, issue: ValidationIssue): void => {
@@ -220,18 +241,20 @@ export function checkSubmission(submission: Submission, tasks: TaskSet): void {
     issues.push(issue);
   };
   for (const [id, task] of Object.entries(tasks)) {
+    const tests = expectTests(task, id, 'tasks');
     const entries = Object.hasOwn(valid, id) ? valid[id] : undefined;
     if (entries === undefined) {
-      note(id, { path: key(id), message: 'task is missing from the submission' });
-    } else if (entries.length !== task.test.length) {
+      note(id, { path: entryPath(id), message: 'task is missing from the submission' });
+    } else if (entries.length !== tests.length) {
       note(id, {
-        path: key(id),
-        message: `${entries.length} entries, but the task has ${task.test.length} test input(s)`,
+        path: entryPath(id),
+        message: `${entries.length} entries, but the task has ${tests.length} test input(s)`,
       });
     }
   }
   for (const id of Object.keys(valid)) {
-    if (!Object.hasOwn(tasks, id)) note(id, { path: key(id), message: 'task id is not in the task set' });
+    if (!Object.hasOwn(tasks, id))
+      note(id, { path: entryPath(id), message: 'task id is not in the task set' });
   }
   if (issues.length > 0) throw new ValidationError({ taskId: firstId, source: 'submission', issues });
 }
@@ -305,9 +328,4 @@ export async function readPredictionFiles(
     else setEntry(predictions, file.id, result);
   });
   return { predictions, errors };
-}
-
-/** `["abc"]`: how a task's entry is addressed inside an id-keyed file. */
-function key(id: string): string {
-  return `[${JSON.stringify(id)}]`;
 }

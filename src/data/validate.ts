@@ -11,6 +11,7 @@ import {
   AttemptsSchema,
   type Grid,
   GridSchema,
+  MAX_GRID_SIZE,
   type Task,
   TaskIdSchema,
   TaskSchema,
@@ -124,6 +125,25 @@ export function validateGrid(value: unknown, context: ValidationContext = {}): G
   return parseWith(GridSchema, value, context);
 }
 
+/** A valid grid (1–30 × 1–30 integers 0–9, rectangular), checked with a plain loop: cheap on hot paths. */
+export function isGrid(value: unknown): value is Grid {
+  if (!Array.isArray(value) || value.length < 1 || value.length > MAX_GRID_SIZE) return false;
+  const first: unknown = value[0];
+  if (!Array.isArray(first) || first.length < 1 || first.length > MAX_GRID_SIZE) return false;
+  for (const row of value as unknown[]) {
+    if (!Array.isArray(row) || row.length !== first.length) return false;
+    for (const cell of row as unknown[]) {
+      if (typeof cell !== 'number' || !Number.isInteger(cell) || cell < 0 || cell > 9) return false;
+    }
+  }
+  return true;
+}
+
+/** `value` itself when it is a grid ({@link isGrid}); otherwise zod words the {@link ValidationError}. */
+export function checkGrid(value: unknown, context: ValidationContext = {}): Grid {
+  return isGrid(value) ? value : validateGrid(value, context);
+}
+
 /** Validates one `{attempt_1, attempt_2}` entry. */
 export function validateAttempts(value: unknown, context: ValidationContext = {}): Attempts {
   return parseWith(AttemptsSchema, value, context);
@@ -151,6 +171,52 @@ function strictOptions<S extends z.ZodType>(schema: S): S {
     strictSchemas.set(schema, strict);
   }
   return strict as S;
+}
+
+/** `["abc"]`: how a task's entry is addressed inside an id-keyed file (the loaders' convention). */
+export function entryPath(id: string): string {
+  return `[${JSON.stringify(id)}]`;
+}
+
+/** A plain object (not null, not an array). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Throws a {@link ValidationError} naming `what` unless `value` is a plain object: id-keyed inputs from
+ * JavaScript callers (`null`, an array) then fail in words, not with a `TypeError` from `Object.entries`.
+ */
+export function expectRecord(
+  value: unknown,
+  what: string,
+  source: string,
+): asserts value is Record<string, unknown> {
+  if (!isRecord(value)) {
+    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+    throw new ValidationError({
+      source,
+      issues: [{ path: '', message: `${what} must be an object keyed by task id, got ${got}` }],
+    });
+  }
+}
+
+/**
+ * The test inputs of a task held in a caller's task set, checked only as far as the caller reads them (a
+ * `test` array of objects): cheap enough for a function called after every task of a run.
+ */
+export function expectTests(task: unknown, id: string, source: string): readonly { input: unknown }[] {
+  const test = isRecord(task) ? task.test : undefined;
+  if (!Array.isArray(test) || !test.every((pair: unknown) => isRecord(pair))) {
+    throw new ValidationError({
+      taskId: id,
+      source,
+      issues: [
+        { path: `${entryPath(id)}.test`, message: 'a task must have a test array of {input} objects' },
+      ],
+    });
+  }
+  return test as { input: unknown }[];
 }
 
 /** Sets `obj[id]` as an own data property, so that an id like `__proto__` cannot touch the prototype. */

@@ -15,7 +15,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
-import type { Grid } from '../schemas.js';
+import { type Grid, MAX_GRID_SIZE } from '../schemas.js';
 
 /** Names of the grid formats. */
 export const GridFormatNameSchema = z.enum(['arc24', 'compact'], {
@@ -86,23 +86,36 @@ function rowDigits(grid: Grid, r: number): string {
   return out;
 }
 
+function shapeError(path: string, message: string): ValidationError {
+  return new ValidationError({ issues: [{ path, message }] });
+}
+
 function checkShape(grid: Grid): void {
-  const width = grid[0]?.length ?? 0;
-  if (grid.length === 0 || width === 0) {
-    throw new ValidationError({ issues: [{ path: '', message: 'cannot encode an empty grid' }] });
+  // Grids from JavaScript callers or JSON may be anything; say what is wrong rather than throw a TypeError.
+  if (!Array.isArray(grid)) throw shapeError('', `a grid must be an array of rows, got ${describe(grid)}`);
+  if (grid.length === 0) throw shapeError('', 'cannot encode an empty grid');
+  if (grid.length > MAX_GRID_SIZE) {
+    throw shapeError('', `a grid has at most ${MAX_GRID_SIZE} rows, got ${grid.length}`);
   }
-  for (let r = 1; r < grid.length; r++) {
-    if (grid[r]!.length !== width) {
-      throw new ValidationError({
-        issues: [
-          {
-            path: `[${r}]`,
-            message: `ragged grid: row ${r} has ${grid[r]!.length} cells, row 0 has ${width}`,
-          },
-        ],
-      });
+  for (let r = 0; r < grid.length; r++) {
+    const row: unknown = grid[r];
+    if (!Array.isArray(row))
+      throw shapeError(`[${r}]`, `a row must be an array of cells, got ${describe(row)}`);
+    if (r === 0 && row.length === 0) throw shapeError('', 'cannot encode an empty grid');
+    if (r === 0 && row.length > MAX_GRID_SIZE) {
+      throw shapeError('[0]', `a grid has at most ${MAX_GRID_SIZE} columns, got ${row.length}`);
+    }
+    if (row.length !== grid[0]!.length) {
+      throw shapeError(
+        `[${r}]`,
+        `ragged grid: row ${r} has ${row.length} cells, row 0 has ${grid[0]!.length}`,
+      );
     }
   }
+}
+
+function describe(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
 }
 
 /** arc24's grid text: shape header, numbered rows, closing fence. */

@@ -40,7 +40,8 @@
  * @module
  */
 import { z } from 'zod';
-import { parseOptions, parseWith } from '../data/validate.js';
+import { parseOptions, parseWith, validateTask } from '../data/validate.js';
+import { ValidationError } from '../errors.js';
 import type { Example, Grid, Task } from '../schemas.js';
 import { MAX_GRID_SIZE } from '../schemas.js';
 import {
@@ -131,24 +132,67 @@ function resolve(format: PromptFormat | undefined, where: string): Resolved {
   return resolved;
 }
 
-function arc24UserMessage(encoding: GridEncoding, train: readonly Example[], testInput: Grid): string {
-  let out = '';
-  train.forEach((pair, i) => {
-    out += `## Example ${i + 1}\n\n### Input\n\n${encoding.encode(pair.input)}\n\n### Output\n\n${encoding.encode(pair.output)}\n\n`;
-  });
-  return `${out}## Test case\n\n### Input\n\n${encoding.encode(testInput)}\n\n`;
+/**
+ * `grid` encoded; a bad grid is a {@link ValidationError} whose path says which grid of the call it is
+ * (`buildInferencePrompt: train[1].output[2][0]: …`).
+ */
+function encodeAt(encoding: GridEncoding, grid: Grid, path: string, where: string): string {
+  try {
+    return encoding.encode(grid);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    throw new ValidationError({
+      source: where,
+      issues: error.issues.map((i) => ({ ...i, path: path + i.path })),
+    });
+  }
 }
 
-function build(r: Resolved, train: readonly Example[], testInput: Grid): string {
-  const { encoding } = r;
+/** The train pairs' grids and the test input, encoded, checked on the way. */
+function encodeAll(
+  encoding: GridEncoding,
+  train: readonly Example[],
+  testInput: Grid,
+  where: string,
+): { pairs: [input: string, output: string][]; test: string } {
+  if (!Array.isArray(train)) {
+    throw new ValidationError({
+      source: where,
+      issues: [{ path: 'train', message: 'train must be an array of pairs' }],
+    });
+  }
+  const pairs = train.map((pair, i): [string, string] => {
+    if (typeof pair !== 'object' || pair === null) {
+      throw new ValidationError({
+        source: where,
+        issues: [{ path: `train[${i}]`, message: 'a train pair must be an object with input and output' }],
+      });
+    }
+    return [
+      encodeAt(encoding, pair.input, `train[${i}].input`, where),
+      encodeAt(encoding, pair.output, `train[${i}].output`, where),
+    ];
+  });
+  return { pairs, test: encodeAt(encoding, testInput, 'input', where) };
+}
+
+function arc24UserMessage(pairs: readonly [string, string][], test: string): string {
+  let out = '';
+  pairs.forEach(([input, output], i) => {
+    out += `## Example ${i + 1}\n\n### Input\n\n${input}\n\n### Output\n\n${output}\n\n`;
+  });
+  return `${out}## Test case\n\n### Input\n\n${test}\n\n`;
+}
+
+function build(r: Resolved, train: readonly Example[], testInput: Grid, where: string): string {
+  const { pairs, test } = encodeAll(r.encoding, train, testInput, where);
   if (r.format === 'compact') {
     const { input: I, output: O } = COMPACT_MARKERS;
     let out = '';
-    for (const pair of train)
-      out += `${I}\n${encoding.encode(pair.input)}\n${O}\n${encoding.encode(pair.output)}\n`;
-    return `${out}${I}\n${encoding.encode(testInput)}\n${O}\n`;
+    for (const [input, output] of pairs) out += `${I}\n${input}\n${O}\n${output}\n`;
+    return `${out}${I}\n${test}\n${O}\n`;
   }
-  const user = arc24UserMessage(encoding, train, testInput);
+  const user = arc24UserMessage(pairs, test);
   if (r.style === 'plain') return `${user}### Output\n\n`;
   // arc24's user message ends with the test input; the assistant turn starts with the output heading.
   return (
@@ -168,7 +212,7 @@ export function buildInferencePrompt(
   testInput: Grid,
   format: PromptFormat = 'arc24',
 ): string {
-  return build(resolve(format, 'buildInferencePrompt'), train, testInput);
+  return build(resolve(format, 'buildInferencePrompt'), train, testInput, 'buildInferencePrompt');
 }
 
 /**
@@ -181,8 +225,14 @@ export function buildTrainingText(
   format: PromptFormat = 'arc24',
 ): TrainingText {
   const r = resolve(format, 'buildTrainingText');
-  const prompt = build(r, train, target.input);
-  const answer = r.encoding.encode(target.output);
+  if (typeof target !== 'object' || target === null) {
+    throw new ValidationError({
+      source: 'buildTrainingText',
+      issues: [{ path: 'target', message: 'the target must be a pair with input and output' }],
+    });
+  }
+  const prompt = build(r, train, target.input, 'buildTrainingText');
+  const answer = encodeAt(r.encoding, target.output, 'target.output', 'buildTrainingText');
   return {
     prompt,
     answer,
@@ -193,7 +243,7 @@ export function buildTrainingText(
 
 /** The answer text for `grid` in `format` (the grid's encoding, terminator included). */
 export function answerTextFor(grid: Grid, format: PromptFormat = 'arc24'): string {
-  return resolve(format, 'answerTextFor').encoding.encode(grid);
+  return encodeAt(resolve(format, 'answerTextFor').encoding, grid, 'grid', 'answerTextFor');
 }
 
 const AnswerSideSchema = z.number().int().min(1).max(MAX_GRID_SIZE);
@@ -216,6 +266,7 @@ export function maxAnswerChars(format: PromptFormat, rows: number, cols: number)
  * is unknown, so this is a heuristic bound.
  */
 export function largestAnswerShape(task: Pick<Task, 'train' | 'test'>): [rows: number, cols: number] {
+  validateTask(task, { source: 'largestAnswerShape' });
   let rows = 1;
   let cols = 1;
   // The largest growth as a fraction [out, in], so that the grown sizes are exact (9/7 × 21 is 27, not 28).

@@ -12,10 +12,10 @@
 import { z } from 'zod';
 import { formatPercent } from '../cli/table.js';
 import { writeTextAtomic } from '../data/fs.js';
-import { parseOptions } from '../data/validate.js';
+import { isGrid, isRecord, parseOptions } from '../data/validate.js';
+import { ValidationError } from '../errors.js';
 import { gridsEqual } from '../grid.js';
 import type { Grid, Task, TaskSet } from '../schemas.js';
-import { MAX_GRID_SIZE } from '../schemas.js';
 import { METRIC_DESCRIPTIONS, METRIC_NAMES, type ScoreReport } from '../score.js';
 import type { CandidateRecord, RunMode, TaskRecord, TaskStatus } from '../ttft/records.js';
 
@@ -166,20 +166,6 @@ function anchor(id: string): string {
 
 // ---------------------------------------------------------------------------------------------------------
 // Grids
-
-/** A record read from a journal may hold anything; only a real grid is drawn. */
-function isGrid(value: unknown): value is Grid {
-  if (!Array.isArray(value) || value.length < 1 || value.length > MAX_GRID_SIZE) return false;
-  const first: unknown = value[0];
-  if (!Array.isArray(first) || first.length < 1 || first.length > MAX_GRID_SIZE) return false;
-  for (const row of value as unknown[]) {
-    if (!Array.isArray(row) || row.length !== first.length) return false;
-    for (const cell of row as unknown[]) {
-      if (typeof cell !== 'number' || !Number.isInteger(cell) || cell < 0 || cell > 9) return false;
-    }
-  }
-  return true;
-}
 
 function cellPx(rows: number, cols: number, gridPx: number): number {
   return Math.max(4, Math.min(16, Math.floor(gridPx / Math.max(rows, cols))));
@@ -711,6 +697,20 @@ function taskSection(e: Entry, o: ResolvedOptions): string {
 // ---------------------------------------------------------------------------------------------------------
 // Entry points
 
+/** The parts of a report input every page reads; a wrong shape is a {@link ValidationError}, not a TypeError. */
+function checkReportInput(input: ReportInput): void {
+  const problem = !isRecord(input)
+    ? { path: '', message: 'the report input must be an object with tasks and records' }
+    : !isRecord(input.tasks)
+      ? { path: 'tasks', message: 'tasks must be an object keyed by task id' }
+      : !Array.isArray(input.records) || !input.records.every((r: unknown) => isRecord(r))
+        ? { path: 'records', message: 'records must be an array of task records (the run journal)' }
+        : input.score !== undefined && !isRecord(input.score)
+          ? { path: 'score', message: 'score must be a ScoreReport' }
+          : undefined;
+  if (problem !== undefined) throw new ValidationError({ source: 'renderReport', issues: [problem] });
+}
+
 /**
  * Renders the report of a run as one self-contained HTML page (inline CSS and SVG; no script, no external
  * asset). Pure and deterministic: the same input gives the same text. All text from the input is escaped.
@@ -718,6 +718,7 @@ function taskSection(e: Entry, o: ResolvedOptions): string {
  */
 export function renderReport(input: ReportInput, options?: ReportOptions): string {
   const o = parseOptions(ReportOptionsSchema, options, 'renderReport');
+  checkReportInput(input);
   const title = input.title ?? 'arc-ttft run report';
   const list = entries(input);
   const body = [
