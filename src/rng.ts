@@ -3,12 +3,13 @@
  *
  * @module
  */
+import { ValidationError } from './errors.js';
 
 /** A seeded random source. */
 export interface Rng {
   /** Uniform float in [0, 1). */
   next(): number;
-  /** Uniform integer in [0, n). */
+  /** Uniform integer in [0, n); `n` must be a whole number from 1 to 2^32 (else a `ValidationError`). */
   int(n: number): number;
   /** A shuffled copy of `items` (Fisher–Yates). */
   shuffle<T>(items: readonly T[]): T[];
@@ -41,7 +42,16 @@ export function createRng(seed: number): Rng {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const int = (n: number): number => Math.floor(next() * n);
+  const int = (n: number): number => {
+    // Past 2^32 the 32-bit draws leave gaps; below 1 there is no integer to return (-5 gave -4).
+    if (!Number.isInteger(n) || n < 1 || n > 2 ** 32) {
+      throw new ValidationError({
+        source: 'rng.int',
+        issues: [{ path: 'n', message: `n must be a whole number from 1 to 2^32, got ${String(n)}` }],
+      });
+    }
+    return Math.floor(next() * n);
+  };
   return {
     next,
     int,

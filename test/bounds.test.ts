@@ -8,6 +8,7 @@ import { fitTask } from '../src/budget.js';
 import { mergeSolutions } from '../src/data/load.js';
 import { ValidationError } from '../src/errors.js';
 import { maxAnswerChars } from '../src/format/prompt.js';
+import { createRng } from '../src/rng.js';
 import { buildTrainingSamples } from '../src/samples.js';
 import type { Solutions, Task } from '../src/schemas.js';
 import { PredictOptionsSchema } from '../src/ttft/predict.js';
@@ -42,6 +43,15 @@ describe('bounds on work and sizes', () => {
     ] as const) {
       expect(() => maxAnswerChars('arc24', rows, cols), `${rows}×${cols}`).toThrow(ValidationError);
     }
+  });
+
+  it('draws integers only where there is one to draw', () => {
+    const rng = createRng(1);
+    for (const n of [-5, 0, 1.5, Number.NaN, 2 ** 33])
+      expect(() => rng.int(n), String(n)).toThrow(ValidationError);
+    const draws = Array.from({ length: 200 }, () => rng.int(3));
+    expect(new Set(draws)).toEqual(new Set([0, 1, 2]));
+    expect(rng.int(1)).toBe(0);
   });
 
   it('refuses a token counter that returns holes', async () => {
