@@ -192,6 +192,17 @@ describe('writeJsonAtomic', () => {
     });
   });
 
+  it("fails at once where a parent folder refuses new entries (Node's recursive mkdir spins on /proc/x)", async () => {
+    const started = performance.now();
+    await expect(writeJsonAtomic('/proc/arc-ttft-no/such/out.json', 1)).rejects.toMatchObject({
+      name: 'FileError',
+    });
+    expect(performance.now() - started).toBeLessThan(2000);
+    // A file where a folder should be: named, not retried.
+    writeFileSync(join(dir, 'plain'), 'x');
+    await expect(writeJsonAtomic(join(dir, 'plain/sub/out.json'), 1)).rejects.toThrow(/not a folder|file/i);
+  });
+
   it('fails with a FileError and no temp file when the target is a folder', async () => {
     const target = join(dir, 'isdir');
     await writeJsonAtomic(join(target, 'inner.json'), 1);

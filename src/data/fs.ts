@@ -13,6 +13,7 @@ import {
   readlink,
   realpath,
   rename,
+  stat,
   unlink,
   writeFile,
 } from 'node:fs/promises';
@@ -108,12 +109,38 @@ export async function writeTextAtomic(path: string, text: string): Promise<void>
   // Same folder as the target: rename is only atomic within one file system.
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     await writeFile(temp, text, 'utf8');
     await rename(temp, target);
   } catch (error) {
     await unlink(temp).catch(() => undefined);
     throw new FileError({ path, message: describeFsError(error, 'write'), cause: error });
+  }
+}
+
+/**
+ * `mkdir -p`: creates `dir` and its missing parents. Not `mkdir(dir, { recursive: true })`: Node's retries
+ * forever where a parent exists but refuses new entries (`/proc/x` spins at 100 % CPU).
+ * @internal
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    const found = await stat(at).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return false;
+        throw error;
+      },
+    );
+    // An existing non-folder in the way makes the first mkdir below fail with ENOTDIR.
+    if (found || dirname(at) === at) break;
+    missing.push(at);
+  }
+  for (const d of missing.reverse()) {
+    await mkdir(d).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error; // made meanwhile by another writer
+    });
   }
 }
 

@@ -6,10 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { makeDirs } from '../data/fs.js';
 import { parseOptions } from '../data/validate.js';
 import { FileError, SetupError } from '../errors.js';
 import { requirementsFile as defaultRequirementsFile, pythonPackageDir } from '../paths.js';
@@ -245,7 +246,7 @@ export async function ensurePythonEnv(
     }
     assertDeletable(r.venvDir);
     await rm(r.venvDir, { recursive: true, force: true });
-    await mkdir(dirname(r.venvDir), { recursive: true });
+    await makeDirs(dirname(r.venvDir));
     progress(`creating venv ${r.venvDir} with ${r.base.baseExecutable} (Python ${r.base.version})`);
     const made = await runCommand(r.base.baseExecutable, ['-m', 'venv', r.venvDir], {}, progress);
     if (made.code !== 0 || !existsSync(python)) {

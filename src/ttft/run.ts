@@ -10,7 +10,6 @@ import {
   existsSync,
   fsyncSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readFileSync,
   rmSync,
@@ -20,7 +19,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { writeJsonAtomic } from '../data/fs.js';
+import { makeDirs, writeJsonAtomic } from '../data/fs.js';
 import {
   type LoadError,
   loadSolutions,
@@ -463,9 +462,9 @@ function readJournal(path: string): JournalState {
   return { fingerprint: fp, records, wholeSet };
 }
 
-function checkWritable(dir: string): void {
+async function checkWritable(dir: string): Promise<void> {
   try {
-    mkdirSync(dir, { recursive: true });
+    await makeDirs(dir);
     const probe = join(dir, `.write-test-${process.pid}`);
     closeSync(openSync(probe, 'w'));
     rmSync(probe);
@@ -693,7 +692,7 @@ export async function runSingleTaskTTFT(
   let files: RunFiles | undefined;
   if (o.out !== undefined) {
     const dir = resolve(o.out);
-    checkWritable(dir);
+    await checkWritable(dir);
     files = {
       dir,
       submission: join(dir, 'submission.json'),
