@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { runOptionsFromFlags } from '../src/cli/commands/run.js';
 import { BridgeError, ValidationError } from '../src/errors.js';
+import type { Task } from '../src/schemas.js';
 import { keepAdapter, predictTasks } from '../src/ttft/batch.js';
 import { fineTuneTask } from '../src/ttft/fine-tune.js';
 import { PredictOptionsSchema, type PredictResult, predictTask } from '../src/ttft/predict.js';
@@ -79,6 +80,33 @@ describe('predictTasks', () => {
     const shares = together.results.reduce((s, r) => s + r.generateSeconds, 0);
     expect(shares).toBeCloseTo(together.generateSeconds, 6);
   }, 240_000);
+
+  it('generates a repeated prompt once under greedy decoding and counts it in the vote once per view', async () => {
+    // 1×1 grids look the same under all 8 geometries: without colour maps or shuffles, 8 views are 1 prompt.
+    const task: Task = {
+      train: [
+        { input: [[1]], output: [[2]] },
+        { input: [[3]], output: [[4]] },
+      ],
+      test: [{ input: [[5]] }, { input: [[6]] }],
+    };
+    const views = { taskId: 'dots', colourPermutation: 'none', shuffleTrain: false } as const;
+    const one = await predictTask(fixture.engine, task, { ...views, augmentations: 1 });
+    const eight = await predictTask(fixture.engine, task, { ...views, augmentations: 8 });
+    expect(one.sequences).toBe(2);
+    expect(eight.sequences).toBe(2);
+    expect(eight.generatedTokens).toBe(one.generatedTokens);
+    for (const [i, test] of eight.tests.entries()) {
+      // Every view still has its prediction and its vote; one text parses for all views or for none.
+      expect(test.predictions).toHaveLength(8);
+      expect(new Set(test.predictions.map((p) => p === null)).size).toBe(1);
+      expect(test.failures.length === 0).toBe(one.tests[i]!.failures.length === 0);
+      expect(test.candidates.reduce((n, c) => n + c.votes, 0)).toBe(8 - test.failures.length);
+    }
+    // Sampling draws each view afresh: nothing is shared.
+    const sampled = await predictTask(fixture.engine, task, { ...views, augmentations: 8, doSample: true });
+    expect(sampled.sequences).toBe(16);
+  }, 120_000);
 
   it('rejects bad lists, repeated ids and bad slots with typed errors', async () => {
     const task = TASKS.const0!;

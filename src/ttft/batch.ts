@@ -16,9 +16,8 @@ import { type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
 import type { TaskEngine } from './engine.js';
 import { callOptionsOf } from './fine-tune.js';
 import {
-  decodingPayload,
   finishPrediction,
-  type GenerateResult,
+  generateDistinct,
   PredictOptionsSchema,
   type PredictResult,
   type PreparedPrediction,
@@ -155,19 +154,15 @@ export async function predictTasks(
       }),
     );
   }
-  const adapters = parsed.flatMap((item, k) => preps[k]!.prompts.map(() => item.adapter ?? null));
-  const mixed = adapters.some((a) => a !== null);
-  const stops = [...new Set(preps.map((p) => p.terminator))];
-  const g = await engine.call<GenerateResult>(
-    'generate',
+  const g = await generateDistinct(
+    engine,
     {
-      ...decodingPayload(o),
       prompts: preps.flatMap((p) => p.prompts),
-      max_new_tokens: preps.flatMap((p) => p.prompts.map(() => p.maxNewTokens)),
-      stop: stops,
-      ...(mixed ? { adapters } : {}),
+      maxNewTokens: preps.flatMap((p) => p.prompts.map(() => p.maxNewTokens)),
+      adapters: parsed.flatMap((item, k) => preps[k]!.prompts.map(() => item.adapter ?? null)),
+      stop: [...new Set(preps.map((p) => p.terminator))],
     },
-    callOptionsOf(o),
+    o,
   );
 
   const seconds = (performance.now() - started) / 1000;
@@ -176,16 +171,17 @@ export async function predictTasks(
   for (const prep of preps) {
     const outputs = g.outputs.slice(offset, offset + prep.prompts.length);
     offset += prep.prompts.length;
-    const tokens = outputs.reduce((sum, out) => sum + out.n_tokens, 0);
+    // A repeated prompt shares its output object: its tokens were generated once.
+    const tokens = [...new Set(outputs)].reduce((sum, out) => sum + out.n_tokens, 0);
     results.push({
       taskId: prep.taskId,
       tests: finishPrediction(prep, outputs),
       keptTrain: prep.kept,
-      sequences: prep.prompts.length,
+      sequences: new Set(outputs).size,
       generatedTokens: tokens,
       generateSeconds: g.tokens > 0 ? (g.seconds * tokens) / g.tokens : g.seconds / preps.length,
       seconds,
     });
   }
-  return { results, sequences: offset, generatedTokens: g.tokens, generateSeconds: g.seconds, seconds };
+  return { results, sequences: new Set(g.outputs).size, generatedTokens: g.tokens, generateSeconds: g.seconds, seconds };
 }

@@ -129,7 +129,10 @@ export interface PredictResult {
   readonly tests: readonly TestPrediction[];
   /** Train pairs shown, by original index. */
   readonly keptTrain: number[];
-  /** Sequences generated (test inputs × views). */
+  /**
+   * Sequences generated: test inputs × views, less the views whose prompt repeats another's under greedy
+   * decoding (generated once, counted in the vote once per view).
+   */
   readonly sequences: number;
   /** Tokens generated. */
   readonly generatedTokens: number;
@@ -297,6 +300,58 @@ export function decodingPayload(
 }
 
 /**
+ * The prompts of one `generate` call, aligned: each has its token limit and kept-adapter slot (`null`: the
+ * engine's adapter).
+ * @internal
+ */
+export interface GenerateRequest {
+  readonly prompts: readonly string[];
+  readonly maxNewTokens: readonly number[];
+  readonly adapters?: readonly (number | null)[] | undefined;
+  readonly stop: readonly string[];
+}
+
+/**
+ * Calls the engine's `generate`, sending each distinct prompt (with its limit and adapter) once when decoding
+ * is greedy: views that differ only on colours a task does not use, or geometry draws repeated past 8, give the
+ * same prompt, and greedy decoding the same text. Outputs come back one per prompt, in order; a repeated
+ * prompt shares its first occurrence's output object (count tokens over distinct objects).
+ * @internal
+ */
+export async function generateDistinct(
+  engine: TaskEngine,
+  request: GenerateRequest,
+  o: Parameters<typeof decodingPayload>[0] & Parameters<typeof callOptionsOf>[0],
+): Promise<GenerateResult> {
+  const { prompts, maxNewTokens, adapters } = request;
+  const slot: number[] = [];
+  const first = new Map<string, number>();
+  const sent: number[] = [];
+  for (let i = 0; i < prompts.length; i++) {
+    const key = o.doSample ? String(i) : JSON.stringify([adapters?.[i] ?? null, maxNewTokens[i], prompts[i]]);
+    let at = first.get(key);
+    if (at === undefined) {
+      at = sent.length;
+      first.set(key, at);
+      sent.push(i);
+    }
+    slot.push(at);
+  }
+  const g = await engine.call<GenerateResult>(
+    'generate',
+    {
+      ...decodingPayload(o),
+      prompts: sent.map((i) => prompts[i]),
+      max_new_tokens: sent.map((i) => maxNewTokens[i]),
+      stop: request.stop,
+      ...(adapters?.some((a) => a !== null) ? { adapters: sent.map((i) => adapters[i] ?? null) } : {}),
+    },
+    callOptionsOf(o),
+  );
+  return { ...g, outputs: slot.map((at) => g.outputs[at]!) };
+}
+
+/**
  * Predicts every test output of `task` with the engine's current adapter (call {@link fineTuneTask}
  * first for single-task TTFT, or not, for the base model): each test input is shown under
  * `augmentations` invertible views, all views of all test inputs are generated in one batch, each
@@ -313,21 +368,20 @@ export async function predictTask(
   const started = performance.now();
   const o = parseOptions(PredictOptionsSchema, options, 'predictTask');
   const prep = await preparePrediction(engine, task, o);
-  const g = await engine.call<GenerateResult>(
-    'generate',
+  const g = await generateDistinct(
+    engine,
     {
-      ...decodingPayload(o),
       prompts: prep.prompts,
-      max_new_tokens: prep.maxNewTokens,
+      maxNewTokens: prep.prompts.map(() => prep.maxNewTokens),
       stop: [prep.terminator],
     },
-    callOptionsOf(o),
+    o,
   );
   return {
     taskId: o.taskId,
     tests: finishPrediction(prep, g.outputs),
     keptTrain: prep.kept,
-    sequences: prep.prompts.length,
+    sequences: new Set(g.outputs).size,
     generatedTokens: g.tokens,
     generateSeconds: g.seconds,
     seconds: (performance.now() - started) / 1000,
