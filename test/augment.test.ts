@@ -23,7 +23,7 @@ import { ValidationError } from '../src/errors.js';
 import { gridKey, gridShape } from '../src/grid.js';
 import { createRng } from '../src/rng.js';
 import type { Grid, Task } from '../src/schemas.js';
-import { HAS_SHARED_DATA, loadArc1Training } from './helpers.js';
+import { HAS_SHARED_DATA, loadArc1Training, thrown } from './helpers.js';
 
 /** Every ARC-AGI-1 training task, by id. */
 
@@ -35,17 +35,6 @@ function allGrids(task: Task): Grid[] {
     if (p.output !== undefined) grids.push(p.output);
   }
   return grids;
-}
-
-/** The ValidationError `fn` throws (fails the test when it throws nothing or something else). */
-function thrown(fn: () => unknown): ValidationError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ValidationError);
-    return error as ValidationError;
-  }
-  throw new Error('expected a ValidationError, nothing was thrown');
 }
 
 /** Arbitrary rectangular grids, 1–30 × 1–30, cells 0–9. */

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { afterAll, beforeAll, vi } from 'vitest';
+import { afterAll, beforeAll, expect, vi } from 'vitest';
+import { ValidationError } from '../src/errors.js';
 import { createRng } from '../src/rng.js';
 import type { Grid, Task, TaskSet } from '../src/schemas.js';
 import { createEngine, type Engine, type EngineOptions, makeTinyModel } from '../src/ttft/engine.js';
@@ -63,6 +64,17 @@ export async function runCommandInProcess(make: () => Command, args: string[]): 
     process.exitCode = previous;
   }
   return { stdout, stderr, exitCode };
+}
+
+/** The ValidationError `fn` throws (fails the test when it throws nothing or something else). */
+export function thrown(fn: () => unknown): ValidationError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ValidationError);
+    return error as ValidationError;
+  }
+  throw new Error('expected a ValidationError, nothing was thrown');
 }
 
 /**

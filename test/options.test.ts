@@ -14,6 +14,7 @@ import {
   ValidationError,
   voteAttempts,
 } from '../src/index.js';
+import { thrown } from './helpers.js';
 
 const task: Task = {
   train: [
@@ -23,16 +24,6 @@ const task: Task = {
   test: [{ input: [[5]] }],
 };
 const chars = (texts: readonly string[]) => texts.map((t) => t.length);
-
-function thrown(fn: () => unknown): ValidationError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ValidationError) return error;
-    throw error;
-  }
-  throw new Error('expected a ValidationError');
-}
 
 describe('unknown option keys', () => {
   it('are refused with the nearest option named, instead of running at the default', async () => {

@@ -18,6 +18,7 @@ import {
   ValidationError,
   withLeftOutTasks,
 } from '../src/index.js';
+import { thrown } from './helpers.js';
 
 const task: Task = {
   train: [
@@ -27,78 +28,72 @@ const task: Task = {
   test: [{ input: [[5]] }],
 };
 
-function error(fn: () => unknown): ValidationError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ValidationError) return e;
-    throw e;
-  }
-  throw new Error('expected a ValidationError');
-}
-
 describe('wrong shapes', () => {
   it('prompt builders name the bad grid of the call and its cell', () => {
     const bad = structuredClone(task);
     (bad.train[1]!.output[0] as unknown[])[1] = 'x';
-    const e = error(() => buildInferencePrompt(bad.train, [[1]]));
+    const e = thrown(() => buildInferencePrompt(bad.train, [[1]]));
     expect(e.message).toBe(
       'buildInferencePrompt: train[1].output[0][1]: a cell must be an integer 0–9, got x',
     );
-    expect(error(() => buildInferencePrompt(task.train, null as never)).path).toBe('input');
-    expect(error(() => buildInferencePrompt(null as never, [[1]])).path).toBe('train');
-    expect(error(() => buildInferencePrompt([null] as never, [[1]])).path).toBe('train[0]');
-    expect(error(() => buildTrainingText(task.train, { input: [[1]], output: [[1], 2] } as never)).path).toBe(
-      'target.output[1]',
-    );
-    expect(error(() => buildTrainingText(task.train, null as never)).path).toBe('target');
-    expect(error(() => answerTextFor(undefined as never)).message).toMatch(/grid must be an array of rows/);
+    expect(thrown(() => buildInferencePrompt(task.train, null as never)).path).toBe('input');
+    expect(thrown(() => buildInferencePrompt(null as never, [[1]])).path).toBe('train');
+    expect(thrown(() => buildInferencePrompt([null] as never, [[1]])).path).toBe('train[0]');
+    expect(
+      thrown(() => buildTrainingText(task.train, { input: [[1]], output: [[1], 2] } as never)).path,
+    ).toBe('target.output[1]');
+    expect(thrown(() => buildTrainingText(task.train, null as never)).path).toBe('target');
+    expect(thrown(() => answerTextFor(undefined as never)).message).toMatch(/grid must be an array of rows/);
   });
 
   it('refuse grids larger than 30 × 30, as every loader does', () => {
     const wide = [Array.from({ length: 31 }, () => 0)];
-    expect(error(() => answerTextFor(wide)).message).toMatch(/at most 30 columns, got 31/);
+    expect(thrown(() => answerTextFor(wide)).message).toMatch(/at most 30 columns, got 31/);
     const tall = Array.from({ length: 31 }, () => [0]);
-    expect(error(() => buildInferencePrompt(task.train, tall, 'compact')).message).toMatch(/at most 30 rows/);
+    expect(thrown(() => buildInferencePrompt(task.train, tall, 'compact')).message).toMatch(
+      /at most 30 rows/,
+    );
     expect(answerTextFor(Array.from({ length: 30 }, () => Array.from({ length: 30 }, () => 7)))).toContain(
       '30x30',
     );
   });
 
   it('id-keyed inputs that are not objects name the argument', () => {
-    expect(error(() => joinPredictions(null as never, {})).message).toMatch(
+    expect(thrown(() => joinPredictions(null as never, {})).message).toMatch(
       /tasks must be an object keyed by task id/,
     );
-    expect(error(() => joinPredictions({ a: task }, [] as never)).message).toMatch(
+    expect(thrown(() => joinPredictions({ a: task }, [] as never)).message).toMatch(
       /predictions must be an object/,
     );
-    expect(error(() => joinPredictions({ a: null } as never, {})).path).toBe('["a"].test');
-    expect(error(() => mergeSolutions(null as never, {})).message).toMatch(/tasks must be an object/);
-    expect(error(() => mergeSolutions({ a: task }, null as never)).message).toMatch(
+    expect(thrown(() => joinPredictions({ a: null } as never, {})).path).toBe('["a"].test');
+    expect(thrown(() => mergeSolutions(null as never, {})).message).toMatch(/tasks must be an object/);
+    expect(thrown(() => mergeSolutions({ a: task }, null as never)).message).toMatch(
       /solutions must be an object/,
     );
-    expect(error(() => withLeftOutTasks({}, null as never)).message).toMatch(
+    expect(thrown(() => withLeftOutTasks({}, null as never)).message).toMatch(
       /leftOutTests must be an object/,
     );
-    expect(error(() => withLeftOutTasks({}, { b: 'x' } as never)).path).toBe('leftOutTests["b"]');
+    expect(thrown(() => withLeftOutTasks({}, { b: 'x' } as never)).path).toBe('leftOutTests["b"]');
     const submission = { a: [{ attempt_1: [[1]], attempt_2: [[1]] }] };
-    expect(error(() => checkSubmission(submission, null as never)).message).toMatch(
+    expect(thrown(() => checkSubmission(submission, null as never)).message).toMatch(
       /tasks must be an object/,
     );
     // The fallback that copies a test input checks that input.
     const noInput = { a: { train: [], test: [{ input: null }] } } as never;
-    expect(error(() => joinPredictions(noInput, {}, { fallback: 'input' })).path).toBe('["a"].test[0].input');
+    expect(thrown(() => joinPredictions(noInput, {}, { fallback: 'input' })).path).toBe(
+      '["a"].test[0].input',
+    );
   });
 
   it('reports, score tables, answer shapes and inference inputs check what they read', () => {
-    expect(error(() => renderReport(null as never)).message).toMatch(/report input must be an object/);
-    expect(error(() => renderReport({ tasks: {}, records: null } as never)).path).toBe('records');
-    expect(error(() => formatScoreTable(null as never)).message).toMatch(/expected a ScoreReport/);
-    expect(error(() => largestAnswerShape(null as never))).toBeInstanceOf(ValidationError);
-    expect(error(() => largestAnswerShape({ train: [{ input: [[1]] }], test: [] } as never)).path).toBe(
+    expect(thrown(() => renderReport(null as never)).message).toMatch(/report input must be an object/);
+    expect(thrown(() => renderReport({ tasks: {}, records: null } as never)).path).toBe('records');
+    expect(thrown(() => formatScoreTable(null as never)).message).toMatch(/expected a ScoreReport/);
+    expect(thrown(() => largestAnswerShape(null as never))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => largestAnswerShape({ train: [{ input: [[1]] }], test: [] } as never)).path).toBe(
       'train[0].output',
     );
-    expect(error(() => buildInferenceInputs(task, 0, null as never)).path).toBe('augmentations');
+    expect(thrown(() => buildInferenceInputs(task, 0, null as never)).path).toBe('augmentations');
     // Well-formed input is unchanged by the checks.
     expect(largestAnswerShape(task)).toEqual([1, 2]);
     expect(renderReport({ tasks: { a: task }, records: [] })).toContain('<!doctype html>');
