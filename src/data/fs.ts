@@ -118,6 +118,45 @@ export async function writeTextAtomic(path: string, text: string): Promise<void>
   }
 }
 
+/** One `<id>.json` file of a folder. @internal */
+export interface IdFile {
+  readonly id: string;
+  readonly path: string;
+}
+
+/**
+ * The `<id>.json` files of a folder listing (see {@link listJsonFiles}), each with its id. `abc.json` and
+ * `abc.JSON` name the same task: the second is handed to `duplicate` as a {@link ValidationError} instead of
+ * one silently replacing the other.
+ * @internal
+ */
+export function filesById(
+  dir: string,
+  names: readonly string[],
+  duplicate: (error: ValidationError) => void,
+): IdFile[] {
+  const files: IdFile[] = [];
+  const byId = new Map<string, string>();
+  for (const name of names) {
+    const id = name.slice(0, -'.json'.length);
+    const path = join(dir, name);
+    const first = byId.get(id);
+    if (first !== undefined) {
+      duplicate(
+        new ValidationError({
+          taskId: id,
+          source: path,
+          issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
+        }),
+      );
+      continue;
+    }
+    byId.set(id, name);
+    files.push({ id, path });
+  }
+  return files;
+}
+
 /**
  * `mkdir -p`: creates `dir` and its missing parents. Not `mkdir(dir, { recursive: true })`: Node's retries
  * forever where a parent exists but refuses new entries (`/proc/x` spins at 100 % CPU).

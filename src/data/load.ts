@@ -6,7 +6,7 @@
  */
 import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { z } from 'zod';
 import { ArcTtftError, FileError, ValidationError } from '../errors.js';
 import {
@@ -22,6 +22,7 @@ import {
 import {
   describeFsError,
   duplicateTopLevelKeys,
+  filesById,
   listJsonFiles,
   mapConcurrent,
   readJsonFile,
@@ -482,36 +483,12 @@ function mergeOne(id: string, task: Task, outputs: readonly Grid[], source: stri
   };
 }
 
-interface FolderFile {
-  id: string;
-  path: string;
-}
-
 async function loadFolder(dir: string, o: Selection, sink: ErrorSink): Promise<TaskSet> {
   const names = await listJsonFiles(dir);
   if (names.length === 0)
     throw new FileError({ path: dir, message: 'no <id>.json task files in the folder' });
 
-  // `abc.json` and `abc.JSON` name the same task: report the second instead of silently keeping one.
-  const files: FolderFile[] = [];
-  const byId = new Map<string, string>();
-  for (const name of names) {
-    const id = name.slice(0, -'.json'.length);
-    const path = join(dir, name);
-    const first = byId.get(id);
-    if (first !== undefined) {
-      sink.fail(
-        new ValidationError({
-          taskId: id,
-          source: path,
-          issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
-        }),
-      );
-      continue;
-    }
-    byId.set(id, name);
-    files.push({ id, path });
-  }
+  const files = filesById(dir, names, (error) => sink.fail(error));
 
   const selected = new Set(
     select(
@@ -536,7 +513,7 @@ async function loadFolder(dir: string, o: Selection, sink: ErrorSink): Promise<T
 
   const tasks: TaskSet = {};
   results.forEach((result, i) => {
-    const file = chosen[i] as FolderFile;
+    const file = chosen[i]!;
     if ('error' in result) {
       sink.fail(result.error);
       sink.leftOut(file.id, result.raw);

@@ -3,12 +3,18 @@
  *
  * @module
  */
-import { join } from 'node:path';
 import { z } from 'zod';
 import { FileError, ValidationError, type ValidationIssue } from '../errors.js';
 import { cloneGrid } from '../grid.js';
 import { type Attempts, AttemptsSchema, type Grid, type Submission, type TaskSet } from '../schemas.js';
-import { listJsonFiles, mapConcurrent, readJsonFile, taskFilePath, writeJsonAtomic } from './fs.js';
+import {
+  filesById,
+  listJsonFiles,
+  mapConcurrent,
+  readJsonFile,
+  taskFilePath,
+  writeJsonAtomic,
+} from './fs.js';
 import { parseSubmission } from './load.js';
 import {
   entryPath,
@@ -285,31 +291,17 @@ export async function readPredictionFolder(dir: string): Promise<Predictions> {
 export async function readPredictionFiles(
   dir: string,
 ): Promise<{ predictions: Predictions; errors: (ValidationError | FileError)[] }> {
-  const names = await listJsonFiles(dir);
-  const seen = new Map<string, string>();
   const errors: (ValidationError | FileError)[] = [];
-  const files: { id: string; path: string }[] = [];
-  for (const name of names) {
-    const id = name.slice(0, -'.json'.length);
-    const path = join(dir, name);
-    const first = seen.get(id);
+  const files = filesById(dir, await listJsonFiles(dir), (error) => errors.push(error)).filter((file) => {
     try {
-      validateTaskId(id, { source: path });
-      if (first !== undefined) {
-        throw new ValidationError({
-          taskId: id,
-          source: path,
-          issues: [{ path: '', message: `duplicate task id "${id}": also given by ${first}` }],
-        });
-      }
+      validateTaskId(file.id, { source: file.path });
+      return true;
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
       errors.push(error);
-      continue;
+      return false;
     }
-    seen.set(id, name);
-    files.push({ id, path });
-  }
+  });
   const parsed = await mapConcurrent(files, IO_CONCURRENCY, async (file) => {
     try {
       return parseWith(PredictionFileSchema, await readJsonFile(file.path), {

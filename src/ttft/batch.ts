@@ -183,5 +183,11 @@ export async function predictTasks(
       seconds,
     });
   }
-  return { results, sequences: new Set(g.outputs).size, generatedTokens: g.tokens, generateSeconds: g.seconds, seconds };
+  return {
+    results,
+    sequences: new Set(g.outputs).size,
+    generatedTokens: g.tokens,
+    generateSeconds: g.seconds,
+    seconds,
+  };
 }
