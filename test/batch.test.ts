@@ -90,9 +90,9 @@ describe('predictTasks', () => {
       ],
       test: [{ input: [[5]] }, { input: [[6]] }],
     };
-    const views = { taskId: 'dots', colourPermutation: 'none', shuffleTrain: false } as const;
-    const one = await predictTask(fixture.engine, task, { ...views, augmentations: 1 });
-    const eight = await predictTask(fixture.engine, task, { ...views, augmentations: 8 });
+    const views = { colourPermutation: 'none', shuffleTrain: false } as const;
+    const one = await predictTask(fixture.engine, task, { taskId: 'dots', ...views, augmentations: 1 });
+    const eight = await predictTask(fixture.engine, task, { taskId: 'dots', ...views, augmentations: 8 });
     expect(one.sequences).toBe(2);
     expect(eight.sequences).toBe(2);
     expect(eight.generatedTokens).toBe(one.generatedTokens);
@@ -104,8 +104,22 @@ describe('predictTasks', () => {
       expect(test.candidates.reduce((n, c) => n + c.votes, 0)).toBe(8 - test.failures.length);
     }
     // Sampling draws each view afresh: nothing is shared.
-    const sampled = await predictTask(fixture.engine, task, { ...views, augmentations: 8, doSample: true });
+    const sampled = await predictTask(fixture.engine, task, {
+      taskId: 'dots',
+      ...views,
+      augmentations: 8,
+      doSample: true,
+    });
     expect(sampled.sequences).toBe(16);
+    // The same task under two ids in one batch: each task's counts are its own, and they add up to the batch's.
+    const both = await predictTasks(
+      fixture.engine,
+      ['d1', 'd2'].map((taskId) => ({ task, taskId })),
+      { ...views, augmentations: 8 },
+    );
+    expect(both.results.map((r) => r.sequences)).toEqual([2, 2]);
+    expect(both.sequences).toBe(4);
+    expect(both.results.reduce((n, r) => n + r.generatedTokens, 0)).toBe(both.generatedTokens);
   }, 120_000);
 
   it('rejects bad lists, repeated ids and bad slots with typed errors', async () => {

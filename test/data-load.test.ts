@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readJsonFile, writeJsonAtomic } from '../src/data/fs.js';
+import { makeDirs, readJsonFile, writeJsonAtomic } from '../src/data/fs.js';
 import {
   type LoadResult,
   loadSolutions,
@@ -201,6 +201,10 @@ describe('writeJsonAtomic', () => {
     // A file where a folder should be: named, not retried.
     writeFileSync(join(dir, 'plain'), 'x');
     await expect(writeJsonAtomic(join(dir, 'plain/sub/out.json'), 1)).rejects.toThrow(/not a folder|file/i);
+    await expect(makeDirs(join(dir, 'plain'))).rejects.toMatchObject({ code: 'ENOTDIR' });
+    // Many writers making the same new folders at once all succeed.
+    await Promise.all(Array.from({ length: 8 }, () => makeDirs(join(dir, 'race/a/b'))));
+    expect(readdirSync(join(dir, 'race/a'))).toEqual(['b']);
   });
 
   it('fails with a FileError and no temp file when the target is a folder', async () => {

@@ -166,21 +166,29 @@ export async function makeDirs(dir: string): Promise<void> {
   const missing: string[] = [];
   for (let at = resolve(dir); ; at = dirname(at)) {
     const found = await stat(at).then(
-      () => true,
+      (s) => s,
       (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return false;
+        if (error.code === 'ENOENT') return undefined;
         throw error;
       },
     );
-    // An existing non-folder in the way makes the first mkdir below fail with ENOTDIR.
-    if (found || dirname(at) === at) break;
+    if (found !== undefined) {
+      if (at === resolve(dir) && !found.isDirectory()) throw notAFolder(at);
+      break; // an existing non-folder higher up makes the first mkdir below fail with ENOTDIR
+    }
+    if (dirname(at) === at) break;
     missing.push(at);
   }
   for (const d of missing.reverse()) {
-    await mkdir(d).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error; // made meanwhile by another writer
+    await mkdir(d).catch(async (error: NodeJS.ErrnoException) => {
+      // Made meanwhile by another writer: fine if it is a folder.
+      if (error.code !== 'EEXIST' || !(await stat(d)).isDirectory()) throw error;
     });
   }
+}
+
+function notAFolder(path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', path });
 }
 
 /**

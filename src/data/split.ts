@@ -17,13 +17,13 @@ import {
 } from './fs.js';
 import { parseSubmission } from './load.js';
 import {
+  checkGrid,
   entryPath,
   expectRecord,
   expectTests,
   parseOptions,
   parseWith,
   setEntry,
-  validateGrid,
   validateTask,
   validateTaskId,
 } from './validate.js';
@@ -184,7 +184,7 @@ export function joinPredictions(tasks: TaskSet, predictions: Predictions, option
         filled.push({ taskId: id, testIndex: i });
         const grid: Grid =
           o.fallback === 'input'
-            ? validateGrid(pair.input, {
+            ? checkGrid(pair.input, {
                 taskId: id,
                 source: 'tasks',
                 pathPrefix: `${entryPath(id)}.test[${i}].input`,

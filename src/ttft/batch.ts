@@ -160,6 +160,7 @@ export async function predictTasks(
       prompts: preps.flatMap((p) => p.prompts),
       maxNewTokens: preps.flatMap((p) => p.prompts.map(() => p.maxNewTokens)),
       adapters: parsed.flatMap((item, k) => preps[k]!.prompts.map(() => item.adapter ?? null)),
+      tasks: preps.flatMap((p, k) => p.prompts.map(() => k)),
       stop: [...new Set(preps.map((p) => p.terminator))],
     },
     o,

@@ -308,6 +308,8 @@ export interface GenerateRequest {
   readonly prompts: readonly string[];
   readonly maxNewTokens: readonly number[];
   readonly adapters?: readonly (number | null)[] | undefined;
+  /** Which task each prompt belongs to: prompts are shared within a task only, so each task's counts are its own. */
+  readonly tasks?: readonly number[] | undefined;
   readonly stop: readonly string[];
 }
 
@@ -315,7 +317,8 @@ export interface GenerateRequest {
  * Calls the engine's `generate`, sending each distinct prompt (with its limit and adapter) once when decoding
  * is greedy: views that differ only on colours a task does not use, or geometry draws repeated past 8, give the
  * same prompt, and greedy decoding the same text. Outputs come back one per prompt, in order; a repeated
- * prompt shares its first occurrence's output object (count tokens over distinct objects).
+ * prompt shares its first occurrence's output object (count tokens over distinct objects); prompts of
+ * different `tasks` are never shared.
  * @internal
  */
 export async function generateDistinct(
@@ -328,7 +331,9 @@ export async function generateDistinct(
   const first = new Map<string, number>();
   const sent: number[] = [];
   for (let i = 0; i < prompts.length; i++) {
-    const key = o.doSample ? String(i) : JSON.stringify([adapters?.[i] ?? null, maxNewTokens[i], prompts[i]]);
+    const key = o.doSample
+      ? String(i)
+      : JSON.stringify([request.tasks?.[i] ?? 0, adapters?.[i] ?? null, maxNewTokens[i], prompts[i]]);
     let at = first.get(key);
     if (at === undefined) {
       at = sent.length;
