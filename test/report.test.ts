@@ -243,6 +243,16 @@ describe('renderReport (text)', () => {
     expect(JSON.stringify(input)).toBe(before);
   });
 
+  it('takes every line of results.jsonl as records: the run and whole-set lines are skipped', () => {
+    const lines = [
+      { type: 'run', version: '0', fingerprint: 'x', mode: 'single-task', ids: [] },
+      ...input.records.slice(0, 2),
+      { type: 'whole_set', adapterPath: '/tmp/a', ids: 'x' },
+      ...input.records.slice(2),
+    ] as unknown as TaskRecord[];
+    expect(renderReport({ ...input, records: lines })).toBe(html);
+  });
+
   it('shows tasks without a record, and no metrics without a score', () => {
     const bare = renderReport({ tasks: input.tasks, records: [] });
     expect([...bare.matchAll(/data-badge="pending"/g)].length).toBeGreaterThanOrEqual(6);

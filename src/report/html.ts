@@ -57,8 +57,9 @@ export interface ReportInput {
   /** The run's tasks, with their test outputs where known (they give the ✓/✗ marks and the score column). */
   readonly tasks: TaskSet;
   /**
-   * The run's journal lines. When a task has several (a resumed run), the last one wins. A record of a
-   * task not in `tasks` (e.g. status `invalid`) is shown after the others, without grids of its own.
+   * The run's journal records. When a task has several (a resumed run), the last one wins. Lines that are not
+   * task records (the `run` and `whole_set` lines of results.jsonl) are skipped. A record of a task not in
+   * `tasks` (e.g. status `invalid`) is shown after the others, without grids of its own.
    */
   readonly records: readonly TaskRecord[];
   /** The run's score; its aggregate metrics fill the metrics table and its task scores the score column. */
@@ -259,7 +260,11 @@ interface Entry {
 
 function entries(input: ReportInput): Entry[] {
   const latest = new Map<string, TaskRecord>();
-  for (const record of input.records) latest.set(record.taskId, record);
+  for (const record of input.records) {
+    // The lines of results.jsonl can be passed as they are: its `run` and `whole_set` lines are not tasks.
+    if ((record as { type?: unknown }).type !== undefined && record.type !== 'task') continue;
+    latest.set(record.taskId, record);
+  }
   const ids = Object.keys(input.tasks);
   const known = new Set(ids);
   for (const id of latest.keys()) if (!known.has(id)) ids.push(id);
