@@ -234,12 +234,13 @@ export function taskFilePath(dir: string, taskId: string): string {
 }
 
 /**
- * The keys that occur more than once at the top level of the JSON object in `text` (which must be valid
- * JSON). `JSON.parse` silently keeps the last of repeated keys; this finds them.
+ * The top-level keys of the JSON object in `text` (which must be valid JSON), in the file's order, and those
+ * that occur more than once. `JSON.parse` silently keeps the last of repeated keys, and the object it builds
+ * lists all-digit keys first (a JavaScript rule): the text has both facts.
  */
-export function duplicateTopLevelKeys(text: string): string[] {
+export function topLevelKeys(text: string): { keys: string[]; duplicates: string[] } {
   let i = skipWs(text, 0);
-  if (text[i] !== '{') return [];
+  if (text[i] !== '{') return { keys: [], duplicates: [] };
   const seen = new Set<string>();
   const dups = new Set<string>();
   i = skipWs(text, i + 1);
@@ -254,7 +255,7 @@ export function duplicateTopLevelKeys(text: string): string[] {
     i = skipWs(text, i);
     if (text[i] === ',') i = skipWs(text, i + 1);
   }
-  return [...dups];
+  return { keys: [...seen], duplicates: [...dups] };
 }
 
 /**

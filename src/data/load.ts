@@ -21,12 +21,12 @@ import {
 } from '../schemas.js';
 import {
   describeFsError,
-  duplicateTopLevelKeys,
   filesById,
   listJsonFiles,
   mapConcurrent,
   readJsonFile,
   readJsonFileWithText,
+  topLevelKeys,
 } from './fs.js';
 import {
   entryPath,
@@ -54,7 +54,7 @@ export const LoadOptionsSchema = z.object({
   mode: z.enum(['strict', 'lenient']).default('strict'),
   /** Load only these task ids (kept in source order); an id that is not in the source is an error. */
   only: z.array(z.string()).optional(),
-  /** Load at most this many tasks (the first ones in source order, after `only`). */
+  /** Load at most this many tasks (the first ones in the file's order, after `only`, as other tools count them). */
   limit: z.number().int().positive().optional(),
 });
 /** Options of {@link loadTasks}. */
@@ -68,7 +68,10 @@ export type LoadError = ValidationError | FileError;
 
 /** What {@link loadTasks} found. */
 export interface LoadResult {
-  /** The valid tasks, by id, in source order (folders: sorted by file name). */
+  /**
+   * The valid tasks, by id, in source order (folders: sorted by file name), except that a JavaScript object lists
+   * all-digit ids first.
+   */
   readonly tasks: TaskSet;
   /** One error per task that was left out (always empty in `'strict'` mode, which throws instead). */
   readonly errors: readonly LoadError[];
@@ -121,7 +124,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
       }
     } else {
       format = 'challenges';
-      tasks = validateChallenges(value, path, o, sink, duplicateTopLevelKeys(text));
+      tasks = validateChallenges(value, path, o, sink, topLevelKeys(text));
     }
   }
 
@@ -129,7 +132,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
     const { value, text } = await readJsonFileWithText(o.solutions);
     const solutionsSource = o.solutions;
     const entries = idRecordEntries(value, solutionsSource, 'solutions');
-    const duplicates = new Set(duplicateTopLevelKeys(text));
+    const duplicates = new Set(topLevelKeys(text).duplicates);
     const merged: TaskSet = {};
     for (const [id, task] of Object.entries(tasks)) {
       sink.attemptTask(id, task, () => {
@@ -172,7 +175,7 @@ export type LoadObjectOptions = z.input<typeof LoadObjectOptionsSchema>;
  */
 export function loadTaskSetFromObject(value: unknown, options?: LoadObjectOptions): TaskSet {
   const o = parseOptions(LoadObjectOptionsSchema, options, 'loadTaskSetFromObject');
-  return validateChallenges(value, o.source, {}, new ErrorSink('strict'), []);
+  return validateChallenges(value, o.source, {}, new ErrorSink('strict'), NO_KEYS);
 }
 
 /**
@@ -185,7 +188,7 @@ export function loadTaskSetLeniently(
   o: Selection & { source: string },
 ): Pick<LoadResult, 'tasks' | 'errors' | 'leftOutTests'> {
   const sink = new ErrorSink('lenient');
-  const tasks = validateChallenges(value, o.source, o, sink, []);
+  const tasks = validateChallenges(value, o.source, o, sink, NO_KEYS);
   return { tasks, errors: sink.errors, leftOutTests: sink.leftOutTests };
 }
 
@@ -238,7 +241,7 @@ export function mergeSolutions(
  */
 export async function loadSubmission(path: string): Promise<Submission> {
   const { value, text } = await readJsonFileWithText(path);
-  return parseIdRecord(value, path, EntriesSchema, 'submission', duplicateTopLevelKeys(text));
+  return parseIdRecord(value, path, EntriesSchema, 'submission', topLevelKeys(text).duplicates);
 }
 
 /**
@@ -249,7 +252,7 @@ export async function loadSubmission(path: string): Promise<Submission> {
  */
 export async function loadSolutions(path: string): Promise<Solutions> {
   const { value, text } = await readJsonFileWithText(path);
-  return parseIdRecord(value, path, OutputsSchema, 'solutions', duplicateTopLevelKeys(text));
+  return parseIdRecord(value, path, OutputsSchema, 'solutions', topLevelKeys(text).duplicates);
 }
 
 /** Options of {@link parseSubmission} and {@link parseSolutions}. */
@@ -441,17 +444,23 @@ function parseIdRecord<T>(
   return out;
 }
 
+/** An object given in memory has no text: its keys' order is the object's own. */
+const NO_KEYS = { keys: [], duplicates: [] } as const;
+
 function validateChallenges(
   value: unknown,
   source: string,
   o: Selection,
   sink: ErrorSink,
-  duplicates: readonly string[],
+  keys: { keys: readonly string[]; duplicates: readonly string[] },
 ): TaskSet {
   const entries = idRecordEntries(value, source, 'challenges');
-  const dups = new Set(duplicates);
+  const dups = new Set(keys.duplicates);
+  // `limit` takes the first tasks of the file, as other tools read it: the parsed object lists all-digit ids
+  // (13 of the evaluation set) first.
+  const inFileOrder = keys.keys.length === entries.size && keys.keys.every((id) => entries.has(id));
   const tasks: TaskSet = {};
-  for (const id of select([...entries.keys()], o, sink, source)) {
+  for (const id of select(inFileOrder ? keys.keys : [...entries.keys()], o, sink, source)) {
     // A duplicate id is answered too: JSON keeps its last value, which Kaggle reads the same way.
     sink.attemptTask(id, entries.get(id), () => {
       if (dups.has(id)) throw duplicateIdError(id, source);
