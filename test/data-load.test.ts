@@ -77,6 +77,16 @@ describe('loadTasks on the real ARC data', () => {
     }
   });
 
+  it('refuses the solutions of another set instead of merging nothing', async () => {
+    const wrong = loadTasks(challenges('evaluation'), { solutions: solutions('training'), limit: 3 });
+    await expect(wrong).rejects.toThrow(/has none of the ids of the tasks \(the first: "00576224"\)/);
+    expect(() => mergeSolutions(kaggleEval.tasks, { '007bbfb7': [[[1]]] })).toThrow(ValidationError);
+    // Solutions for some of the tasks, or none at all, are fine.
+    const a = { train: [], test: [{ input: [[1]] }] };
+    expect(mergeSolutions({ a }, {})).toEqual({ a });
+    expect(mergeSolutions({ a, b: a }, { b: [[[2]]] }).b!.test[0]!.output).toEqual([[2]]);
+  });
+
   it('gives the same tasks for the Kaggle evaluation file + solutions as for the ARC-AGI-1 folder', () => {
     expect(kaggleEval.tasks).toEqual(arc1Eval.tasks);
   });

@@ -132,6 +132,7 @@ export async function loadTasks(path: string, options?: LoadOptions): Promise<Lo
     const { value, text } = await readJsonFileWithText(o.solutions);
     const solutionsSource = o.solutions;
     const entries = idRecordEntries(value, solutionsSource, 'solutions');
+    checkSolutionsMatch(Object.keys(tasks), [...entries.keys()], solutionsSource);
     const duplicates = new Set(topLevelKeys(text).duplicates);
     const merged: TaskSet = {};
     for (const [id, task] of Object.entries(tasks)) {
@@ -218,6 +219,7 @@ export function mergeSolutions(
   const o = parseOptions(MergeSolutionsOptionsSchema, options, 'mergeSolutions');
   expectRecord(tasks, 'tasks', 'mergeSolutions');
   expectRecord(solutions, 'solutions', o.source);
+  checkSolutionsMatch(Object.keys(tasks), Object.keys(solutions), o.source);
   const out: TaskSet = {};
   for (const [id, task] of Object.entries(tasks)) {
     expectTests(task, id, 'tasks');
@@ -469,6 +471,28 @@ function validateChallenges(
     });
   }
   return tasks;
+}
+
+/**
+ * Throws a {@link ValidationError} when solutions hold ids but none of the tasks': the solutions of another set
+ * (training for evaluation) would otherwise merge nothing, silently, and score nothing.
+ */
+function checkSolutionsMatch(
+  taskIds: readonly string[],
+  solutionIds: readonly string[],
+  source: string,
+): void {
+  const given = new Set(solutionIds);
+  if (taskIds.length === 0 || given.size === 0 || taskIds.some((id) => given.has(id))) return;
+  throw new ValidationError({
+    source,
+    issues: [
+      {
+        path: '',
+        message: `has none of the ids of the tasks (the first: "${taskIds[0]}"): the solutions of another set?`,
+      },
+    ],
+  });
 }
 
 /** A copy of `task` with `outputs` as its test outputs. */

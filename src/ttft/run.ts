@@ -670,20 +670,10 @@ export async function runSingleTaskTTFT(
     });
   }
   // Solutions are read whole and strictly, before any work: they are for metrics, and a task must not be
-  // left out (untrained) because its solution is broken. A file with none of the tasks' ids is the wrong one.
+  // left out (untrained) because its solution is broken. A file with none of the tasks' ids is the wrong one
+  // (mergeSolutions refuses it).
   if (o.solutions !== undefined) {
     const solutions = await loadSolutions(o.solutions);
-    if (!Object.keys(taskSet).some((id) => Object.hasOwn(solutions, id))) {
-      throw new ValidationError({
-        source: o.solutions,
-        issues: [
-          {
-            path: '',
-            message: `has none of the ids of the tasks to run (the first: "${Object.keys(taskSet)[0]}"): the solutions of another set?`,
-          },
-        ],
-      });
-    }
     taskSet = mergeSolutions(taskSet, solutions, { source: o.solutions });
   }
   const ids = Object.keys(taskSet);
