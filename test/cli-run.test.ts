@@ -10,7 +10,15 @@
  * run `npx tsup` (or `npm test`) before it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -250,6 +258,21 @@ describe('arc-ttft run', () => {
     // The output folder was checked (created) first; nothing was written in it.
     expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
   }, 60_000);
+
+  it('shows a Python failure as its type and message, and its traceback with --verbose', async () => {
+    const broken = join(dir, 'broken-model');
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(join(broken, 'config.json'), '{}');
+    const args = ['run', '--model', broken, '--out', join(dir, 'broken-out'), ...ENGINE_FLAGS];
+    const plain = await runCli(args);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/^error: ModelNotFoundError: model '.*broken-model': could not be loaded/);
+    expect(plain.stderr).not.toContain('.traceback');
+    expect(plain.stderr).toMatch(/\(--verbose shows the Python traceback\)\n$/);
+    const verbose = await runCli([...args, '--verbose']);
+    expect(verbose.code).toBe(1);
+    expect(verbose.stderr).toContain('Traceback (most recent call last)');
+  }, 120_000);
 
   it('fails with exit 1 up front when the output folder cannot be written', async () => {
     writeFileSync(join(dir, 'a-file'), 'x');

@@ -1,10 +1,11 @@
 /**
  * Parsers of command-line values, shared by the commands: each throws commander's `InvalidArgumentError`,
- * which the CLI reports as a usage error (exit code 2).
+ * which the CLI reports as a usage error (exit code 2). And the one way the commands print a failure.
  *
  * @module
  */
 import { InvalidArgumentError } from 'commander';
+import { ArcTtftError, BridgeError } from '../errors.js';
 import { MAX_TIMEOUT_MS } from '../schemas.js';
 import { EngineOptionsSchema } from '../ttft/engine.js';
 
@@ -55,4 +56,24 @@ export function deviceName(value: string): string {
   const r = EngineOptionsSchema.shape.device.safeParse(value);
   if (!r.success) throw new InvalidArgumentError('expected auto, cpu, cuda or cuda:N');
   return value;
+}
+
+/**
+ * Prints a library error as the CLI's `error: …` line and sets exit code 1; anything else is a bug and is
+ * thrown on. A Python exception shows its type and message (the library's message points at `.traceback`,
+ * which a CLI user cannot reach); `verbose` adds the traceback, and a command with `--verbose` says so.
+ */
+export function printError(error: unknown, verbose?: boolean): void {
+  if (!(error instanceof ArcTtftError)) throw error;
+  if (error instanceof BridgeError && error.pythonType !== undefined && error.pythonMessage !== undefined) {
+    process.stderr.write(`error: ${error.pythonType}: ${error.pythonMessage}\n`);
+    if (error.traceback !== undefined && verbose === true)
+      process.stderr.write(error.traceback.replace(/\n?$/, '\n'));
+    else if (error.traceback !== undefined && verbose === false) {
+      process.stderr.write('(--verbose shows the Python traceback)\n');
+    }
+  } else {
+    process.stderr.write(`error: ${error.message}\n`);
+  }
+  process.exitCode = 1;
 }

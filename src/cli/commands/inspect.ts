@@ -12,7 +12,7 @@ import type { GridFormatName } from '../../format/encodings.js';
 import type { PromptStyle } from '../../format/prompt.js';
 import type { Task } from '../../schemas.js';
 import { loadQwenTokenizer } from '../../tokenizers/qwen.js';
-import { nonEmpty, positiveInt } from '../args.js';
+import { nonEmpty, positiveInt, printError } from '../args.js';
 import { formatTable } from '../table.js';
 
 interface InspectFlags {
@@ -175,9 +175,7 @@ export function inspectCommand(): Command {
         }
         if (errors.length > 0) process.exitCode = 1;
       } catch (error) {
-        if (!(error instanceof ArcTtftError)) throw error;
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exitCode = 1;
+        printError(error);
       }
     });
 }

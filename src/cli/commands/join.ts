@@ -11,8 +11,8 @@ import { writeTarget } from '../../data/fs.js';
 import { loadTasks, withLeftOutTasks } from '../../data/load.js';
 import { joinPredictions, type Predictions, readPredictionFiles, writeSubmission } from '../../data/split.js';
 import { setEntry } from '../../data/validate.js';
-import { ArcTtftError, ValidationError } from '../../errors.js';
-import { nonEmpty } from '../args.js';
+import { ValidationError } from '../../errors.js';
+import { nonEmpty, printError } from '../args.js';
 
 interface JoinFlags {
   tasks: string;
@@ -97,9 +97,7 @@ export function joinCommand(): Command {
             '\n',
         );
       } catch (error) {
-        if (!(error instanceof ArcTtftError)) throw error;
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exitCode = 1;
+        printError(error);
       }
     });
 }

@@ -11,7 +11,15 @@ import { sampleDataDir } from '../../paths.js';
 import { formatScoreTable } from '../../score.js';
 import { AttentionSchema } from '../../ttft/engine.js';
 import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
-import { deviceName, integer, nonEmpty, parseDuration, positiveInt, positiveNumber } from '../args.js';
+import {
+  deviceName,
+  integer,
+  nonEmpty,
+  parseDuration,
+  positiveInt,
+  positiveNumber,
+  printError,
+} from '../args.js';
 import { RunProgress } from '../progress.js';
 
 interface RunFlags {
@@ -205,7 +213,7 @@ export function runCommand(): Command {
       positiveInt,
     )
     .option('--json', 'print the result summary as JSON on stdout')
-    .option('-v, --verbose', 'show Python’s output')
+    .option('-v, --verbose', 'show Python’s output, and its traceback when it fails')
     .action(async (flags: RunFlags) => {
       let tasks = flags.tasks;
       if (tasks === undefined) {
@@ -263,8 +271,7 @@ export function runCommand(): Command {
           process.exitCode = 130;
           return;
         }
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exitCode = 1;
+        printError(error, flags.verbose === true);
       } finally {
         process.off('SIGINT', onSigint);
       }

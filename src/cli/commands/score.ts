@@ -5,9 +5,8 @@
  */
 import { Command } from 'commander';
 import { loadSolutions, loadSubmission } from '../../data/load.js';
-import { ArcTtftError } from '../../errors.js';
 import { formatScoreTable, scoreSubmission } from '../../score.js';
-import { nonEmpty } from '../args.js';
+import { nonEmpty, printError } from '../args.js';
 
 interface ScoreFlags {
   submission: string;
@@ -45,9 +44,7 @@ export function scoreCommand(): Command {
           : formatScoreTable(report, { perTask: flags.perTask === true });
         process.stdout.write(`${text}\n`);
       } catch (error) {
-        if (!(error instanceof ArcTtftError)) throw error;
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exitCode = 1;
+        printError(error);
       }
     });
 }

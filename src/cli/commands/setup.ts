@@ -4,9 +4,8 @@
  * @module
  */
 import { Command } from 'commander';
-import { ArcTtftError } from '../../errors.js';
 import { ensurePythonEnv } from '../../setup/env.js';
-import { nonEmpty } from '../args.js';
+import { nonEmpty, printError } from '../args.js';
 
 interface SetupFlags {
   venv?: string;
@@ -54,9 +53,7 @@ export function setupCommand(): Command {
         }
         process.stdout.write(`${env.python}\n`);
       } catch (error) {
-        if (!(error instanceof ArcTtftError)) throw error;
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exitCode = 1;
+        printError(error);
       }
     });
 }

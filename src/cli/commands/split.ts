@@ -6,8 +6,7 @@
 import { Command } from 'commander';
 import { loadTasks } from '../../data/load.js';
 import { splitTaskSet } from '../../data/split.js';
-import { ArcTtftError } from '../../errors.js';
-import { nonEmpty } from '../args.js';
+import { nonEmpty, printError } from '../args.js';
 
 interface SplitFlags {
   out: string;
@@ -36,9 +35,7 @@ export function splitCommand(): Command {
           `wrote ${paths.length} task files to ${flags.out} (${solved} with test outputs)\n`,
         );
       } catch (error) {
-        if (!(error instanceof ArcTtftError)) throw error;
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exitCode = 1;
+        printError(error);
       }
     });
 }
