@@ -156,12 +156,12 @@ describe('runSingleTaskTTFT', () => {
     const out = join(dir, 'ref');
     await expect(
       runSingleTaskTTFT(join(dir, 'const.json'), options(out, { seed: 99 }), { engine: shared }),
-    ).rejects.toThrow(/different options/);
+    ).rejects.toThrow(/different options \(seed: \d+ → 99\)/);
     // A given engine's own options count, not `options.engine` (which the run then does not use).
     const engine = await createEngine({ ...options('').engine, lora: { r: 4, modulesToSave: ['lm_head'] } });
     try {
       await expect(runSingleTaskTTFT(join(dir, 'const.json'), options(out), { engine })).rejects.toThrow(
-        /different options/,
+        /different options \(lora\.r: \d+ → 4, lora\.modulesToSave: .*\["lm_head"\]\)/,
       );
     } finally {
       await engine.close();

@@ -362,9 +362,12 @@ export interface RunResult {
 
 const JOURNAL = 'results.jsonl';
 
-/** The options that change results: a journal written under other ones cannot be resumed. */
-function fingerprint(o: Resolved, e: ResolvedEngineOptions, model: string): string {
-  return hashString(
+/**
+ * The options that change results, as JSON: a journal written under other ones cannot be resumed. Kept in the
+ * journal's run line, so that a refused resume can say which option changed.
+ */
+function runSettings(o: Resolved, e: ResolvedEngineOptions, model: string): Record<string, unknown> {
+  return JSON.parse(
     JSON.stringify({
       mode: o.mode,
       model,
@@ -382,7 +385,23 @@ function fingerprint(o: Resolved, e: ResolvedEngineOptions, model: string): stri
       wholeSetSteps: o.wholeSetSteps ?? null,
       fallback: o.fallback,
     }),
-  ).toString(16);
+  ) as Record<string, unknown>;
+}
+
+function fingerprint(settings: Record<string, unknown>): string {
+  return hashString(JSON.stringify(settings)).toString(16);
+}
+
+/** `train.steps: 200 → 20` for each setting that differs (JSON values; a journal's settings are JSON already). */
+function settingsChanges(before: unknown, after: unknown, path = ''): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObject(before) && isObject(after)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+    return keys.flatMap((k) => settingsChanges(before[k], after[k], path === '' ? k : `${path}.${k}`));
+  }
+  const text = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
+  return text(before) === text(after) ? [] : [`${path}: ${text(before)} → ${text(after)}`];
 }
 
 function errorRecord(error: unknown): ErrorRecord {
@@ -420,6 +439,8 @@ class Journal {
 
 interface JournalState {
   readonly fingerprint: string | undefined;
+  /** The run line's settings (older journals have none: their refusals cannot name the option). */
+  readonly settings?: unknown;
   readonly records: Map<string, TaskRecord>;
   /** The last whole-set adapter journalled, with the hash of the task ids it was trained on. */
   readonly wholeSet: { adapterPath: string; ids: string | undefined } | undefined;
@@ -439,18 +460,28 @@ function cutTornLine(path: string, fd: number): void {
 function readJournal(path: string): JournalState {
   const records = new Map<string, TaskRecord>();
   let fp: string | undefined;
+  let settings: unknown;
   let wholeSet: JournalState['wholeSet'];
   if (!existsSync(path)) return { fingerprint: undefined, records, wholeSet };
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     if (line.trim() === '') continue;
-    let value: { type?: string; fingerprint?: string; taskId?: string; adapterPath?: string; ids?: unknown };
+    let value: {
+      type?: string;
+      fingerprint?: string;
+      settings?: unknown;
+      taskId?: string;
+      adapterPath?: string;
+      ids?: unknown;
+    };
     try {
       value = JSON.parse(line);
     } catch {
       continue;
     }
-    if (value.type === 'run') fp = value.fingerprint;
-    else if (value.type === 'task' && typeof value.taskId === 'string') {
+    if (value.type === 'run') {
+      fp = value.fingerprint;
+      settings = value.settings;
+    } else if (value.type === 'task' && typeof value.taskId === 'string') {
       records.set(value.taskId, value as TaskRecord);
     } else if (value.type === 'whole_set' && typeof value.adapterPath === 'string') {
       wholeSet = {
@@ -459,7 +490,7 @@ function readJournal(path: string): JournalState {
       };
     }
   }
-  return { fingerprint: fp, records, wholeSet };
+  return { fingerprint: fp, settings, records, wholeSet };
 }
 
 async function checkWritable(dir: string): Promise<void> {
@@ -718,20 +749,21 @@ export async function runSingleTaskTTFT(
   try {
     const format = o.format ?? engine.format;
     const maxSeqLen = o.maxSeqLen ?? engine.maxSeqLen;
-    const fp = fingerprint(o, engineOptions, engine.model.model);
+    const settings = runSettings(o, engineOptions, engine.model.model);
+    const fp = fingerprint(settings);
 
     // Resume.
     let state: JournalState = { fingerprint: undefined, records: new Map(), wholeSet: undefined };
     if (files !== undefined && o.resume) {
       state = readJournal(files.journal);
       if (state.fingerprint !== undefined && state.fingerprint !== fp) {
+        const changes = state.settings === undefined ? [] : settingsChanges(state.settings, settings);
         throw new ValidationError({
           source: files.journal,
           issues: [
             {
               path: 'options',
-              message:
-                'this journal was written by a run with different options; use another output folder, or start over (resume: false, --no-resume on the CLI)',
+              message: `this journal was written by a run with different options${changes.length > 0 ? ` (${changes.join(', ')})` : ''}; use another output folder, or start over (resume: false, --no-resume on the CLI)`,
             },
           ],
         });
@@ -740,7 +772,8 @@ export async function runSingleTaskTTFT(
     if (files !== undefined) {
       const fresh = !o.resume || state.fingerprint === undefined;
       journal = new Journal(files.journal, fresh);
-      if (fresh) journal.append({ type: 'run', version: VERSION, fingerprint: fp, mode: o.mode, ids });
+      if (fresh)
+        journal.append({ type: 'run', version: VERSION, fingerprint: fp, settings, mode: o.mode, ids });
     }
     const done = new Map<string, TaskRecord>();
     for (const id of ids) {
