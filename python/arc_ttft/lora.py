@@ -199,6 +199,13 @@ def load_adapter(peft_model: Any, path: str) -> None:
     for key, current in (("r", cfg.r), ("lora_alpha", cfg.lora_alpha), ("use_rslora", cfg.use_rslora)):
         if key in saved and saved[key] != current:
             raise AdapterError(f"adapter {path!r}: {key} is {saved[key]!r}, the attached adapter has {current!r}")
+    # Whole-module copies the attached adapter does not train would be loaded onto the frozen base weights (PEFT
+    # maps `…lm_head.weight` to the base lm_head), where no reset undoes them.
+    saved_copies, attached_copies = sorted(saved.get("modules_to_save") or []), sorted(cfg.modules_to_save or [])
+    if saved_copies != attached_copies:
+        raise AdapterError(
+            f"adapter {path!r}: modules_to_save is {saved_copies}, the attached adapter has {attached_copies}"
+        )
     trained = {key: p for key, p in peft_model.named_parameters() if p.requires_grad}
     device = next(iter(trained.values())).device
     # PEFT writes every tensor that matches before it reports a mismatch: a refused folder must leave the

@@ -79,6 +79,21 @@ def test_mismatched_or_missing_adapters_are_adapter_errors(loaded, tiny_path: st
     assert entry._engine.model is not None  # the engine stays usable
 
 
+def test_an_adapter_with_other_modules_to_save_is_refused_and_the_base_stays_intact(
+    tiny_path: str, tmp_path: Path
+) -> None:
+    """PEFT would load a folder's whole-module copies onto the frozen base weights, where no reset reaches."""
+    call("load_model", model=tiny_path, device="cpu", lora=LORA, seed=0)
+    with_copies = call("save_adapter", path=str(tmp_path / "copies"))["path"]
+    call("load_model", model=tiny_path, device="cpu", lora={"r": 16, "alpha": 32}, seed=0)
+    frozen = {k: p.detach().clone() for k, p in entry._engine.model.named_parameters() if not p.requires_grad}
+    error = call_error("load_adapter", {"path": with_copies})
+    assert error["type"] == "AdapterError" and "modules_to_save" in error["message"]
+    after = dict(entry._engine.model.named_parameters())
+    assert all(torch.equal(after[k], v) for k, v in frozen.items())
+    call("unload")
+
+
 def test_target_modules_the_model_lacks_are_an_adapter_error(tiny_path: str) -> None:
     error = call_error("load_model", {"model": tiny_path, "device": "cpu", "lora": {"target_modules": ["nope_proj"]}})
     assert error["type"] == "AdapterError"
