@@ -11,6 +11,7 @@ import { maxAnswerChars } from '../src/format/prompt.js';
 import { createRng } from '../src/rng.js';
 import { buildTrainingSamples } from '../src/samples.js';
 import type { Solutions, Task } from '../src/schemas.js';
+import { createEngine } from '../src/ttft/engine.js';
 import { PredictOptionsSchema } from '../src/ttft/predict.js';
 
 const task: Task = {
@@ -43,6 +44,17 @@ describe('bounds on work and sizes', () => {
     ] as const) {
       expect(() => maxAnswerChars('arc24', rows, cols), `${rows}×${cols}`).toThrow(ValidationError);
     }
+  });
+
+  it('refuses engine settings that would train nothing or NaN, before Python starts', async () => {
+    const started = performance.now();
+    await expect(createEngine({ lora: { dropout: 1 } })).rejects.toThrow(
+      /lora\.dropout: dropout must be below 1/,
+    );
+    await expect(createEngine({ dtype: 'float16', lora: { modulesToSave: ['lm_head'] } })).rejects.toThrow(
+      /lora\.modulesToSave: with dtype 'float16'/,
+    );
+    expect(performance.now() - started).toBeLessThan(2000);
   });
 
   it('draws integers only where there is one to draw', () => {

@@ -232,6 +232,8 @@ def _load_model(f: Fields) -> dict[str, Any]:
     alpha = lo.float("alpha", 32.0, min=0.0)
     alpha = int(alpha) if alpha.is_integer() else alpha  # adapter_config.json conventionally holds an int
     dropout = lo.float("dropout", 0.0, min=0.0, max=1.0)
+    if dropout >= 1.0:
+        raise PayloadError(lo.path("dropout"), "must be below 1 (1 drops every input: nothing trains)")
     targets = lo.raw("target_modules", "all-linear")
     if isinstance(targets, list):
         targets = lo.str_list("target_modules", non_empty=True)
@@ -260,6 +262,12 @@ def _load_model(f: Fields) -> dict[str, Any]:
             )
     if backend_name != "vllm" and backend_options:
         raise PayloadError(f.path("vllm"), "only for backend 'vllm'")
+    # Whole-module copies take the model's dtype; in float16 AdamW's eps rounds to 0 and they turn NaN at step 2.
+    if dtype_name == "float16" and modules_to_save:
+        raise PayloadError(
+            lo.path("modules_to_save"),
+            "with dtype 'float16' the copies train in float16 and turn NaN: use bfloat16 or float32",
+        )
 
     from . import lora, vocab
     from . import model as model_mod
@@ -269,6 +277,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
     backend = get_backend(backend_name)  # a missing vLLM fails here, before anything is loaded or freed
     device = model_mod.resolve_device(device_name)
     dtype = model_mod.resolve_dtype(dtype_name, device)
+    model_mod.check_model_source(path)  # a mistyped path keeps the loaded model
     _free()
     base, tokenizer = model_mod.load_base(path, dtype, device, attention)
     full_vocab_size = len(tokenizer)

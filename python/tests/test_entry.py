@@ -59,6 +59,13 @@ def test_unknown_method() -> None:
         ("count_tokens", [1, 2], "count_tokens", "expected an object"),
         ("load_model", {"model": "x", "seed": 2**70}, "load_model.seed", "must be <="),
         ("load_model", {"model": "x", "lora": {"alpha": 10**400}}, "load_model.lora.alpha", "finite number"),
+        ("load_model", {"model": "x", "lora": {"dropout": 1}}, "load_model.lora.dropout", "below 1"),
+        (
+            "load_model",
+            {"model": "x", "dtype": "float16", "lora": {"modules_to_save": ["lm_head"]}},
+            "load_model.lora.modules_to_save",
+            "turn NaN",
+        ),
     ],
 )
 def test_bad_payload_field_is_a_payload_error_naming_it(method: str, payload: dict, field: str, problem: str) -> None:
@@ -94,6 +101,12 @@ def test_missing_model_path_is_model_not_found(tmp_path) -> None:
     error = call_error("load_model", {"model": str(tmp_path), "device": "cpu"})
     assert error["type"] == "ModelNotFoundError"
     assert "config.json" in error["message"]
+
+
+def test_a_mistyped_model_path_keeps_the_loaded_model(loaded: dict, tmp_path) -> None:
+    error = call_error("load_model", {"model": str(tmp_path / "typo"), "device": "cpu"})
+    assert error["type"] == "ModelNotFoundError"
+    assert call("status")["loaded"] is True
 
 
 def test_status_and_unload(loaded: dict) -> None:

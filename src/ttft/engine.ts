@@ -40,10 +40,14 @@ export const LoraOptionsSchema = z.strictObject({
    */
   alpha: z.number().positive().default(32),
   /**
-   * Dropout on the LoRA input.
+   * Dropout on the LoRA input, below 1 (1 drops every input: nothing would train).
    * @default 0
    */
-  dropout: z.number().min(0).max(1).default(0),
+  dropout: z
+    .number()
+    .min(0)
+    .lt(1, { error: 'dropout must be below 1 (1 drops every input: nothing trains)' })
+    .default(0),
   /**
    * Modules that get LoRA: `'all-linear'` (every linear projection but the output layer) or names.
    * @default 'all-linear'
@@ -51,7 +55,8 @@ export const LoraOptionsSchema = z.strictObject({
   targetModules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default('all-linear'),
   /**
    * Modules trained in full and reset per task as well, e.g. `['embed_tokens', 'lm_head']` (the
-   * ARChitects trained the embeddings too; it helps small models a lot).
+   * ARChitects trained the embeddings too; it helps small models a lot). Not with `dtype: 'float16'`: the
+   * copies would train in float16, where AdamW's epsilon rounds to 0 and the weights turn NaN.
    * @default null
    */
   modulesToSave: z.array(z.string().min(1)).nullable().default(null),
@@ -439,8 +444,20 @@ function reduceVocabPayload(auto: boolean): {
   };
 }
 
-/** Option combinations the vLLM backend cannot serve, reported before Python starts. */
+/** Option combinations the engine cannot serve (most of them the vLLM backend's), reported before Python starts. */
 function checkBackendOptions(o: ResolvedEngineOptions): void {
+  if (o.dtype === 'float16' && o.lora.modulesToSave !== null) {
+    throw new ValidationError({
+      source: 'createEngine options',
+      issues: [
+        {
+          path: 'lora.modulesToSave',
+          message:
+            "with dtype 'float16' the module copies would train in float16 and turn NaN: use dtype 'bfloat16' or 'float32'",
+        },
+      ],
+    });
+  }
   if (o.backend !== 'vllm') return;
   const issues: ValidationIssue[] = [];
   if (o.reduceVocab !== false) {
