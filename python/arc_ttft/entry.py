@@ -84,8 +84,8 @@ and is skipped (counted in ``skipped``) when longer than ``max_seq_len``. ``mean
 model's own distribution (temperature 1, no top-p), over the generated tokens including the final EOS.
 
 Error types: ``UnknownMethodError``, ``PayloadError``, ``ModelNotFoundError``, ``NotLoadedError``, ``AdapterError``,
-``DeviceError``, ``NoTrainableSamplesError``, ``AttentionUnavailableError``, ``CompileError``,
-``BackendUnavailableError`` (see :mod:`arc_ttft.errors`),
+``DeviceError``, ``NoTrainableSamplesError``, ``TrainingDivergedError``, ``AttentionUnavailableError``,
+``CompileError``, ``BackendUnavailableError`` (see :mod:`arc_ttft.errors`),
 ``VocabularyError`` (:mod:`arc_ttft.vocab`), or whatever Python raised (``OutOfMemoryError``, ``ValueError``, ...).
 
 On import a watchdog thread starts: when the parent process (the Node host) dies, this process exits, so no orphan
@@ -427,9 +427,10 @@ def _train(f: Fields) -> dict[str, Any]:
     max_grad_norm = f.float("max_grad_norm", 1.0, min=0.0)
     cfg = TrainConfig(
         steps=f.int("steps", min=1),
-        batch_size=f.int("batch_size", 1, min=1),
-        grad_accum=f.int("grad_accum", 1, min=1),
-        lr=f.float("lr", 1e-4, min=0.0),
+        # Far past any use; bounds on the work a mistyped value would start (1e12 hung building one step's list).
+        batch_size=f.int("batch_size", 1, min=1, max=MAX_BATCH),
+        grad_accum=f.int("grad_accum", 1, min=1, max=MAX_BATCH),
+        lr=f.float("lr", 1e-4, min=0.0, max=1e30),  # past float32's range the optimizer fails raw
         warmup_ratio=f.float("warmup_ratio", 0.1, min=0.0, max=1.0),
         weight_decay=f.float("weight_decay", 0.0, min=0.0),
         max_seq_len=f.int("max_seq_len", 8192, min=2),
@@ -447,6 +448,12 @@ def _train(f: Fields) -> dict[str, Any]:
     e = _loaded()
     _changed(e)
     return train(e.model, e.tokenizer, samples, cfg)
+
+
+# Bounds of counts that size work or memory (a 30×30 answer is about 1,000 tokens; a static KV cache is allocated for
+# the whole limit).
+MAX_NEW_TOKENS = 65_536
+MAX_BATCH = 65_536
 
 
 def _generate(f: Fields) -> dict[str, Any]:
@@ -491,8 +498,8 @@ def _generate(f: Fields) -> dict[str, Any]:
 def _token_limits(f: Fields, n: int) -> int | tuple[int, ...]:
     """``generate.max_new_tokens``: one limit for all prompts, or an array with one per prompt."""
     if not isinstance(f.raw("max_new_tokens"), list):
-        return f.int("max_new_tokens", min=1)
-    return tuple(f.int_each("max_new_tokens", n, min=1))
+        return f.int("max_new_tokens", min=1, max=MAX_NEW_TOKENS)
+    return tuple(f.int_each("max_new_tokens", n, min=1, max=MAX_NEW_TOKENS))
 
 
 def _keep_adapter(f: Fields) -> dict[str, Any]:

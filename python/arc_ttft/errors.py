@@ -39,6 +39,11 @@ class NoTrainableSamplesError(EngineError, ValueError):
     """Every training sample was longer than `max_seq_len` (or none was given): nothing to train on."""
 
 
+class TrainingDivergedError(EngineError, RuntimeError):
+    """A training step's loss was not finite: the weights have blown up (a learning rate too high for the model, or
+    float16 overflow); reset the adapter before using it again."""
+
+
 class DeviceError(EngineError, RuntimeError):
     """The requested device (e.g. ``cuda``) or dtype is not available on this machine."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import multi_lora
-from .errors import PayloadError
+from .errors import PayloadError, TrainingDivergedError
 from .model import supports_logits_to_keep
 from .tokens import encode_batch
 
@@ -61,7 +61,15 @@ def _pick(logits: torch.Tensor, cfg: GenerateConfig, gen: torch.Generator | None
         drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= cfg.top_p
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, sorted_idx, sorted_probs)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+    try:
+        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+    except RuntimeError as e:
+        if "probability tensor" not in str(e):
+            raise
+        # NaN or inf logits: the adapter's weights blew up in training (greedy decoding just emits garbage).
+        raise TrainingDivergedError(
+            f"the model's next-token probabilities are not finite ({e}): reset the adapter"
+        ) from e
 
 
 @contextlib.contextmanager

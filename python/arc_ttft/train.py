@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import statistics
 import sys
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from . import compiling
-from .errors import NoTrainableSamplesError, PayloadError
+from .errors import NoTrainableSamplesError, PayloadError, TrainingDivergedError
 from .model import native_bf16, supports_logits_to_keep
 from .tokens import encode_batch
 
@@ -438,6 +439,12 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
                 (compiling_steps if compiling.graphs_compiled() != graphs else plain_steps).append(seconds)
             tokens += n_tokens
             rows += n_rows
+            if not math.isfinite(loss_sum):
+                # Later steps would only spread NaN, and the adapter would answer garbage; say so now.
+                raise TrainingDivergedError(
+                    f"the loss is not finite at step {len(losses) + 1} of {cfg.steps} (lr {cfg.lr:g}): "
+                    "the weights blew up; lower the learning rate"
+                )
             if cfg.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()

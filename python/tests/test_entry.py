@@ -60,6 +60,10 @@ def test_unknown_method() -> None:
         ("load_model", {"model": "x", "seed": 2**70}, "load_model.seed", "must be <="),
         ("load_model", {"model": "x", "lora": {"alpha": 10**400}}, "load_model.lora.alpha", "finite number"),
         ("load_model", {"model": "x", "lora": {"dropout": 1}}, "load_model.lora.dropout", "below 1"),
+        ("generate", {"prompts": ["a"], "max_new_tokens": 10**12}, "generate.max_new_tokens", "must be <="),
+        ("generate", {"prompts": ["a"], "max_new_tokens": [10**12]}, "generate.max_new_tokens[0]", "1 to 65536"),
+        ("train", {"samples": [], "steps": 1, "batch_size": 10**12}, "train.batch_size", "must be <="),
+        ("train", {"samples": [], "steps": 1, "lr": 1e39}, "train.lr", "must be <="),
         (
             "load_model",
             {"model": "x", "dtype": "float16", "lora": {"modules_to_save": ["lm_head"]}},

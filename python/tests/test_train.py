@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -50,6 +51,19 @@ def test_over_long_samples_are_skipped_and_counted(loaded) -> None:
     error = call_error("train", {"samples": [long], "steps": 1, "max_seq_len": 8})
     assert error["type"] == "NoTrainableSamplesError"
     assert "max_seq_len 8" in error["message"]
+
+
+def test_a_diverged_loss_is_a_typed_error_and_a_reset_recovers(loaded) -> None:
+    samples = [{"prompt": "I\n1\nO\n", "answer": "2"}]
+    error = call_error("train", {"samples": samples, "steps": 3, "lr": 1e20, "max_grad_norm": 0, "seed": 0})
+    assert error["type"] == "TrainingDivergedError"
+    assert "step 2 of 3" in error["message"] and "lr 1e+20" in error["message"]
+    # Sampling from the blown-up weights says so too (greedy decoding only emits garbage).
+    error = call_error("generate", {"prompts": ["I\n1\nO\n"], "max_new_tokens": 2, "do_sample": True})
+    assert error["type"] == "TrainingDivergedError"
+    call("reset_adapter")
+    result = call("train", samples=samples, steps=2, **FAST)
+    assert all(math.isfinite(x) for x in result["losses"])
 
 
 def test_schedule_warms_up_then_decays_without_zero_steps() -> None:
