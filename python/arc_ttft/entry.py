@@ -528,8 +528,15 @@ def _count_tokens(f: Fields) -> dict[str, Any]:
     return {"counts": count_tokens(_loaded().tokenizer, texts)}
 
 
-def _save_adapter(f: Fields) -> dict[str, Any]:
+def _adapter_path(f: Fields) -> str:
     path = f.str("path")
+    if path.strip() == "":
+        raise PayloadError(f.path("path"), "must not be empty")
+    return path
+
+
+def _save_adapter(f: Fields) -> dict[str, Any]:
+    path = _adapter_path(f)
     f.finish()
     from . import vocab
 
@@ -539,7 +546,7 @@ def _save_adapter(f: Fields) -> dict[str, Any]:
 
 
 def _load_adapter(f: Fields) -> dict[str, Any]:
-    path = f.str("path")
+    path = _adapter_path(f)
     f.finish()
     from . import lora, vocab
 
@@ -565,6 +572,8 @@ def _make_tiny_model(f: Fields) -> dict[str, Any]:
     f.finish()
     if kwargs["hidden_size"] % kwargs["num_heads"]:
         raise PayloadError(f.path("num_heads"), f"must divide hidden_size {kwargs['hidden_size']}")
+    if (kwargs["hidden_size"] // kwargs["num_heads"]) % 2:
+        raise PayloadError(f.path("num_heads"), "hidden_size / num_heads must be even (rotary embeddings)")
     if kwargs["num_kv_heads"] is not None and kwargs["num_heads"] % kwargs["num_kv_heads"]:
         raise PayloadError(f.path("num_kv_heads"), f"must divide num_heads {kwargs['num_heads']}")
     from .tiny import make_tiny_model

@@ -79,6 +79,9 @@ def make_tiny_model(
     quiet_progress()
     if hidden_size % num_heads != 0:
         raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+    if (hidden_size // num_heads) % 2 != 0:
+        # Rotary embeddings rotate pairs of dimensions: an odd head size saves a model that cannot run.
+        raise ValueError(f"hidden_size / num_heads = {hidden_size // num_heads} must be even (rotary embeddings)")
     tokenizer = make_char_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tokenizer),

@@ -64,6 +64,8 @@ def test_unknown_method() -> None:
         ("generate", {"prompts": ["a"], "max_new_tokens": [10**12]}, "generate.max_new_tokens[0]", "1 to 65536"),
         ("train", {"samples": [], "steps": 1, "batch_size": 10**12}, "train.batch_size", "must be <="),
         ("train", {"samples": [], "steps": 1, "lr": 1e39}, "train.lr", "must be <="),
+        ("save_adapter", {"path": ""}, "save_adapter.path", "must not be empty"),
+        ("make_tiny_model", {"path": "x", "hidden_size": 12, "num_heads": 4}, "make_tiny_model.num_heads", "even"),
         (
             "load_model",
             {"model": "x", "dtype": "float16", "lora": {"modules_to_save": ["lm_head"]}},
