@@ -128,6 +128,9 @@ describe('loadTasks on the real ARC data', () => {
     const wanted = [ids[10]!, ids[3]!, ids[7]!];
     const only = await loadTasks(ARC1_EVALUATION, { only: wanted, limit: 2 });
     expect(Object.keys(only.tasks)).toEqual([ids[3], ids[7]]);
+    await expect(loadTasks(ARC1_EVALUATION, { only: [`${ids[3]},${ids[7]}`] })).rejects.toThrow(
+      /not in the source \(give several ids as separate values/,
+    );
     await expect(loadTasks(ARC1_EVALUATION, { only: ['00000000'] })).rejects.toMatchObject({
       name: 'ValidationError',
       taskId: '00000000',

@@ -375,6 +375,11 @@ interface Selection {
   limit?: number | undefined;
 }
 
+/** A hint for an `only` id that is several ids joined (`--only a,b`), else `''`. @internal */
+export function joinedIdsHint(id: string): string {
+  return /[,;\s]/.test(id) ? ' (give several ids as separate values, not one joined by commas)' : '';
+}
+
 /** Applies `only` and `limit` to the ids found in a source (keeping source order). */
 function select(ids: readonly string[], o: Selection, sink: ErrorSink, source: string): string[] {
   let out = ids.slice();
@@ -387,7 +392,12 @@ function select(ids: readonly string[], o: Selection, sink: ErrorSink, source: s
           new ValidationError({
             taskId: id,
             source,
-            issues: [{ path: 'only', message: 'this task id is not in the source' }],
+            issues: [
+              {
+                path: 'only',
+                message: `this task id is not in the source${joinedIdsHint(id)}`,
+              },
+            ],
           }),
         );
       }

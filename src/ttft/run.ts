@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { makeDirs, writeJsonAtomic } from '../data/fs.js';
 import {
+  joinedIdsHint,
   type LoadError,
   loadSolutions,
   loadTaskSetLeniently,
@@ -682,7 +683,7 @@ export async function runSingleTaskTTFT(
       source: 'runSingleTaskTTFT options',
       issues: unknown.map((e) => ({
         path: 'only',
-        message: `task id ${JSON.stringify((e as ValidationError).taskId)} is not in ${source}`,
+        message: `task id ${JSON.stringify((e as ValidationError).taskId)} is not in ${source}${joinedIdsHint((e as ValidationError).taskId ?? '')}`,
       })),
     });
   }
