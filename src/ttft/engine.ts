@@ -254,8 +254,8 @@ export interface TrainProgress {
   readonly step: number;
   /** Steps in this training call. */
   readonly steps: number;
-  /** Loss of the last step. */
-  readonly loss: number | null;
+  /** Loss of the last step (finite: a step whose loss is not finite ends training with `TrainingDivergedError`). */
+  readonly loss: number;
 }
 
 /** Callbacks of an engine (all optional). */

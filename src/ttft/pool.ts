@@ -339,7 +339,8 @@ function replayProgress(payload: unknown, result: unknown, listener: (p: TrainPr
   const losses = (result as { losses?: (number | null)[] } | undefined)?.losses ?? [];
   if (every <= 0) return;
   for (let k = 1; k <= losses.length; k++) {
-    if (k % every === 0 || k === steps) listener({ step: k, steps, loss: losses[k - 1] ?? null });
+    const loss = losses[k - 1];
+    if ((k % every === 0 || k === steps) && typeof loss === 'number') listener({ step: k, steps, loss });
   }
 }
 

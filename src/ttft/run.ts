@@ -268,8 +268,8 @@ export type RunEvent =
       readonly step: number;
       /** Steps in this training call. */
       readonly steps: number;
-      /** Loss of the last step. */
-      readonly loss: number | null;
+      /** Loss of the last step (finite: a step whose loss is not finite ends training with `TrainingDivergedError`). */
+      readonly loss: number;
     }
   | {
       /** A task finished, in any status (with `out`, already in the journal and the submission). */
