@@ -85,9 +85,9 @@ describe('loadTasks on the real ARC data', () => {
     await expect(loadSolutions(join(KAGGLE, 'sample_submission.json'))).rejects.toThrow(
       /looks like a submission file .*, not a solutions file/,
     );
-    await expect(loadTasks(challenges('evaluation'), { solutions: challenges('evaluation') })).rejects.toThrow(
-      /looks like a challenges file/,
-    );
+    await expect(
+      loadTasks(challenges('evaluation'), { solutions: challenges('evaluation') }),
+    ).rejects.toThrow(/looks like a challenges file/);
   });
 
   it('refuses the solutions of another set instead of merging nothing', async () => {
