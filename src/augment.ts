@@ -7,7 +7,7 @@
  * @module
  */
 import { z } from 'zod';
-import { checkGrid, isGrid, parseOptions, parseWith, validateTask } from './data/validate.js';
+import { checkGrid, checkTask, parseOptions, parseWith } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { createRng, type Rng } from './rng.js';
 import { CellSchema, type Example, type Grid, type Task, type TestExample } from './schemas.js';
@@ -49,10 +49,6 @@ function checkTransform(t: unknown, where: string): Transform {
   return parseWith(TransformSchema, t, { source: where });
 }
 
-function checkGridHere(grid: unknown, where: string): Grid {
-  return checkGrid(grid, { source: where });
-}
-
 function buildGrid(rows: number, cols: number, cell: (r: number, c: number) => number): Grid {
   const out: Grid = new Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -91,7 +87,10 @@ function transformUnchecked(g: Grid, t: Transform): Grid {
  * `rot90`, `rot270`, `transpose` and `antiTranspose` swap the grid's height and width.
  */
 export function applyTransform(grid: Grid, t: Transform): Grid {
-  return transformUnchecked(checkGridHere(grid, 'applyTransform grid'), checkTransform(t, 'applyTransform'));
+  return transformUnchecked(
+    checkGrid(grid, { source: 'applyTransform grid' }),
+    checkTransform(t, 'applyTransform'),
+  );
 }
 
 /** The transform that undoes `t`: `rot90` ↔ `rot270`; every other element is its own inverse. */
@@ -206,7 +205,7 @@ function recolourUnchecked(g: Grid, map: readonly number[]): Grid {
 /** Recolours every cell `c` of a grid to `map[c]`, returning a new grid. */
 export function applyColourMap(grid: Grid, map: ColourMap): Grid {
   return recolourUnchecked(
-    checkGridHere(grid, 'applyColourMap grid'),
+    checkGrid(grid, { source: 'applyColourMap grid' }),
     checkColourMap(map, 'applyColourMap map'),
   );
 }
@@ -296,7 +295,7 @@ function augmentGridUnchecked(g: Grid, aug: Augmentation): Grid {
 /** Applies an augmentation's transform and colour map to one grid (train order does not apply to a grid). */
 export function applyAugmentationGrid(grid: Grid, aug: Augmentation): Grid {
   return augmentGridUnchecked(
-    checkGridHere(grid, 'applyAugmentationGrid grid'),
+    checkGrid(grid, { source: 'applyAugmentationGrid grid' }),
     validateAugmentation(aug, 'applyAugmentationGrid augmentation'),
   );
 }
@@ -307,7 +306,7 @@ export function applyAugmentationGrid(grid: Grid, aug: Augmentation): Grid {
  */
 export function invertAugmentationGrid(grid: Grid, aug: Augmentation): Grid {
   const a = validateAugmentation(aug, 'invertAugmentationGrid augmentation');
-  const g = checkGridHere(grid, 'invertAugmentationGrid grid');
+  const g = checkGrid(grid, { source: 'invertAugmentationGrid grid' });
   return recolourUnchecked(
     transformUnchecked(g, inverseTransform(a.transform)),
     invertUnchecked(a.colourMap),
@@ -320,31 +319,6 @@ export function augmentExampleUnchecked(example: Example, aug: Augmentation): Ex
     input: augmentGridUnchecked(example.input, aug),
     output: augmentGridUnchecked(example.output, aug),
   };
-}
-
-function isTaskLike(task: unknown): task is Task {
-  if (task === null || typeof task !== 'object') return false;
-  const t = task as Partial<Task>;
-  return (
-    Array.isArray(t.train) &&
-    t.train.length > 0 &&
-    Array.isArray(t.test) &&
-    t.test.length > 0 &&
-    t.train.every((p) => p !== null && typeof p === 'object' && isGrid(p.input) && isGrid(p.output)) &&
-    t.test.every(
-      (p) =>
-        p !== null &&
-        typeof p === 'object' &&
-        isGrid(p.input) &&
-        (p.output === undefined || isGrid(p.output)),
-    )
-  );
-}
-
-/** @internal Validates a task cheaply, falling back to the zod validator to name the bad field. */
-export function checkTask(task: unknown, taskId: string | undefined): Task {
-  if (isTaskLike(task)) return task;
-  return validateTask(task, { taskId });
 }
 
 /** @internal Checks that every index of `order` names a train pair of a task with `trainCount` pairs. */
@@ -374,7 +348,7 @@ export function checkTrainIndices(
  * Returns a new task; the input is not touched.
  */
 export function applyAugmentation(task: Task, aug: Augmentation, taskId?: string): Task {
-  const t = checkTask(task, taskId);
+  const t = checkTask(task, { taskId });
   const a = validateAugmentation(aug, 'applyAugmentation augmentation');
   if (a.trainOrder !== undefined) {
     checkTrainIndices(a.trainOrder, t.train.length, {

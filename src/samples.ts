@@ -10,13 +10,12 @@ import {
   AugmentationOptionsSchema,
   applyAugmentationGrid,
   augmentExampleUnchecked,
-  checkTask,
   checkTrainIndices,
   MAX_AUGMENTATIONS,
   sampleAugmentations,
   validateAugmentation,
 } from './augment.js';
-import { parseOptions } from './data/validate.js';
+import { checkTask, parseOptions } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { gridKey } from './grid.js';
 import { deriveSeed } from './rng.js';
@@ -97,7 +96,7 @@ export function buildTrainingSamples(
 ): TrainingSample[] {
   const where = 'buildTrainingSamples';
   const o = parseOptions(TrainingSampleOptionsSchema, options, where);
-  const t = checkTask(task, taskId);
+  const t = checkTask(task, { taskId });
   const kept = o.keptTrain ?? t.train.map((_, i) => i);
   checkTrainIndices(kept, t.train.length, { taskId, source: `${where} options`, path: 'keptTrain' });
 
@@ -183,7 +182,7 @@ export function buildInferenceInputs(
 ): InferenceInput[] {
   const where = 'buildInferenceInputs';
   const o = parseOptions(InferenceInputOptionsSchema, options, where);
-  const t = checkTask(task, o.taskId);
+  const t = checkTask(task, { taskId: o.taskId });
   if (!Number.isInteger(testIndex) || testIndex < 0 || testIndex >= t.test.length) {
     throw new ValidationError({
       taskId: o.taskId,

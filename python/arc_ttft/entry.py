@@ -277,7 +277,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
     backend = get_backend(backend_name)  # a missing vLLM fails here, before anything is loaded or freed
     device = model_mod.resolve_device(device_name)
     dtype = model_mod.resolve_dtype(dtype_name, device)
-    model_mod.check_model_source(path)  # a mistyped path keeps the loaded model
+    source = model_mod.check_model_source(path)  # before _free(): a mistyped path keeps the loaded model
     _free()
     base, tokenizer = model_mod.load_base(path, dtype, device, attention)
     full_vocab_size = len(tokenizer)
@@ -320,7 +320,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
     max_positions = info["max_position_embeddings"] or 8192
     backend_info = backend.load(
         BackendContext(
-            model_path=model_mod.check_model_source(path),
+            model_path=source,
             model=peft_model,
             tokenizer=tokenizer,
             device=device,

@@ -427,7 +427,7 @@ function duplicateIdError(id: string, source: string | undefined): ValidationErr
 }
 
 /** The entries of an id-keyed object (challenges, solutions, submission); throws when it is not an object. */
-function idRecordEntries(value: unknown, source: string | undefined, kind: string): Map<string, unknown> {
+function idRecordEntries(value: unknown, source: string | undefined, kind: FileKind): Map<string, unknown> {
   if (!isRecord(value)) {
     throw new ValidationError({
       source,
@@ -439,13 +439,13 @@ function idRecordEntries(value: unknown, source: string | undefined, kind: strin
   // unhelpful "expected object, received array". Name the mix-up once instead.
   const values = [...entries.values()];
   const looksLike = FILE_KINDS.find((k) => values.length > 0 && values.every(ENTRY_SHAPE[k]));
-  if (looksLike !== undefined && looksLike !== kind && kind in ENTRY_SHAPE) {
+  if (looksLike !== undefined && looksLike !== kind) {
     throw new ValidationError({
       source,
       issues: [
         {
           path: '',
-          message: `this looks like a ${looksLike} file (${FILE_KIND_SHAPES[looksLike]}), not a ${kind} file (${FILE_KIND_SHAPES[kind as FileKind]})`,
+          message: `this looks like a ${looksLike} file (${FILE_KIND_SHAPES[looksLike]}), not a ${kind} file (${FILE_KIND_SHAPES[kind]})`,
         },
       ],
     });
@@ -474,7 +474,7 @@ function parseIdRecord<T>(
   value: unknown,
   source: string | undefined,
   schema: z.ZodType<T>,
-  kind: string,
+  kind: FileKind,
   duplicates: readonly string[],
 ): Record<string, T> {
   const entries = idRecordEntries(value, source, kind);

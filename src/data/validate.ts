@@ -144,6 +144,30 @@ export function checkGrid(value: unknown, context: ValidationContext = {}): Grid
   return isGrid(value) ? value : validateGrid(value, context);
 }
 
+function isTaskLike(task: unknown): task is Task {
+  if (task === null || typeof task !== 'object') return false;
+  const t = task as Partial<Task>;
+  return (
+    Array.isArray(t.train) &&
+    t.train.length > 0 &&
+    Array.isArray(t.test) &&
+    t.test.length > 0 &&
+    t.train.every((p) => p !== null && typeof p === 'object' && isGrid(p.input) && isGrid(p.output)) &&
+    t.test.every(
+      (p) =>
+        p !== null &&
+        typeof p === 'object' &&
+        isGrid(p.input) &&
+        (p.output === undefined || isGrid(p.output)),
+    )
+  );
+}
+
+/** `task` itself when it is well formed (a plain loop); otherwise zod names the bad field. @internal */
+export function checkTask(task: unknown, context: ValidationContext = {}): Task {
+  return isTaskLike(task) ? task : validateTask(task, context);
+}
+
 /** Validates one `{attempt_1, attempt_2}` entry. */
 export function validateAttempts(value: unknown, context: ValidationContext = {}): Attempts {
   return parseWith(AttemptsSchema, value, context);
@@ -178,6 +202,11 @@ export function entryPath(id: string): string {
   return `[${JSON.stringify(id)}]`;
 }
 
+/** What a value is, for error messages: `null`, `an array`, or its `typeof`. @internal */
+export function kindOf(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+}
+
 /** A plain object (not null, not an array). */
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -193,10 +222,9 @@ export function expectRecord(
   source: string,
 ): asserts value is Record<string, unknown> {
   if (!isRecord(value)) {
-    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
     throw new ValidationError({
       source,
-      issues: [{ path: '', message: `${what} must be an object keyed by task id, got ${got}` }],
+      issues: [{ path: '', message: `${what} must be an object keyed by task id, got ${kindOf(value)}` }],
     });
   }
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import { z } from 'zod';
+import { kindOf } from '../data/validate.js';
 import { ValidationError } from '../errors.js';
 import { type Grid, MAX_GRID_SIZE } from '../schemas.js';
 
@@ -92,7 +93,7 @@ function shapeError(path: string, message: string): ValidationError {
 
 function checkShape(grid: Grid): void {
   // Grids from JavaScript callers or JSON may be anything; say what is wrong rather than throw a TypeError.
-  if (!Array.isArray(grid)) throw shapeError('', `a grid must be an array of rows, got ${describe(grid)}`);
+  if (!Array.isArray(grid)) throw shapeError('', `a grid must be an array of rows, got ${kindOf(grid)}`);
   if (grid.length === 0) throw shapeError('', 'cannot encode an empty grid');
   if (grid.length > MAX_GRID_SIZE) {
     throw shapeError('', `a grid has at most ${MAX_GRID_SIZE} rows, got ${grid.length}`);
@@ -100,7 +101,7 @@ function checkShape(grid: Grid): void {
   for (let r = 0; r < grid.length; r++) {
     const row: unknown = grid[r];
     if (!Array.isArray(row))
-      throw shapeError(`[${r}]`, `a row must be an array of cells, got ${describe(row)}`);
+      throw shapeError(`[${r}]`, `a row must be an array of cells, got ${kindOf(row)}`);
     if (r === 0 && row.length === 0) throw shapeError('', 'cannot encode an empty grid');
     if (r === 0 && row.length > MAX_GRID_SIZE) {
       throw shapeError('[0]', `a grid has at most ${MAX_GRID_SIZE} columns, got ${row.length}`);
@@ -112,10 +113,6 @@ function checkShape(grid: Grid): void {
       );
     }
   }
-}
-
-function describe(value: unknown): string {
-  return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
 }
 
 /** arc24's grid text: shape header, numbered rows, closing fence. */

@@ -40,7 +40,7 @@
  * @module
  */
 import { z } from 'zod';
-import { parseOptions, parseWith, validateTask } from '../data/validate.js';
+import { checkTask, parseOptions, parseWith } from '../data/validate.js';
 import { ValidationError } from '../errors.js';
 import type { Example, Grid, Task } from '../schemas.js';
 import { MAX_GRID_SIZE } from '../schemas.js';
@@ -266,7 +266,7 @@ export function maxAnswerChars(format: PromptFormat, rows: number, cols: number)
  * is unknown, so this is a heuristic bound.
  */
 export function largestAnswerShape(task: Pick<Task, 'train' | 'test'>): [rows: number, cols: number] {
-  validateTask(task, { source: 'largestAnswerShape' });
+  checkTask(task, { source: 'largestAnswerShape' });
   let rows = 1;
   let cols = 1;
   // The largest growth as a fraction [out, in], so that the grown sizes are exact (9/7 × 21 is 27, not 28).

@@ -173,12 +173,13 @@ export async function predictTasks(
     const outputs = g.outputs.slice(offset, offset + prep.prompts.length);
     offset += prep.prompts.length;
     // A repeated prompt shares its output object: its tokens were generated once.
-    const tokens = [...new Set(outputs)].reduce((sum, out) => sum + out.n_tokens, 0);
+    const generated = new Set(outputs);
+    const tokens = [...generated].reduce((sum, out) => sum + out.n_tokens, 0);
     results.push({
       taskId: prep.taskId,
       tests: finishPrediction(prep, outputs),
       keptTrain: prep.kept,
-      sequences: new Set(outputs).size,
+      sequences: generated.size,
       generatedTokens: tokens,
       generateSeconds: g.tokens > 0 ? (g.seconds * tokens) / g.tokens : g.seconds / preps.length,
       seconds,

@@ -30,7 +30,7 @@ import {
   withLeftOutTasks,
 } from '../data/load.js';
 import { joinPredictions, type Predictions, writeSubmission } from '../data/split.js';
-import { parseOptions, setEntry } from '../data/validate.js';
+import { isRecord, parseOptions, setEntry } from '../data/validate.js';
 import {
   ArcTtftError,
   BridgeError,
@@ -395,9 +395,7 @@ function fingerprint(settings: Record<string, unknown>): string {
 
 /** `train.steps: 200 → 20` for each setting that differs (JSON values; a journal's settings are JSON already). */
 function settingsChanges(before: unknown, after: unknown, path = ''): string[] {
-  const isObject = (v: unknown): v is Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (isObject(before) && isObject(after)) {
+  if (isRecord(before) && isRecord(after)) {
     const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
     return keys.flatMap((k) => settingsChanges(before[k], after[k], path === '' ? k : `${path}.${k}`));
   }
