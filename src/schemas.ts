@@ -11,6 +11,12 @@ export const MAX_GRID_SIZE = 30;
 /** The longest time limit, in ms: Node's timers fire at once past it (about 24.8 days). */
 export const MAX_TIMEOUT_MS = 2_147_483_647;
 
+/**
+ * The most samples or sequences one engine call batches (the Python engine's bound too): past it a typo
+ * such as `1e12` would hang the engine instead of failing.
+ */
+export const MAX_BATCH_SIZE = 65_536;
+
 /** A time limit in ms: a whole number up to {@link MAX_TIMEOUT_MS} (0 allowed: callers that take it as "none"). */
 export const TimeoutMsSchema = z
   .number()

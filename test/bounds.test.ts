@@ -12,6 +12,7 @@ import { createRng } from '../src/rng.js';
 import { buildTrainingSamples } from '../src/samples.js';
 import type { Solutions, Task } from '../src/schemas.js';
 import { createEngine } from '../src/ttft/engine.js';
+import { FineTuneOptionsSchema } from '../src/ttft/fine-tune.js';
 import { PredictOptionsSchema } from '../src/ttft/predict.js';
 
 const task: Task = {
@@ -29,6 +30,11 @@ describe('bounds on work and sizes', () => {
     expect(() => sampleAugmentations(0, 2, { trainSize: 2 ** 32 })).toThrow(ValidationError);
     expect(() => buildTrainingSamples(task, { augmentationsPerPair: 1e9 })).toThrow(ValidationError);
     expect(PredictOptionsSchema.safeParse({ augmentations: 1e9 }).success).toBe(false);
+    // Batch sizes past the engine's bound fail here, not after a Python round trip.
+    expect(PredictOptionsSchema.safeParse({ batchSize: 1e12 }).success).toBe(false);
+    expect(FineTuneOptionsSchema.safeParse({ batchSize: 1e12 }).success).toBe(false);
+    expect(FineTuneOptionsSchema.safeParse({ gradAccum: 65_537 }).success).toBe(false);
+    expect(FineTuneOptionsSchema.safeParse({ gradAccum: 65_536 }).success).toBe(true);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(sampleAugmentations(0, 10_000)).toHaveLength(10_000);
   });

@@ -283,6 +283,34 @@ describe('arc-ttft run', () => {
     expect(r.stdout).toBe('');
   }, 60_000);
 
+  it('names the flag, not the option path, when a flag value is refused', async () => {
+    const only = await runCli([
+      'run',
+      '--only',
+      'nope',
+      'a,b',
+      '--out',
+      join(dir, 'only-out'),
+      ...ENGINE_FLAGS,
+    ]);
+    expect(only.code).toBe(1);
+    expect(only.stderr).toBe(
+      `error: --only: task id "nope" is not in ${join(SAMPLE, 'challenges.json')}\n` +
+        `error: --only: task id "a,b" is not in ${join(SAMPLE, 'challenges.json')} (give several ids as separate values, not one joined by commas)\n`,
+    );
+    // Checked again by createEngine under its own name: still the flag.
+    const fp16 = await runCli([
+      'run',
+      '--dtype',
+      'float16',
+      '--train-embeddings',
+      '--out',
+      join(dir, 'fp16-out'),
+    ]);
+    expect(fp16.code).toBe(1);
+    expect(fp16.stderr).toMatch(/^error: --train-embeddings: with dtype 'float16' /);
+  }, 60_000);
+
   it('exits 2 on a usage error, with the usage on stderr', async () => {
     const steps = await runCli(['run', '--steps', 'abc']);
     expect(steps.code).toBe(2);

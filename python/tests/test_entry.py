@@ -63,6 +63,7 @@ def test_unknown_method() -> None:
         ("generate", {"prompts": ["a"], "max_new_tokens": 10**12}, "generate.max_new_tokens", "must be <="),
         ("generate", {"prompts": ["a"], "max_new_tokens": [10**12]}, "generate.max_new_tokens[0]", "1 to 65536"),
         ("train", {"samples": [], "steps": 1, "batch_size": 10**12}, "train.batch_size", "must be <="),
+        ("generate", {"prompts": ["a"], "max_new_tokens": 1, "batch_size": 2**40}, "generate.batch_size", "must be <="),
         ("train", {"samples": [], "steps": 1, "lr": 1e39}, "train.lr", "must be <="),
         ("save_adapter", {"path": ""}, "save_adapter.path", "must not be empty"),
         ("make_tiny_model", {"path": "x", "hidden_size": 12, "num_heads": 4}, "make_tiny_model.num_heads", "even"),
@@ -164,3 +165,17 @@ def test_whole_floats_are_integers_in_arrays_as_in_single_fields() -> None:
         Fields({"each": [1.0]}, "x").int_each("each", 1, min=2)
     with pytest.raises(PayloadError, match=r"x\.each\[0\]"):
         Fields({"each": [1.5]}, "x").int_each("each", 1)
+
+
+def test_max_positions_reads_every_architectures_key() -> None:
+    from transformers import GPT2Config, Qwen2Config
+
+    from arc_ttft.model import max_positions
+
+    assert max_positions(GPT2Config(n_positions=1024)) == 1024
+    assert max_positions(Qwen2Config(max_position_embeddings=32768)) == 32768
+
+    class NoBound:
+        hidden_size = 8
+
+    assert max_positions(NoBound()) is None

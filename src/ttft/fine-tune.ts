@@ -13,7 +13,7 @@ import { ValidationError } from '../errors.js';
 import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { buildTrainingSamples } from '../samples.js';
-import { type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
+import { MAX_BATCH_SIZE, type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
 import type { TaskEngine, TrainProgress } from './engine.js';
 
 /** Options both {@link fineTuneTask} and {@link predictTask} share: how the task is laid out as text. */
@@ -70,12 +70,12 @@ export const FineTuneOptionsSchema = TaskTextOptionsSchema.extend({
    * Samples per micro-batch.
    * @default 1
    */
-  batchSize: z.number().int().positive().default(1),
+  batchSize: z.number().int().positive().max(MAX_BATCH_SIZE).default(1),
   /**
    * Micro-batches per optimizer step.
    * @default 1
    */
-  gradAccum: z.number().int().positive().default(1),
+  gradAccum: z.number().int().positive().max(MAX_BATCH_SIZE).default(1),
   /**
    * Pack each step's `batchSize × gradAccum` samples back to back into rows, `batchSize` rows per
    * forward pass (position ids restart per sample, so each sample attends only to itself): the same

@@ -19,7 +19,7 @@ import { answerTextFor, buildInferencePrompt, largestAnswerShape } from '../form
 import { filledGrid } from '../grid.js';
 import { deriveSeed } from '../rng.js';
 import { buildInferenceInputs, type InferenceInput } from '../samples.js';
-import { type Grid, MAX_GRID_SIZE, type Task } from '../schemas.js';
+import { type Grid, MAX_BATCH_SIZE, MAX_GRID_SIZE, type Task } from '../schemas.js';
 import { type RankedCandidate, voteAttempts } from '../vote.js';
 import type { TaskEngine } from './engine.js';
 import { callOptionsOf, fitTaskForEngine, TaskTextOptionsSchema } from './fine-tune.js';
@@ -78,7 +78,7 @@ export const PredictOptionsSchema = TaskTextOptionsSchema.extend({
    */
   decode: DecodeModeSchema.default('dynamic'),
   /** Sequences per generation batch; default: all views of the task in one batch. */
-  batchSize: z.number().int().positive().optional(),
+  batchSize: z.number().int().positive().max(MAX_BATCH_SIZE).optional(),
   /** Train pairs to show (e.g. `FineTuneResult.keptTrain`); default: fitted again, the same way. */
   keptTrain: z.array(z.number().int().min(0)).min(1).optional(),
   /**

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { ArcTtftError } from '../../errors.js';
+import { ArcTtftError, ValidationError } from '../../errors.js';
 import { sampleDataDir } from '../../paths.js';
 import { formatScoreTable } from '../../score.js';
 import { AttentionSchema } from '../../ttft/engine.js';
@@ -111,6 +111,57 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
         }
       : {}),
   };
+}
+
+/** The flag behind each option path `runOptionsFromFlags` fills, so an option error names what the user typed. */
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
+  solutions: '--solutions',
+  out: '--out',
+  mode: '--mode',
+  maxSeqLen: '--max-seq-len',
+  format: '--format',
+  taskTimeoutMs: '--task-timeout',
+  timeBudgetMs: '--time-budget',
+  limit: '--limit',
+  tasksPerBatch: '--tasks-per-batch',
+  only: '--only',
+  seed: '--seed',
+  fallback: '--fallback',
+  'train.steps': '--steps',
+  'train.batchSize': '--train-batch',
+  'train.lr': '--lr',
+  'train.augmentationsPerPair': '--train-augmentations',
+  'train.compile': '--compile-train',
+  'predict.augmentations': '--augmentations',
+  'predict.decode': '--decode',
+  'engine.model': '--model',
+  'engine.device': '--device',
+  'engine.dtype': '--dtype',
+  'engine.attention': '--attention',
+  'engine.backend': '--backend',
+  'engine.threads': '--threads',
+  'engine.pythonBin': '--python',
+  'engine.lora.r': '--lora-rank',
+  'engine.lora.alpha': '--lora-alpha',
+  'engine.lora.modulesToSave': '--train-embeddings',
+  'ray.address': '--ray',
+  'ray.workers': '--workers',
+};
+
+/**
+ * `--only: task id "x" is not in …` for an error about an option a flag set, instead of the library's
+ * `runSingleTaskTTFT options: only: …`; undefined for any other error.
+ */
+export function flagErrorMessage(error: unknown): string | undefined {
+  if (!(error instanceof ValidationError)) return undefined;
+  // The engine's options are checked again by createEngine, under their own name.
+  const prefix = { 'runSingleTaskTTFT options': '', 'createEngine options': 'engine.' }[error.source ?? ''];
+  if (prefix === undefined) return undefined;
+  const lines = error.issues.map((issue) => {
+    const flag = FLAG_OF_OPTION[prefix + issue.path.replace(/\[\d+\]$/, '')];
+    return flag !== undefined ? `${flag}: ${issue.message}` : undefined;
+  });
+  return lines.every((l) => l !== undefined) ? lines.join('\n') : undefined;
 }
 
 /** Builds the `run` subcommand. */
@@ -271,7 +322,11 @@ export function runCommand(): Command {
           process.exitCode = 130;
           return;
         }
-        printError(error, flags.verbose === true);
+        const flagError = flagErrorMessage(error);
+        if (flagError !== undefined) {
+          process.stderr.write(`error: ${flagError.replaceAll('\n', '\nerror: ')}\n`);
+          process.exitCode = 1;
+        } else printError(error, flags.verbose === true);
       } finally {
         process.off('SIGINT', onSigint);
       }
