@@ -59,16 +59,25 @@ describe('backend option', () => {
   it("defaults to 'transformers' with the vLLM settings at their defaults", () => {
     const o = EngineOptionsSchema.parse({});
     expect(o.backend).toBe('transformers');
-    expect(o.vllm).toEqual({ gpuMemoryUtilization: 0.5, enforceEager: false, maxLoras: 1 });
+    expect(o.vllm).toEqual({ enforceEager: false, maxLoras: 1 });
   });
 
   it('hands the vLLM settings to Python in snake_case, maxLoras included', () => {
     const o = EngineOptionsSchema.parse({ backend: 'vllm', vllm: { maxLoras: 4, enforceEager: true } });
     expect(loadModelPayload(o, 'model').vllm).toEqual({
-      gpu_memory_utilization: 0.5,
+      gpu_memory_utilization: null, // Python's default: half the GPU, less when less is free
       enforce_eager: true,
       max_model_len: null,
       max_loras: 4,
+      prefix_caching: null,
+    });
+    const set = EngineOptionsSchema.parse({
+      backend: 'vllm',
+      vllm: { gpuMemoryUtilization: 0.7, prefixCaching: false },
+    });
+    expect(loadModelPayload(set, 'model').vllm).toMatchObject({
+      gpu_memory_utilization: 0.7,
+      prefix_caching: false,
     });
     expect(EngineOptionsSchema.safeParse({ vllm: { maxLoras: 0 } }).success).toBe(false);
   });

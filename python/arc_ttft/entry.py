@@ -26,9 +26,10 @@ load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|     
                 gradient_checkpointing (false), reduce_vocab (null | {keep_texts
                 ([str]), keep_chars (str), skip_if_vocab_at_most (0)}; see
                 vocab.py), backend ('transformers'|'vllm'; 'transformers'),
-                vllm (null | {gpu_memory_utilization (0.5), max_model_len (null
-                = min(8192, max positions)), enforce_eager (false), max_loras
-                (1)}; see vllm_backend.py)
+                vllm (null | {gpu_memory_utilization (null = half the GPU, less
+                when less is free), max_model_len (null = min(8192, max
+                positions)), enforce_eager (false), max_loras (1),
+                prefix_caching (null = vLLM's)}; see vllm_backend.py)
 reset_adapter   seed (null = the load seed)                                         seconds
 train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
                 lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
@@ -252,10 +253,11 @@ def _load_model(f: Fields) -> dict[str, Any]:
         raise PayloadError(f.path("reduce_vocab"), "backend 'vllm' loads the model folder as it is: use null")
     if backend_name == "vllm" and modules_to_save:
         raise PayloadError(lo.path("modules_to_save"), "backend 'vllm' serves LoRA weights only: use null")
-    # vLLM takes LoRA on the embeddings and output layer for a few architectures only (not Qwen2), and a folder
-    # it refuses fails inside its engine step, for every request after it too.
+    # Refused before anything loads; an adapter_init folder is checked by the backend (unsupported_lora).
     if backend_name == "vllm" and isinstance(targets, list):
-        head = [t for t in targets if t.split(".")[-1] in ("embed_tokens", "lm_head", "wte", "word_embeddings")]
+        from .vllm_backend import HEAD_MODULES
+
+        head = [t for t in targets if t.split(".")[-1] in HEAD_MODULES]
         if head:
             raise PayloadError(
                 lo.path("target_modules"), f"backend 'vllm' serves LoRA on linear layers only, not on {head}"
@@ -312,7 +314,7 @@ def _load_model(f: Fields) -> dict[str, Any]:
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "attention": getattr(config, "_attn_implementation", None),
-        "max_position_embeddings": getattr(config, "max_position_embeddings", None),
+        "max_position_embeddings": model_mod.max_positions(config),
         "eos_token": tokenizer.eos_token,
         "pad_token": tokenizer.pad_token,
         "lora": state.config,
@@ -347,10 +349,11 @@ def _vllm_options(f: Fields) -> dict[str, Any]:
         return {}
     v = Fields(raw, f.path("vllm"))
     options = {
-        "gpu_memory_utilization": v.float("gpu_memory_utilization", 0.5, min=0.01, max=1.0),
+        "gpu_memory_utilization": v.float("gpu_memory_utilization", None, min=0.01, max=1.0),
         "max_model_len": v.int("max_model_len", None, min=2),
         "enforce_eager": v.bool("enforce_eager", False),
         "max_loras": v.int("max_loras", 1, min=1),
+        "prefix_caching": v.bool("prefix_caching", None),
     }
     v.finish()
     return options
@@ -467,7 +470,7 @@ def _generate(f: Fields) -> dict[str, Any]:
         temperature=f.float("temperature", 1.0, min=1e-6),
         top_p=f.float("top_p", 1.0, min=1e-6, max=1.0),
         seed=f.seed("seed", 0),
-        batch_size=f.int("batch_size", None, min=1),
+        batch_size=f.int("batch_size", None, min=1, max=MAX_BATCH),
         stop=tuple(f.str_list("stop", [])),
         merge=f.bool("merge", False),
         max_new_tokens_each=each if isinstance(each, tuple) else None,

@@ -106,6 +106,18 @@ def merged_adapter(model: Any) -> Iterator[int]:
                     base.bias.copy_(bias)
 
 
+def end_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The tokens that end a row: the tokenizer's EOS and every ``eos_token_id`` of the model's generation config.
+
+    Instruct models often list several (Qwen2.5-Instruct: ``<|im_end|>`` and ``<|endoftext|>``); transformers'
+    ``generate`` and vLLM stop on all of them, so this loop does too and both backends end rows at the same token.
+    """
+    ids = {tokenizer.eos_token_id}
+    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(extra if isinstance(extra, list | tuple) else [extra])
+    return frozenset(int(i) for i in ids if isinstance(i, int) and not isinstance(i, bool))
+
+
 @dataclass
 class Rows:
     """Per-row tokens, log-probs and finish reasons of one chunk, and how a row finishes: EOS, a stop string in its
@@ -119,15 +131,16 @@ class Rows:
     reason: list[str | None]
     window: int  # decoded tail (in text tokens) searched for a stop string
     special: frozenset[int]  # tokens that decode to nothing (skip_special_tokens): not counted in the window
+    ends: frozenset[int]  # tokens that end a row as "eos" (see end_token_ids)
 
     @classmethod
-    def start(cls, tokenizer: Any, limits: list[int], stop: tuple[str, ...]) -> Rows:
+    def start(cls, tokenizer: Any, limits: list[int], stop: tuple[str, ...], ends: frozenset[int]) -> Rows:
         n = len(limits)
         # In bytes: a byte-level tokenizer can spend a token per byte (4 for some characters).
         window = max((len(s.encode("utf-8")) for s in stop), default=0) + 4
         special = frozenset(getattr(tokenizer, "all_special_ids", None) or ())
         rows = [[] for _ in range(n)], [[] for _ in range(n)], [None] * n
-        return cls(tokenizer, stop, limits, *rows, window, special)
+        return cls(tokenizer, stop, limits, *rows, window, special, ends)
 
     def _tail(self, ids: list[int]) -> list[int]:
         """The last ``window`` tokens of ``ids`` that decode to text, special tokens between them kept."""
@@ -139,11 +152,10 @@ class Rows:
 
     def record(self, active: list[int], chosen: list[int], chosen_lp: list[float]) -> list[int]:
         """Append each active row's token and log-prob; return the positions in ``active`` of the rows still going."""
-        eos = self.tokenizer.eos_token_id
         for row, tok, lp in zip(active, chosen, chosen_lp, strict=True):
             self.new_ids[row].append(tok)
             self.logprobs[row].append(lp)
-            if tok == eos:
+            if tok in self.ends:
                 self.reason[row] = "eos"
             elif self.stop:
                 tail = self.tokenizer.decode(self._tail(self.new_ids[row]), skip_special_tokens=True)
@@ -154,7 +166,8 @@ class Rows:
         return [j for j, row in enumerate(active) if self.reason[row] is None]
 
     def results(self) -> list[dict]:
-        """The output dicts: text without EOS / from the first stop string on, token count, mean log-prob, reason."""
+        """The output dicts: text without EOS / from the first stop string on, token count, mean log-prob, reason, and
+        the generated token ids with their log-probs (the end token included)."""
         results = []
         for ids, lps, why in zip(self.new_ids, self.logprobs, self.reason, strict=True):
             text_ids = ids[:-1] if why == "eos" else ids
@@ -168,6 +181,8 @@ class Rows:
                     "n_tokens": len(ids),
                     "mean_logprob": sum(lps) / len(lps) if lps else 0.0,
                     "finish_reason": why or "length",
+                    "token_ids": ids,
+                    "token_logprobs": lps,
                 }
             )
         return results
@@ -276,7 +291,9 @@ def _chunk(
         past, logits, mask, last_pos = _prefill(model, tokenizer, prompt_ids, device, _mixed(names))
 
     active = list(range(n))  # the rows still decoding, in batch order; finished rows leave the batch
-    rows = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
+    rows = Rows.start(
+        tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop, end_token_ids(model, tokenizer)
+    )
     with multi_lora.patched(stacks) if stacks is not None else contextlib.nullcontext():
         for _ in range(max(rows.limits)):
             logits = logits.float()

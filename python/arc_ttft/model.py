@@ -134,3 +134,22 @@ def quiet_progress() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+# Config keys that bound the sequence length, by architecture (GPT-2: n_positions, …); vLLM reads the same ones.
+_POSITION_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
+
+
+def max_positions(config: Any) -> int | None:
+    """The longest sequence the model's config allows (the smallest bound it gives), or None when it gives none."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    bounds = [v for k in _POSITION_KEYS if isinstance(v := getattr(text, k, None), int) and not isinstance(v, bool)]
+    return min((v for v in bounds if v > 0), default=None)

@@ -38,7 +38,7 @@ import torch
 
 from . import compiling, multi_lora
 from .errors import PayloadError
-from .generate import GenerateConfig, Rows, _pick
+from .generate import GenerateConfig, Rows, _pick, end_token_ids
 from .model import supports_logits_to_keep
 
 FIELD = "generate.static_cache"
@@ -203,7 +203,8 @@ def decode_static(
             entry.stacks.load(distinct, [distinct.index(name) for name in adapter_names or []])
         step = _compiled(entry, device) if compile else entry.eager
         with multi_lora.patched(entry.stacks) if entry.stacks is not None else contextlib.nullcontext():
-            return _steps(tokenizer, cfg, gen, entry, step, logits, limits, n, compile and device.type == "cuda")
+            ends = end_token_ids(model, tokenizer)
+            return _steps(tokenizer, cfg, gen, entry, step, logits, limits, n, ends, compile and device.type == "cuda")
 
 
 def _fill(entry: _Entry, n: int, prompt_len: int, mask: torch.Tensor, last_pos: torch.Tensor, layers: list) -> None:
@@ -266,11 +267,12 @@ def _steps(
     logits: torch.Tensor,
     limits: list[int] | None,
     n: int,
+    ends: frozenset[int],
     cuda_graphs: bool,
 ) -> list[dict]:
     """The fixed-shape decoding steps after the prefill (``logits``: each row's next-token logits)."""
     device = entry.ids.device
-    done = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop)
+    done = Rows.start(tokenizer, limits if limits is not None else [cfg.max_new_tokens] * n, cfg.stop, ends)
     active = list(range(n))  # real rows still decoding, in batch order: the rows _chunk would sample from
     rows = torch.arange(n, device=device)
     for _ in range(max(done.limits)):

@@ -31,7 +31,7 @@ from .errors import AdapterError, BackendUnavailableError, DeviceError, PayloadE
 from .generate import GenerateConfig, row_limits
 from .tokens import encode_batch
 
-__all__ = ["VLLMBackend", "install_hint", "import_vllm", "lora_rank_limit", "to_generated"]
+__all__ = ["VLLMBackend", "install_hint", "import_vllm", "lora_rank_limit", "to_generated", "unsupported_lora"]
 
 # Ranks vLLM accepts as ``max_lora_rank`` (vllm/config/lora.py, MaxLoRARanks; 1 only in recent versions).
 _VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -71,6 +71,44 @@ def lora_rank_limit(r: int) -> int:
         if r <= rank:
             return rank
     raise PayloadError("load_model.lora.r", f"{r} is larger than vLLM's largest LoRA rank {_VLLM_LORA_RANKS[-1]}")
+
+
+# Leaf names of embedding and output layers: vLLM takes LoRA on them for a few architectures only (not Qwen2), and a
+# folder it refuses fails inside its engine step, for every request after it too.
+HEAD_MODULES = ("embed_tokens", "lm_head", "wte", "word_embeddings")
+
+
+def unsupported_lora(config: Any) -> list[str]:
+    """What vLLM's LoRA loader would refuse or silently ignore in a PEFT ``LoraConfig`` (empty: it serves it as is).
+
+    vLLM reads only ``r``, ``lora_alpha`` (or rsLoRA) and the target modules: DoRA and a trained bias are refused at
+    the first request, per-module ``rank_pattern`` / ``alpha_pattern`` are ignored (wrong outputs), and whole-module
+    copies (``modules_to_save``) are not LoRA weights. An ``adapter_init`` folder can bring any of them.
+    """
+    problems = []
+    if getattr(config, "use_dora", False):
+        problems.append("DoRA (use_dora)")
+    if getattr(config, "bias", "none") != "none":
+        problems.append(f"a trained bias (bias {config.bias!r})")
+    for name in ("rank_pattern", "alpha_pattern"):
+        if getattr(config, name, None):
+            problems.append(f"per-module {name}")
+    if getattr(config, "modules_to_save", None):
+        problems.append(f"modules_to_save {sorted(config.modules_to_save)}")
+    targets = getattr(config, "target_modules", None)
+    if not isinstance(targets, str):
+        head = sorted({t.split(".")[-1] for t in targets or ()} & set(HEAD_MODULES))
+        if head:
+            problems.append(f"LoRA on {head} (vLLM serves LoRA on linear layers only)")
+    return problems
+
+
+def gpu_share(requested: float | None, free: int, total: int) -> float:
+    """vLLM's ``gpu_memory_utilization``: the requested share, or by default half the GPU, less when the training
+    model already holds more (vLLM refuses to start when that share of the whole GPU is not free)."""
+    if requested is not None:
+        return requested
+    return round(max(0.05, min(0.5, 0.9 * free / total)), 3)
 
 
 def to_generated(
@@ -128,7 +166,7 @@ class VLLMBackend(Backend):
         self._vllm = import_vllm()  # fails here, before any model is loaded
         self._llm: Any = None
         self._tokenizer: Any = None
-        self._eos: int | None = None
+        self._ends: list[int] = []
         self._max_model_len = 0
         self._next_kept_id = _FIRST_KEPT_ID
 
@@ -143,20 +181,26 @@ class VLLMBackend(Backend):
                 f"backend 'vllm' runs on the first visible GPU, not {str(ctx.device)!r}: choose the GPU with the "
                 "environment variable CUDA_VISIBLE_DEVICES and device 'cuda'"
             )
-        if ctx.lora.get("modules_to_save"):
+        from .lora import ADAPTER
+
+        problems = unsupported_lora(ctx.model.peft_config[ADAPTER])
+        if problems:
             raise AdapterError(
-                "backend 'vllm' serves LoRA weights only; modules_to_save "
-                f"{ctx.lora['modules_to_save']} cannot be handed to it (use backend 'transformers')"
+                f"backend 'vllm' cannot serve this adapter ({'; '.join(problems)}): use backend 'transformers', "
+                "or an adapter of plain LoRA weights on linear layers"
             )
         o = ctx.options
         rank = lora_rank_limit(int(ctx.lora["r"]))
-        gpu_util = float(o.get("gpu_memory_utilization", 0.5))
         max_loras = int(o.get("max_loras", 1))  # adapters one batch may mix (several tasks per batch need > 1)
         self._max_model_len = int(ctx.max_model_len)
-        self._tokenizer, self._eos = ctx.tokenizer, ctx.tokenizer.eos_token_id
         import torch
 
+        from .generate import end_token_ids
         from .model import native_bf16
+
+        self._tokenizer = ctx.tokenizer
+        # vLLM adds the generation config's EOS ids itself; the list makes the tokenizer's count too.
+        self._ends = sorted(end_token_ids(ctx.model, ctx.tokenizer))
 
         # vLLM's LoRA kernels take 16-bit activations only: a float32 training model (dtype auto on a GPU before
         # Ampere, or asked for) gets a 16-bit copy in vLLM.
@@ -165,17 +209,20 @@ class VLLMBackend(Backend):
             dtype = "bfloat16" if native_bf16(ctx.device) else "float16"
         # vLLM checks at start that its share of the GPU is free: memory the caching allocator holds is not.
         torch.cuda.empty_cache()
+        gpu_util = gpu_share(o.get("gpu_memory_utilization"), *torch.cuda.mem_get_info(ctx.device))
+        extra = {} if o.get("prefix_caching") is None else {"enable_prefix_caching": bool(o["prefix_caching"])}
         self._llm = self._vllm.LLM(
             model=ctx.model_path,
             tokenizer=ctx.model_path,
             dtype=dtype,
-            seed=ctx.seed,
+            seed=ctx.seed % 2**32,  # vLLM seeds NumPy with it, which refuses negative and 64-bit seeds
             enable_lora=True,
             max_lora_rank=rank,
             max_loras=max_loras,
             gpu_memory_utilization=gpu_util,
             max_model_len=self._max_model_len,
             enforce_eager=bool(o.get("enforce_eager", False)),
+            **extra,
         )
         return {
             "vllm_version": getattr(self._vllm, "__version__", None),
@@ -209,7 +256,7 @@ class VLLMBackend(Backend):
             seed=(cfg.seed * _SEED_STRIDE + index) % 2**63 if sample else None,
             max_tokens=max_tokens,
             stop=list(cfg.stop) or None,
-            stop_token_ids=[self._eos] if self._eos is not None else None,
+            stop_token_ids=self._ends or None,
             logprobs=1,  # the chosen token's log-prob is always among them
             skip_special_tokens=True,
             include_stop_str_in_output=False,
@@ -284,7 +331,7 @@ class VLLMBackend(Backend):
                 shutdown()
             except Exception:  # noqa: BLE001 — closing goes on: the memory is freed below as far as it can be
                 pass
-        del llm
+        del llm, core, shutdown  # the last references: the collection and empty_cache below can then free it
         try:  # a later LLM in this process needs the parallel state torn down
             from vllm.distributed import parallel_state
 

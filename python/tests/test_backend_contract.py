@@ -90,6 +90,10 @@ def adapters(tiny: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
     return folders
 
 
+# Prefix caching off: a repeated prompt must take the same kernels for the determinism checks.
+VLLM_TEST_OPTIONS = {"gpu_memory_utilization": 0.3, "enforce_eager": True, "prefix_caching": False}
+
+
 def _load(name: str, tiny: str, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> Backend:
     device = device or _device(name)
     peft_model, tokenizer, state = _peft(tiny, device, dtype)
@@ -103,7 +107,7 @@ def _load(name: str, tiny: str, dtype: torch.dtype = torch.float32, device: torc
         lora=state.config,
         max_model_len=512,
         seed=0,
-        options={"gpu_memory_utilization": 0.3, "enforce_eager": True} if name == "vllm" else {},
+        options=VLLM_TEST_OPTIONS if name == "vllm" else {},
     )
     backend.load(ctx)
     return backend
@@ -178,8 +182,6 @@ def test_per_token_ids_and_logprobs_sum_to_the_sequence(
     from transformers import AutoTokenizer
 
     result = backend.generate(_prompts(), _greedy(), refs["A"])
-    if result.outputs[0].token_logprobs is None:
-        pytest.skip(f"backend {backend.name!r} does not report per-token ids / log-probs (generate.py keeps them)")
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     for o in result.outputs:
         assert o.token_ids is not None and o.token_logprobs is not None
@@ -372,6 +374,42 @@ def test_entry_rejects_vllm_with_reduced_vocabulary_or_modules_to_save(tiny: str
     lora_head = {**LORA, "target_modules": ["q_proj", "embed_tokens"]}
     error = call_error("load_model", {"model": tiny, "backend": "vllm", "lora": lora_head})
     assert error["type"] == "PayloadError" and "load_model.lora.target_modules" in error["message"]
+
+
+def test_vllm_refuses_adapters_it_would_refuse_or_misread() -> None:
+    # An adapter_init folder can bring any of these; vLLM reads only r, alpha and the targets.
+    from peft import LoraConfig
+
+    from arc_ttft.vllm_backend import unsupported_lora
+
+    assert unsupported_lora(LoraConfig(r=8, target_modules=["q_proj", "v_proj"])) == []
+    assert unsupported_lora(LoraConfig(r=8, target_modules="all-linear")) == []
+    problems = unsupported_lora(
+        LoraConfig(
+            r=8,
+            target_modules=["q_proj", "lm_head"],
+            use_dora=True,
+            bias="lora_only",
+            rank_pattern={"q_proj": 4},
+            modules_to_save=["embed_tokens"],
+        )
+    )
+    assert problems == [
+        "DoRA (use_dora)",
+        "a trained bias (bias 'lora_only')",
+        "per-module rank_pattern",
+        "modules_to_save ['embed_tokens']",
+        "LoRA on ['lm_head'] (vLLM serves LoRA on linear layers only)",
+    ]
+
+
+def test_vllm_gpu_share_defaults_to_half_or_what_is_free() -> None:
+    from arc_ttft.vllm_backend import gpu_share
+
+    gib = 2**30
+    assert gpu_share(None, 70 * gib, 80 * gib) == 0.5
+    assert gpu_share(None, 20 * gib, 80 * gib) == 0.225  # a big training model already holds most of it
+    assert gpu_share(0.8, 20 * gib, 80 * gib) == 0.8  # asked for: vLLM says itself if it is not free
 
 
 def test_vllm_kept_adapter_ids_are_new_each_time_and_fit_int32(tmp_path) -> None:

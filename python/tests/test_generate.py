@@ -80,10 +80,42 @@ def test_stop_strings_are_found_however_many_tokens_they_take() -> None:
         ("😀😀", tok.encode("ab😀😀cd", add_special_tokens=False)),
         ("\n\n", [*tok.encode("1\n", add_special_tokens=False), *[bos] * 6, *tok.encode("\n2", add_special_tokens=False)]),
     ):
-        rows = Rows.start(tok, [len(ids)], (stop,))
+        rows = Rows.start(tok, [len(ids)], (stop,), frozenset({tok.eos_token_id}))
         for t in ids:
             if not rows.record([0], [t], [0.0]):
                 break
         (out,) = rows.results()
         assert out["finish_reason"] == "stop", stop
         assert out["text"] == ("ab" if stop == "😀😀" else "1")
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_every_eos_id_of_the_generation_config_ends_a_row(tiny_path: str, tmp_path, static: bool) -> None:
+    """As transformers' generate and vLLM do: instruct models list several EOS ids (Qwen2.5: two)."""
+    import json
+    import shutil
+
+    from arc_ttft import entry
+    from arc_ttft.generate import GenerateConfig
+
+    def first_output() -> tuple[int, str, str]:
+        cfg = GenerateConfig(max_new_tokens=5, static_cache=static)
+        (o,) = entry._engine.backend.generate(["I\n1\nO\n"], cfg, None).outputs
+        return o.token_ids[0], o.finish_reason, o.text
+
+    call("load_model", model=tiny_path, device="cpu", seed=0)
+    try:
+        first, reason, _ = first_output()
+    finally:
+        call("unload")
+    assert reason == "length"
+    model = tmp_path / "two-eos"
+    shutil.copytree(tiny_path, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    config["eos_token_id"] = [config["eos_token_id"], first]
+    (model / "generation_config.json").write_text(json.dumps(config))
+    call("load_model", model=str(model), device="cpu", seed=0)
+    try:
+        assert first_output() == (first, "eos", "")
+    finally:
+        call("unload")

@@ -68,10 +68,15 @@ export type LoraOptions = z.input<typeof LoraOptionsSchema>;
 export const VllmOptionsSchema = z.strictObject({
   /**
    * Share of the GPU's memory vLLM may take (its weights and KV cache); the rest stays for the PEFT
-   * model that trains.
-   * @default 0.5
+   * model that trains. Default: half the GPU, or 90 % of what the loaded training model left free when
+   * that is less (vLLM refuses to start when its share is not free).
    */
-  gpuMemoryUtilization: z.number().min(0.01).max(1).default(0.5),
+  gpuMemoryUtilization: z.number().min(0.01).max(1).optional(),
+  /**
+   * vLLM's prefix caching (reuses the KV cache of a prompt prefix seen before); default: vLLM's own
+   * setting (on). Off makes a repeated prompt take exactly the same kernels.
+   */
+  prefixCaching: z.boolean().optional(),
   /**
    * Skip CUDA graphs and compilation: a faster start, slower decoding.
    * @default false
@@ -306,9 +311,10 @@ export function loadModelPayload(o: ResolvedEngineOptions, model: string): Recor
     vllm:
       o.backend === 'vllm'
         ? {
-            gpu_memory_utilization: o.vllm.gpuMemoryUtilization,
+            gpu_memory_utilization: o.vllm.gpuMemoryUtilization ?? null,
             max_loras: o.vllm.maxLoras,
             enforce_eager: o.vllm.enforceEager,
+            prefix_caching: o.vllm.prefixCaching ?? null,
             max_model_len: o.maxSeqLen === 'auto' ? null : o.maxSeqLen,
           }
         : null,
