@@ -66,6 +66,22 @@ describe('pack', () => {
     expect(u.rows).toBe(3);
     expect(u.losses[0]).toBeCloseTo(r.losses[0] as number, 4);
     expect(r.compiled).toBe(false);
+    // The typed fields only (Python's snake_case extras stay out); the steps' time is part of the call's.
+    expect(Object.keys(r).sort()).toEqual([
+      'compileSeconds',
+      'compiled',
+      'losses',
+      'packed',
+      'rows',
+      'samples',
+      'seconds',
+      'skipped',
+      'stepSeconds',
+      'steps',
+      'tokens',
+    ]);
+    expect(r.stepSeconds).toBeGreaterThan(0);
+    expect(r.stepSeconds).toBeLessThanOrEqual(r.seconds);
   });
 
   it('compiles the packed forward pass on request (compile), with the eager losses', async () => {

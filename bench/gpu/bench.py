@@ -29,14 +29,16 @@ against the naive path in the same run (the measurements are bench/speed.py's, s
    max_seq_len, each sample attending only to itself), against the fast path under the default attention (SDPA).
 
 Time budget on an H100 (0.5b shape, 256 new tokens; estimates until a GPU run records ``part_seconds``): build +
-engine start ~25 s, train ~15 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, static decode ~20 s,
-compiled decode ~80 s (mostly the compile), compiled training ~80 s (likewise), mixed batch ~45 s, its static and
-compiled runs ~45 + ~80 s. Parts 5 to 7 run after the overhead stage, in this order: the static decode, the compiled
-decode, compiled training (the single-task figures the CUDA defaults wait for), the mixed batch (dynamic, static,
-compiled), flex-attention training (~60 s); each part starts only with half its budget left, and its calls are cut
-at the deadline (the worker is stopped, the part recorded as ``skipped``). A failing stage or part is recorded
-(``error``, ``naive_errors``) and the rest still runs. The naive processes after the first run last, in the time left, each only when it would end before
-the deadline (``overhead`` and the projection are updated then).
+engine start ~25 s, train ~20 s, generate ~35 s, overhead ~10 s + ~20 s per naive process, then the parts, in this
+order: the static decode ~20 s, the mixed batch ~45 s and its static run ~45 s (eager, cheap), the compiled decode
+~80 s (mostly the compile), compiled training ~80 s (likewise), the mixed batch compiled ~80 s, flex-attention
+training ~60 s. Each part starts only with half its budget left, and its calls are cut at twice its budget
+(ARC_TTFT_BENCH_PART_CAP) or at the deadline: the worker is stopped, the part recorded as ``skipped``, and the next
+part gets a fresh worker when there is time. A failing stage or part is recorded (``error``, ``naive_errors``) and
+the rest still runs. Each part records the compile counters and the CUDA memory peak of its own calls (``after``).
+The naive processes after the first run last, in the time left, each only when it would end before the deadline
+(``overhead`` and the projection are updated then). Training throughput counts the steps alone (``step_seconds``);
+tokenising the samples is added per task in the projection.
 
 Everything goes through the engine's Python package (python/arc_ttft); only Node is left out (it may be missing on
 a GPU machine): the bridge's Node hops are measured on CPU by bench/overhead.ts.
@@ -47,8 +49,9 @@ ARC_TTFT_BENCH_TASKS (recorded tasks replayed, 6; tiny 2), ARC_TTFT_BENCH_TRAIN_
 tiny 4), ARC_TTFT_BENCH_TRAIN_BATCH (fast: samples per step, 16; tiny 8), ARC_TTFT_BENCH_TRAIN_TASK (00dbd492),
 ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
 ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
-batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (310: naive processes that
-would end past it are skipped, parts 5 to 7 are cut at it), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
+batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (360; run.sh: its limit - 40: naive
+processes that would end past it are skipped, parts 5 to 7 are cut at it), ARC_TTFT_BENCH_PART_CAP (2: a part's
+calls are cut at this many times its budget), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
 0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_COMPILE_TRAIN (1; 0: skip the
 compiled training), ARC_TTFT_BENCH_FLEX (1; 0: skip training under flex attention), ARC_TTFT_BENCH_FLEX_ATTENTION
 (flex_attention: the attention of that part, e.g. flash_attention_2 where flash-attn is installed),
@@ -121,16 +124,18 @@ GEN_TOKENS = int(os.environ.get("ARC_TTFT_BENCH_GEN_TOKENS", "16" if TINY else "
 GEN_NAIVE_PROMPTS = int(os.environ.get("ARC_TTFT_BENCH_GEN_NAIVE", "2"))
 # Also the merged fast path on k copies of the views in one batch (what batching several tasks would give).
 GEN_SCALE = tuple(int(k) for k in os.environ.get("ARC_TTFT_BENCH_GEN_SCALE", "4").split(",") if k.strip())
-DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "310"))
+DEADLINE_S = float(os.environ.get("ARC_TTFT_BENCH_DEADLINE_S", "360"))
 # The generation paths measured after the overhead stage, with the seconds budgeted for each on an H100 (0.5b shape,
 # 256 new tokens; estimates, not yet measured on a GPU). A part starts only with at least half its budget left,
-# and its calls end at the deadline (the worker is stopped then): a slow part is recorded as skipped.
+# and its calls end at PART_CAP × its budget or the deadline (the worker is stopped then): a slow part is recorded
+# as skipped.
 MIXED_K = int(os.environ.get("ARC_TTFT_BENCH_MIXED_K", "4"))  # tasks in the mixed batch; 0: skip it
 COMPILE = os.environ.get("ARC_TTFT_BENCH_COMPILE", "1") != "0"  # the compiled static decode; 0: skip it
 COMPILE_TRAIN = os.environ.get("ARC_TTFT_BENCH_COMPILE_TRAIN", "1") != "0"  # compiled training; 0: skip it
 FLEX = os.environ.get("ARC_TTFT_BENCH_FLEX", "1") != "0"  # training under flex attention (CUDA); 0: skip it
 # The attention of that part (e.g. flash_attention_2 where flash-attn is installed).
 FLEX_ATTENTION = os.environ.get("ARC_TTFT_BENCH_FLEX_ATTENTION", "flex_attention")
+PART_CAP = float(os.environ.get("ARC_TTFT_BENCH_PART_CAP", "2"))  # a part's calls end at this × its budget
 PATH_BUDGET_S = {
     "static_decode": 20.0,
     "mixed_batch": 45.0,
@@ -157,9 +162,12 @@ def save() -> None:
     out = os.environ.get("OUT")
     if out:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "gpu-bench.json"), "w", encoding="utf-8") as f:
+        # Whole or not at all: a kill at the time limit may land in the middle of a write.
+        path = os.path.join(out, "gpu-bench.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(RESULT, f, indent=2)
             f.write("\n")
+        os.replace(path + ".tmp", path)
 
 
 class Worker:
@@ -190,7 +198,9 @@ class Worker:
         if timeout is not None and not select.select([self.proc.stdout], [], [], max(0.0, timeout))[0]:
             self.proc.kill()
             self.proc.wait()
-            raise TimeoutError(f"{method}: no answer within {timeout:.0f} s (the deadline); the worker was stopped")
+            raise TimeoutError(
+                f"{method}: no answer within {timeout:.0f} s (the part's cap or the deadline); the worker was stopped"
+            )
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         ms = (time.perf_counter() - start) * 1000
         if not line:
@@ -337,35 +347,64 @@ def load_payload(model: str) -> dict[str, Any]:
     return {"model": model, "device": DEVICE, "dtype": "auto", "lora": LORA, "seed": 0}
 
 
+# The end of the part running now (see part): its calls are cut there, so one slow part (a compile that takes
+# minutes) cannot take the time of all the parts after it.
+PART_END = [float("inf")]
+
+
+def part_left() -> float:
+    """Seconds the running part may still take: to its own cap or the deadline, whichever comes first."""
+    return min(left(), PART_END[0] - time.perf_counter())
+
+
 def part(name: str, budget: float, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one generation-path part unless less than half its ``budget`` is left; a part cut at the deadline or
-    failing is recorded (``skipped`` / ``error``), never fatal."""
+    """Run one generation-path part unless less than half its ``budget`` is left, its calls cut at twice its budget
+    or the deadline; a part cut short or failing is recorded (``skipped`` / ``error``), never fatal."""
     if left() < budget / 2:
         result = {"skipped": f"{left():.0f} s left before the deadline; {budget:.0f} s budgeted"}
     else:
         start = time.perf_counter()
+        PART_END[0] = start + PART_CAP * budget
         try:
             result = fn()
         except TimeoutError as e:
-            result = {"skipped": f"cut at the deadline after {time.perf_counter() - start:.0f} s: {e}"}
+            result = {"skipped": f"cut after {time.perf_counter() - start:.0f} s ({budget:.0f} s budgeted): {e}"}
         except Exception as e:  # noqa: BLE001 — recorded in the JSON, the run goes on
             result = {"error": f"{type(e).__name__}: {e}"[:4000]}
+        finally:
+            PART_END[0] = float("inf")
         result["part_seconds"] = time.perf_counter() - start
     log(f"{name}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))})[:500]}")
     return result
 
 
-def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str, model: str) -> None:
-    """In this order: the static (eager, then compiled) decode vs the dynamic loop on ``task``'s views, compiled vs
-    eager training on ``task``'s samples, MIXED_K tasks in one mixed-adapter batch vs one call per task (then on
-    the fixed-shape path, eager and compiled), and training under flex attention (bench/speed.py's measurements),
-    each within the deadline."""
+def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str, model: str) -> Worker:
+    """In this order, each within its cap and the deadline: the static decode vs the dynamic loop on ``task``'s
+    views (eager); MIXED_K tasks in one mixed-adapter batch vs one call per task, then that batch on the
+    fixed-shape path (eager); the compiled static decode; compiled vs eager training on ``task``'s samples; the mixed
+    batch compiled; training under flex attention (bench/speed.py's measurements). The eager parts come first: they
+    are cheap, and a compile that runs long cannot cost them. A part cut at its cap stops the worker; the next part
+    gets a fresh one when there is time (the mixed batch's later parts need the first one's worker: they are skipped
+    then). Each part records the compile counters and the CUDA memory peak of its own calls. Returns the worker."""
+    worker = [w]  # replaced when a part's cut stopped it
+    restarts = [0]
 
     def bounded(method: str, payload: Any = None) -> tuple[dict[str, Any], float]:
-        return w.call(method, payload, timeout=left())
+        return worker[0].call(method, payload, timeout=part_left())
+
+    def alive() -> bool:
+        return worker[0].proc.poll() is None
+
+    def restart() -> None:
+        log("the worker was stopped; starting a fresh one")
+        worker[0].close()
+        worker[0] = Worker()
+        restarts[0] += 1
+        worker[0].call("load_model", load_payload(model), timeout=left())
 
     reference: list[dict[str, Any]] = []
     mixed_state: dict[str, Any] = {}  # the mixed payload and the separate calls' outputs (measure_mixed)
+    mixed_worker: list[int] = []  # restarts[0] when the mixed part ran: its kept slots live in that worker
     adapter = os.path.join(tmp, "static-decode-adapter")
 
     def static() -> dict[str, Any]:
@@ -376,22 +415,69 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
         return {"task_id": task["task_id"], **result}
 
     def guarded(name: str, skips: list[tuple[bool, str]], note: str, fn: Callable[[], dict[str, Any]]) -> dict:
-        """Part ``name`` (see :func:`part`), unless one of ``skips`` holds or the worker was stopped at the
-        deadline: then ``{"skipped": why}``."""
-        stopped = (w.proc.poll() is not None, "the worker was stopped at the deadline")
-        why = next((why for cond, why in (*skips, stopped) if cond), None)
+        """Part ``name`` (see :func:`part`), unless one of ``skips`` holds or there is no worker: then
+        ``{"skipped": why}``."""
+        why = next((why for cond, why in skips if cond), None)
+        if why is None and not alive():
+            if left() > 30 + PATH_BUDGET_S[name] / 2:
+                try:
+                    restart()
+                except Exception as e:  # noqa: BLE001 — recorded; the later parts try again
+                    why = f"restarting the worker failed: {type(e).__name__}: {e}"[:1000]
+            else:
+                why = "the worker was stopped and no time is left to start another"
         if why is not None:
             result = {"skipped": why}
+            log(f"{name}: skipped: {why}")
         else:
             log(note)
             result = part(name, PATH_BUDGET_S[name], fn)
+            if alive():
+                try:  # this part's own figures: counters (cumulative) and the peak since the last part
+                    status, _ = worker[0].call("status", {"reset_peak": True}, timeout=max(5.0, min(30.0, left())))
+                    result["after"] = {"memory": status["memory"], "compile_counts": status.get("compile")}
+                except Exception as e:  # noqa: BLE001
+                    result["after"] = {"error": f"{type(e).__name__}: {e}"[:500]}
         save()
         return result
 
+    if alive():  # the peak of the stages before this point stays in RESULT["memory"]
+        worker[0].call("status", {"reset_peak": True}, timeout=max(5.0, min(30.0, left())))
     RESULT["static_decode"] = st = guarded("static_decode", [], "static-cache decode vs the dynamic loop", static)
 
-    # The single-task compiled paths first (what docs/performance.md needs for the CUDA defaults), then the mixed
-    # batch: its compiled part takes the longest and comes last but one.
+    merge = bool(RESULT.get("generate", {}).get("merge_pays"))
+
+    def mixed() -> dict[str, Any]:
+        mixed_worker.append(restarts[0])
+        result, state = speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge)
+        mixed_state.update(state)
+        return result
+
+    def mixed_fixed(mode: str) -> dict[str, Any]:
+        result = guarded(
+            f"mixed_{mode}",
+            [
+                (MIXED_K <= 0, "ARC_TTFT_BENCH_MIXED_K=0"),
+                ("mixed" not in mx, "the mixed part did not run"),
+                (mixed_worker != [restarts[0]] or not alive(), "the mixed part's worker (its kept slots) is gone"),
+                (mode == "compiled" and not COMPILE, "ARC_TTFT_BENCH_COMPILE=0"),
+            ],
+            f"the mixed batch on the fixed-shape path, {mode} (per-row adapters)",
+            lambda: speed.measure_mixed_fixed(
+                bounded, mixed_state, compile=mode == "compiled", separate_tokens_per_s=mx["separate"]["tokens_per_s"]
+            ),
+        )
+        mx[mode] = result
+        return result
+
+    RESULT["mixed_batch"] = mx = guarded(
+        "mixed_batch",
+        [(MIXED_K <= 0, "ARC_TTFT_BENCH_MIXED_K=0")],
+        f"{MIXED_K} tasks in one mixed-adapter batch vs {MIXED_K} calls",
+        mixed,
+    )
+    mixed_fixed("static")
+
     def compiled() -> dict[str, Any]:
         bounded("load_adapter", {"path": adapter})  # the adapter the reference outputs came from
         return speed.measure_compiled(
@@ -422,36 +508,7 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
             steps=RESULT["train"]["fast"]["steps"],
         ),
     )
-
-    merge = bool(RESULT.get("generate", {}).get("merge_pays"))
-
-    def mixed() -> dict[str, Any]:
-        result, state = speed.measure_mixed(bounded, tasks, tmp, k=MIXED_K, tokens=GEN_TOKENS, merge=merge)
-        mixed_state.update(state)
-        return result
-
-    RESULT["mixed_batch"] = mx = guarded(
-        "mixed_batch",
-        [(MIXED_K <= 0, "ARC_TTFT_BENCH_MIXED_K=0")],
-        f"{MIXED_K} tasks in one mixed-adapter batch vs {MIXED_K} calls",
-        mixed,
-    )
-    if MIXED_K > 0:
-        for mode in ("static", "compiled"):
-            mx[mode] = guarded(
-                f"mixed_{mode}",
-                [
-                    ("mixed" not in mx, "the mixed part did not run"),
-                    (mode == "compiled" and not COMPILE, "ARC_TTFT_BENCH_COMPILE=0"),
-                ],
-                f"the mixed batch on the fixed-shape path, {mode} (per-row adapters)",
-                lambda mode=mode: speed.measure_mixed_fixed(
-                    bounded,
-                    mixed_state,
-                    compile=mode == "compiled",
-                    separate_tokens_per_s=mx["separate"]["tokens_per_s"],
-                ),
-            )
+    mixed_fixed("compiled")
 
     def flex() -> dict[str, Any]:
         info, _ = bounded("load_model", {**load_payload(model), "attention": FLEX_ATTENTION})
@@ -484,6 +541,8 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
         f"fast training under {FLEX_ATTENTION} (rows of max_seq_len) vs the fast path under the default attention",
         flex,
     )
+    RESULT["worker_restarts"] = restarts[0]
+    return worker[0]
 
 
 def more_naive(recorded: list[dict[str, Any]], naive: list[dict[str, Any]], model: str, tmp: str) -> None:
@@ -553,7 +612,7 @@ def main() -> None:
         w = Worker()
         info, _ = w.call("load_model", load_payload(model))
         RESULT["engine_start_s"] = time.perf_counter() - start
-        RESULT["model"].update({k: info[k] for k in ("device", "dtype", "n_trainable", "vocab_size")})
+        RESULT["model"].update({k: info[k] for k in ("device", "dtype", "attention", "n_trainable", "vocab_size")})
         log(f"engine started in {RESULT['engine_start_s']:.2f} s on {info['device']} ({info['dtype']})")
         try:
             recorded_tasks = speed.load_recorded(PAYLOADS)
@@ -569,7 +628,8 @@ def main() -> None:
                     train_task["max_seq_len"],
                     batch=TRAIN_BATCH,
                     naive_steps=TRAIN_STEPS,
-                    fast_steps=max(2, TRAIN_STEPS * 2 // TRAIN_BATCH),
+                    # Enough steps that the fast run is not a second or two (the training ratio rests on it).
+                    fast_steps=max(8, TRAIN_STEPS * 2 // TRAIN_BATCH),
                 )
                 RESULT["train"]["task_id"] = TRAIN_TASK
                 t = RESULT["train"]
@@ -638,7 +698,7 @@ def main() -> None:
                     w.call("load_model", load_payload(model), timeout=left())
                 except Exception as e:  # noqa: BLE001 — the parts then record that the worker is gone
                     log(f"restarting the worker failed: {type(e).__name__}: {e}"[:500])
-            measure_paths(w, recorded_tasks, train_task, tmp, model)
+            w = measure_paths(w, recorded_tasks, train_task, tmp, model)
             if w.proc.poll() is None:
                 status = w.call("status")[0]
                 RESULT["memory_after_paths"] = status["memory"]

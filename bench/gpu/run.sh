@@ -14,11 +14,24 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 SHAPE=${ARC_TTFT_BENCH_SHAPE:-0.5b}
-LIMIT=${ARC_TTFT_BENCH_LIMIT_S:-350}
+LIMIT=${ARC_TTFT_BENCH_LIMIT_S:-400}
 export PYTHONUNBUFFERED=1 PIP_RETRIES=0 PIP_DISABLE_PIP_VERSION_CHECK=1 TOKENIZERS_PARALLELISM=false
 export ARC_TTFT_BENCH_DEADLINE_S=${ARC_TTFT_BENCH_DEADLINE_S:-$((LIMIT - 40))}
 
 say() { printf '[run.sh] %s\n' "$*" >&2; }
+
+# The whole log comes back too (the device tool returns only the output's tail): recompiles, CUDA-graph skips and
+# tracebacks are on stderr.
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  exec 2> >(tee -a "$OUT/gpu-bench.log" >&2)
+fi
+
+# No JSON at all would waste the run: say why in it.
+fail_json() {
+  [ -n "${OUT:-}" ] || return 0
+  printf '{"benchmark": "engine-gpu", "error": "%s"}\n' "$1" >"$OUT/gpu-bench.json"
+}
 
 # Usable: imports torch, transformers ≥ 5 and peft; on the 0.5b shape torch must also see a GPU.
 usable() {
@@ -48,13 +61,17 @@ done
 if [ -z "$PY" ]; then
   VENV=$ROOT/.cache/gpu-venv
   say "no ready Python; creating $VENV (--system-site-packages) from python/requirements.txt"
-  python3 -m venv --system-site-packages "$VENV" || { say "python3 -m venv failed"; exit 1; }
+  python3 -m venv --system-site-packages "$VENV" || { say "python3 -m venv failed"; fail_json "run.sh: no usable Python, and python3 -m venv failed"; exit 1; }
   if [ -d .whl ]; then
     "$VENV/bin/python" -m pip install -q --no-index --find-links .whl -r python/requirements.txt
   else
     "$VENV/bin/python" -m pip install -q --retries 0 -r python/requirements.txt
   fi || say "pip install failed (no network on a GPU machine: carry wheels in .whl/, see bench/README.md)"
-  if usable "$VENV/bin/python"; then PY=$VENV/bin/python; else say "no usable Python found"; exit 1; fi
+  if usable "$VENV/bin/python"; then PY=$VENV/bin/python; else
+    say "no usable Python found"
+    fail_json "run.sh: no Python with torch, transformers >= 5 and peft (and a GPU for the 0.5b shape); see gpu-bench.log"
+    exit 1
+  fi
 fi
 say "using $PY"
 

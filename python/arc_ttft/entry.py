@@ -33,7 +33,7 @@ load_model      model (path or Hub id), dtype ('auto'|'float32'|'bfloat16'|     
 reset_adapter   seed (null = the load seed)                                         seconds
 train           samples [{prompt, answer}], steps, batch_size (1), grad_accum (1),  steps, losses [per step], tokens,
                 lr (1e-4), warmup_ratio (0.1), weight_decay (0), max_seq_len        answer_tokens, samples, skipped,
-                (8192), max_grad_norm (1.0; 0 = off), seed (0), progress_every      seconds
+                (8192), max_grad_norm (1.0; 0 = off), seed (0), progress_every      seconds, step_seconds
                 (0 = off; else a stderr line every N steps, see train.py),
                 max_seconds (null; stop early after this long, ``steps`` says how  packed, rows, fused_optimizer,
                 many ran), pack (false; pack each step's samples into rows,         autocast, compiled,
@@ -59,8 +59,8 @@ load_adapter    path                                                            
 make_tiny_model path, hidden_size (64), num_layers (2), num_heads (4),              path, n_params
                 num_kv_heads (=num_heads), intermediate_size (4×hidden),
                 max_position_embeddings (8192), initializer_range (0.1), seed (0)
-status          {}                                                                  loaded, model, device, dtype,
-                                                                                    adapter_init, lora, n_params,
+status          reset_peak (false; true: the CUDA peak starts over after this     loaded, model, device, dtype,
+                reading)                                                            adapter_init, lora, n_params,
                                                                                     n_trainable, memory {rss_bytes,
                                                                                     cuda_*_bytes}, backend,
                                                                                     compile {graphs, graph_breaks,
@@ -585,11 +585,17 @@ def _make_tiny_model(f: Fields) -> dict[str, Any]:
 
 
 def _status(f: Fields) -> dict[str, Any]:
+    reset_peak = f.bool("reset_peak", False)
     f.finish()
     from . import compiling
     from .model import memory_info
 
     e = _engine
+    memory = memory_info(e.device if e.model is not None else None)
+    if reset_peak and e.model is not None and e.device.type == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(e.device)  # the next reading's peak is that of what runs in between
     return {
         "loaded": e.model is not None,
         "model": e.path,
@@ -599,7 +605,7 @@ def _status(f: Fields) -> dict[str, Any]:
         "lora": e.info.get("lora"),
         "n_params": e.info.get("n_params"),
         "n_trainable": e.info.get("n_trainable"),
-        "memory": memory_info(e.device if e.model is not None else None),
+        "memory": memory,
         "backend": e.info.get("backend"),
         "compile": compiling.counts(),
     }

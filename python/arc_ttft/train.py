@@ -383,6 +383,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     ids, see :func:`can_pack`), ``rows`` how many sequences all steps fed (packed rows, or samples), ``compiled``
     whether the forward passes ran compiled (``cfg.compile``, and packing ran), ``compile_seconds`` what the
     steps that compiled a graph took beyond a plain step (the median of the others; all of it when none ran).
+    ``seconds`` is the whole call, ``step_seconds`` the steps alone (without tokenising the samples).
     """
     start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -412,6 +413,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
     rows = 0
     compiling_steps: list[float] = []  # seconds of the steps that compiled a graph, and of the others
     plain_steps: list[float] = []
+    steps_start = time.perf_counter()  # after tokenising and setting up: "step_seconds" is the steps alone
     model.train()
     try:
         for _ in range(cfg.steps):
@@ -468,6 +470,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, str]], cfg: TrainC
         "samples": len(examples),
         "skipped": skipped,
         "seconds": time.perf_counter() - start,
+        "step_seconds": time.perf_counter() - steps_start,
         "packed": pack,
         "rows": rows,
         "fused_optimizer": any(g.get("fused") for g in optimizer.param_groups),

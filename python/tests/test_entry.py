@@ -121,6 +121,7 @@ def test_status_and_unload(loaded: dict) -> None:
     assert status["loaded"] is True and status["device"] == "cpu"
     assert status["n_trainable"] == loaded["n_trainable"] > 0
     assert status["memory"]["rss_bytes"] > 0
+    assert call("status", reset_peak=True)["loaded"] is True  # a no-op off CUDA
     assert call("unload") == {"unloaded": True}
     assert call("status")["loaded"] is False
 

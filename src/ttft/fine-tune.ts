@@ -236,6 +236,8 @@ export interface TrainResult {
   skipped: number;
   /** Seconds the call took in Python (tokenising included). */
   seconds: number;
+  /** Of `seconds`, the optimizer steps alone (tokens / stepSeconds is the training throughput). */
+  stepSeconds: number;
   /** Whether the samples were packed (`pack` asked and the model's attention supports it). */
   packed?: boolean;
   /** Forward rows over all steps (packed rows, or micro-batches). */
@@ -247,6 +249,21 @@ export interface TrainResult {
    * without `compile`, and once the graphs exist).
    */
   compileSeconds: number;
+}
+
+/** Python's `train` result (see python/arc_ttft/entry.py). */
+interface RawTrainResult {
+  steps: number;
+  losses: (number | null)[];
+  tokens: number;
+  samples: number;
+  skipped: number;
+  seconds: number;
+  step_seconds: number;
+  packed?: boolean;
+  rows?: number;
+  compiled?: boolean;
+  compile_seconds?: number;
 }
 
 /** Trains the current adapter on prompt/answer texts (one Python call, no reset). */
@@ -273,14 +290,23 @@ export async function trainSamples(
     compile: s.compile ?? false,
   };
   const callOptions = callOptionsOf(s);
-  const { compile_seconds, ...r } = await engine.withTrainProgress(onStep, () =>
-    engine.call<Omit<TrainResult, 'compileSeconds'> & { compile_seconds?: number }>(
-      'train',
-      payload,
-      callOptions,
-    ),
+  const r = await engine.withTrainProgress(onStep, () =>
+    engine.call<RawTrainResult>('train', payload, callOptions),
   );
-  return { ...r, compileSeconds: compile_seconds ?? 0 };
+  // Field by field: Python's other (snake_case) fields stay out of the typed result.
+  return {
+    steps: r.steps,
+    losses: r.losses,
+    tokens: r.tokens,
+    samples: r.samples,
+    skipped: r.skipped,
+    seconds: r.seconds,
+    stepSeconds: r.step_seconds,
+    ...(r.packed !== undefined ? { packed: r.packed } : {}),
+    ...(r.rows !== undefined ? { rows: r.rows } : {}),
+    ...(r.compiled !== undefined ? { compiled: r.compiled } : {}),
+    compileSeconds: r.compile_seconds ?? 0,
+  };
 }
 
 /**
