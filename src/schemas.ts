@@ -84,13 +84,23 @@ export type TestExample = z.infer<typeof TestExampleSchema>;
 /** One ARC task. */
 export const TaskSchema = z.object({
   /** Demonstration pairs (at least 1). */
-  train: z.array(ExampleSchema, { error: 'train must be an array' }).min(1, {
-    error: 'a task needs at least 1 train pair',
-  }),
+  train: z
+    .array(ExampleSchema, {
+      error: (issue) =>
+        issue.input === undefined ? 'is missing (a task needs train pairs)' : 'train must be an array',
+    })
+    .min(1, {
+      error: 'a task needs at least 1 train pair',
+    }),
   /** Test inputs to solve (at least 1), with outputs when known. */
-  test: z.array(TestExampleSchema, { error: 'test must be an array' }).min(1, {
-    error: 'a task needs at least 1 test input',
-  }),
+  test: z
+    .array(TestExampleSchema, {
+      error: (issue) =>
+        issue.input === undefined ? 'is missing (a task needs test inputs)' : 'test must be an array',
+    })
+    .min(1, {
+      error: 'a task needs at least 1 test input',
+    }),
 });
 /** One ARC task: train pairs and test inputs (with outputs when known). */
 export type Task = z.infer<typeof TaskSchema>;

@@ -88,6 +88,17 @@ describe('bad grids name the task and the field', () => {
     expect(e.message).toMatch(/ragged grid: row 2 has 5 cells, row 0 has 4/);
   });
 
+  it('a missing train or test key is called missing', async () => {
+    const { test, ...noTest } = copy(base);
+    expect((await loadError('notest01', noTest)).message).toMatch(/"notest01": test: is missing/);
+    const { train, ...noTrain } = copy(base);
+    expect((await loadError('notrain1', noTrain)).message).toMatch(/"notrain1": train: is missing/);
+    expect((await loadError('badtest1', { ...base, test: 3 })).message).toMatch(
+      /test: test must be an array/,
+    );
+    expect([test.length, train.length]).toEqual([1, 3]);
+  });
+
   it('a 31-wide grid', async () => {
     const task = copy(base);
     task.train[1]!.output = Array.from({ length: 3 }, () => new Array<number>(31).fill(1));

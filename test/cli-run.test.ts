@@ -9,7 +9,7 @@
  * builds first; run alone, the test builds only when `dist/cli.js` is missing, so after editing `src/`
  * run `npx tsup` (or `npm test`) before it.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -274,6 +274,15 @@ describe('arc-ttft run', () => {
     expect(verbose.stderr).toContain('Traceback (most recent call last)');
   }, 120_000);
 
+  it('says how to get the engine a Python that lacks its packages', async () => {
+    // A bare venv: the standard library only, no torch.
+    const bare = join(dir, 'bare-venv');
+    spawnSync('python3', ['-m', 'venv', '--without-pip', bare], { stdio: 'ignore', timeout: 60_000 });
+    const r = await runCli(['run', '--python', join(bare, 'bin', 'python'), '--out', join(dir, 'bare-out')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: ModuleNotFoundError: No module named '\w+'\nhint: .*`arc-ttft setup`/);
+  }, 120_000);
+
   it('fails with exit 1 up front when the output folder cannot be written', async () => {
     writeFileSync(join(dir, 'a-file'), 'x');
     const out = join(dir, 'a-file', 'out');
@@ -370,6 +379,7 @@ describe('arc-ttft run', () => {
     const interrupted = await result;
     expect(interrupted.code, JSON.stringify(interrupted)).toBe(130);
     expect(interrupted.stderr).toContain('interrupted: stopping');
+    expect(interrupted.stdout).toMatch(/stopped: [1-3] tasks? not run .*run the same command to resume/);
     expect(existsSync(join(out, 'report.html'))).toBe(true);
 
     // The bridge host and Python were found below the CLI, and none of them outlives it.

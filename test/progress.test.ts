@@ -63,6 +63,8 @@ const started = {
   },
   total: 4,
   resumed: 0,
+  retried: 0,
+  outside: 0,
   invalid: 0,
 } as unknown as RunEvent;
 const onWorker = (worker: number, taskId: string) =>
@@ -106,6 +108,26 @@ describe('RunProgress on a terminal', () => {
     expect(rows.slice(-3, -2)).toEqual(['interrupted: stopping']);
     expect(rows.at(-2)).toMatch(/^tasks \[/);
     expect(rows.filter((row) => row.startsWith('tasks ['))).toHaveLength(1);
+  });
+
+  it('shows a task without training (mode none, whole-set) as predicting, and notes a resume', () => {
+    const screen = new Screen(200);
+    const progress = new RunProgress(screen as unknown as NodeJS.WriteStream, true);
+    progress.update({ ...started, resumed: 1, retried: 2, outside: 3 } as RunEvent);
+    progress.update({
+      type: 'task_started',
+      taskId: 'task0',
+      index: 0,
+      remaining: 3,
+      settings: { steps: 0, augmentations: 8 },
+    } as RunEvent);
+    expect(screen.rows.at(-1)).toBe('task0      predicting');
+    expect(screen.rows).toContain(
+      'single-task: 4 tasks, 1 already done (resumed), 2 failed or timed out before (run again)',
+    );
+    expect(screen.rows).toContain(
+      'note: the journal also holds 3 tasks outside this selection; the submission, metrics and report cover this selection only',
+    );
   });
 
   it('writes plain lines only when not live', () => {

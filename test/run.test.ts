@@ -172,15 +172,30 @@ describe('runSingleTaskTTFT', () => {
     const set = constantTasks(2) as Record<string, unknown>;
     set.bad = { train: [], test: [{ input: [[1]] }] };
     writeFileSync(join(dir, 'mixed.json'), JSON.stringify(set));
+    const solutions = {
+      const0: [constantTasks(2).const0!.test[0]!.output],
+      const1: [constantTasks(2).const1!.test[0]!.output],
+      bad: [[[1]]],
+    };
+    writeFileSync(join(dir, 'mixed-solutions.json'), JSON.stringify(solutions));
     const r = await runSingleTaskTTFT(
       join(dir, 'mixed.json'),
-      options(join(dir, 'mixed'), { train: { steps: 2 } }),
+      options(join(dir, 'mixed'), { train: { steps: 2 }, solutions: join(dir, 'mixed-solutions.json') }),
       { engine: shared },
     );
     expect(r.records.map((x) => x.taskId)).toEqual(['const0', 'const1']);
     expect(r.invalid).toHaveLength(1);
     expect(r.invalid[0]!.message).toContain('bad');
     expect(r.statusCounts.invalid).toBe(1);
+    // Kaggle scores the invalid task's fallback answer too (here the input, which is its solution).
+    expect(r.score?.nTasks).toBe(3);
+    expect(r.score?.tasks.bad?.score).toBe(1);
+    // Journalled, so that the report (from the run or from results.jsonl) shows it.
+    const badRecord = readJournal(join(dir, 'mixed')).find((x) => x.taskId === 'bad');
+    expect(badRecord).toMatchObject({ status: 'invalid', fallback: [0], error: { type: 'ValidationError' } });
+    expect(readFileSync(join(dir, 'mixed', 'report.html'), 'utf8')).toContain(
+      'data-task="bad" data-status="invalid"',
+    );
     // The invalid task is not run, but answered with the fallback: Kaggle rejects a submission missing an id.
     expect(Object.keys(r.submission)).toEqual(['const0', 'const1', 'bad']);
     expect(r.submission.bad).toEqual([{ attempt_1: [[1]], attempt_2: [[1]] }]);
@@ -273,10 +288,37 @@ describe('runSingleTaskTTFT', () => {
         reference.records.filter((x) => x.taskId !== 'const1').map(stableRecord),
       );
       expect(engine.startCount).toBe(2);
+      // A resume runs the failed task again (retryFailed), unless told to keep it; then it matches the
+      // uninterrupted run.
+      const started: RunEvent[] = [];
+      const onEvent = (e: RunEvent) => {
+        if (e.type === 'run_started') started.push(e);
+      };
+      const kept = await runSingleTaskTTFT(
+        join(dir, 'const.json'),
+        options(join(dir, 'crash'), { retryFailed: false }),
+        { engine, onEvent },
+      );
+      expect(kept.records.map((x) => x.status)).toEqual(['done', 'failed', 'done', 'done']);
+      const retried = await runSingleTaskTTFT(join(dir, 'const.json'), options(join(dir, 'crash')), {
+        engine,
+        onEvent,
+      });
+      expect(retried.records.map(stableRecord)).toEqual(reference.records.map(stableRecord));
+      // Another selection on the same folder: told how many finished tasks lie outside it.
+      await runSingleTaskTTFT(join(dir, 'const.json'), options(join(dir, 'crash'), { only: ['const0'] }), {
+        engine,
+        onEvent,
+      });
+      expect(started).toMatchObject([
+        { resumed: 4, retried: 0, outside: 0 },
+        { resumed: 3, retried: 1, outside: 0 },
+        { resumed: 1, retried: 0, outside: 3 },
+      ]);
     } finally {
       await engine.close();
     }
-  }, 180_000);
+  }, 240_000);
 
   it('predicts groups of tasks in one batch each (tasksPerBatch) with the results of one task at a time', async () => {
     const events: RunEvent[] = [];
@@ -452,6 +494,13 @@ describe('runSingleTaskTTFT', () => {
       message: expect.stringContaining(
         'no valid task (1 invalid; the first: (object): task "ragged": test[0].input[1]',
       ),
+    });
+    // The tasks folder as the output folder: a later run would read the outputs as tasks.
+    mkdirSync(join(dir, 'folder-set'), { recursive: true });
+    expect(await failure(join(dir, 'folder-set'), { out: `${join(dir, 'folder-set')}/` })).toMatchObject({
+      name: 'ValidationError',
+      path: 'out',
+      message: expect.stringContaining('is the tasks folder'),
     });
     writeFileSync(join(dir, 'empty.json'), '{}');
     expect(await failure(join(dir, 'empty.json'))).toMatchObject({

@@ -67,6 +67,11 @@ export function printError(error: unknown, verbose?: boolean): void {
   if (!(error instanceof ArcTtftError)) throw error;
   if (error instanceof BridgeError && error.pythonType !== undefined && error.pythonMessage !== undefined) {
     process.stderr.write(`error: ${error.pythonType}: ${error.pythonMessage}\n`);
+    if (error.pythonType === 'ModuleNotFoundError') {
+      process.stderr.write(
+        'hint: this Python lacks what the engine needs; `arc-ttft setup` creates the arc-ttft venv (used when --python and PYTHON_BIN are not given), or install python/requirements.txt into it\n',
+      );
+    }
     if (error.traceback !== undefined && verbose === true)
       process.stderr.write(error.traceback.replace(/\n?$/, '\n'));
     else if (error.traceback !== undefined && verbose === false) {

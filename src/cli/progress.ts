@@ -77,8 +77,14 @@ export class RunProgress {
         this.#print(
           `${event.mode}: ${event.total} task${event.total === 1 ? '' : 's'}` +
             (event.resumed > 0 ? `, ${event.resumed} already done (resumed)` : '') +
+            (event.retried > 0 ? `, ${event.retried} failed or timed out before (run again)` : '') +
             (event.invalid > 0 ? `, ${event.invalid} invalid (not run)` : ''),
         );
+        if (event.outside > 0) {
+          this.#print(
+            `note: the journal also holds ${event.outside} task${event.outside === 1 ? '' : 's'} outside this selection; the submission, metrics and report cover this selection only`,
+          );
+        }
         break;
       case 'whole_set_started':
         this.#task = 'whole set';
@@ -160,9 +166,11 @@ export class RunProgress {
     const task =
       this.#running.size > 0
         ? `running: ${[...this.#running].map(([worker, taskId]) => `${taskId} (worker ${worker})`).join(', ')}`
-        : this.#task
-          ? `${this.#task.padEnd(10)} ${bar(this.#step, this.#steps)} step ${this.#step}/${this.#steps}${loss}`
-          : '';
+        : !this.#task
+          ? ''
+          : this.#steps > 0
+            ? `${this.#task.padEnd(10)} ${bar(this.#step, this.#steps)} step ${this.#step}/${this.#steps}${loss}`
+            : `${this.#task.padEnd(10)} predicting`;
     // A line as wide as the terminal wraps, and the clear (which counts lines) would leave the rest behind.
     const width = this.#stream.columns;
     const cut = (line: string) =>

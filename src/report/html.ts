@@ -112,7 +112,7 @@ const STATUS_HELP: Readonly<Record<ShownStatus, string>> = {
   too_long: 'did not fit maxSeqLen even with one train pair; answered with a fallback',
   failed: 'the engine raised or crashed on it; answered with a fallback',
   timed_out: 'ran past its time limit; answered with a fallback',
-  invalid: 'the task itself is invalid; it has no answer',
+  invalid: 'the task could not be loaded; answered with a fallback where its test inputs were readable',
   pending: 'the run has no record of this task (not run yet, or interrupted)',
 };
 

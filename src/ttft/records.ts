@@ -19,7 +19,7 @@ export type TaskStatus =
   | 'failed'
   /** Ran past its time limit; answered with a fallback. */
   | 'timed_out'
-  /** The task itself is invalid (not loaded); it has no answer. */
+  /** The task could not be loaded: not run, answered with a fallback where its test inputs were readable. */
   | 'invalid';
 
 /** Which model was used for a task's predictions. */

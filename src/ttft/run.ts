@@ -191,6 +191,12 @@ export const RunOptionsSchema = z.strictObject({
    */
   resume: z.boolean().default(true),
   /**
+   * On a resume, run again the tasks the journal records as `failed` or `timed_out` (a crash, a hang, a
+   * spent time budget); `false` keeps those records and their fallback answers.
+   * @default true
+   */
+  retryFailed: z.boolean().default(true),
+  /**
    * Save each task's adapter under `out/adapters/<id>` (PEFT format).
    * @default false
    */
@@ -229,6 +235,13 @@ export type RunEvent =
       readonly total: number;
       /** Tasks already finished in the journal (skipped). */
       readonly resumed: number;
+      /** Tasks the journal records as `failed` or `timed_out`, run again (`retryFailed`). */
+      readonly retried: number;
+      /**
+       * Tasks the journal has records of that are not in this run's selection (another `only` / `limit` /
+       * task file): the submission, the metrics and the report cover this selection only.
+       */
+      readonly outside: number;
       /** Tasks that could not be loaded (not run). */
       readonly invalid: number;
     }
@@ -662,6 +675,17 @@ export async function runSingleTaskTTFT(
   // Load: invalid tasks are reported, valid ones run. A task set object is checked as a file's tasks are (one
   // bad test input, unchecked, broke the first submission write of the whole run).
   const source = typeof tasks === 'string' ? tasks : '(object)';
+  if (typeof tasks === 'string' && o.out !== undefined && resolve(tasks) === resolve(o.out)) {
+    throw new ValidationError({
+      source: 'runSingleTaskTTFT options',
+      issues: [
+        {
+          path: 'out',
+          message: `${o.out} is the tasks folder: a later run would read its submission.json and metrics.json as tasks; choose another folder`,
+        },
+      ],
+    });
+  }
   const selection = {
     ...(o.only !== undefined ? { only: o.only } : {}),
     ...(o.limit !== undefined ? { limit: o.limit } : {}),
@@ -702,9 +726,11 @@ export async function runSingleTaskTTFT(
   // Solutions are read whole and strictly, before any work: they are for metrics, and a task must not be
   // left out (untrained) because its solution is broken. A file with none of the tasks' ids is the wrong one
   // (mergeSolutions refuses it).
+  // Kept whole: an invalid task's solution still scores its fallback answer, as Kaggle would.
+  let solutionsFile: Solutions | undefined;
   if (o.solutions !== undefined) {
-    const solutions = await loadSolutions(o.solutions);
-    taskSet = mergeSolutions(taskSet, solutions, { source: o.solutions });
+    solutionsFile = await loadSolutions(o.solutions);
+    taskSet = mergeSolutions(taskSet, solutionsFile, { source: o.solutions });
   }
   const ids = Object.keys(taskSet);
 
@@ -775,11 +801,21 @@ export async function runSingleTaskTTFT(
         journal.append({ type: 'run', version: VERSION, fingerprint: fp, settings, mode: o.mode, ids });
     }
     const done = new Map<string, TaskRecord>();
+    let retried = 0;
     for (const id of ids) {
       const r = state.records.get(id);
-      // A record of another version of the task (other test inputs) does not answer this one: run it again.
-      if (r !== undefined && r.attempts.length === taskSet[id]!.test.length) done.set(id, r);
+      // A record of another version of the task (other test inputs) does not answer this one: run it again. Nor
+      // does one of a task that was invalid then (it has been fixed), or one that failed or timed out (a crash, a
+      // hang, a spent time budget), unless retryFailed is off.
+      if (r === undefined || r.attempts.length !== taskSet[id]!.test.length || r.status === 'invalid')
+        continue;
+      if (o.retryFailed && (r.status === 'failed' || r.status === 'timed_out')) retried++;
+      else done.set(id, r);
     }
+    const ranBefore = new Set(ids);
+    const outside = [...state.records.values()].filter(
+      (r) => r.status !== 'invalid' && !ranBefore.has(r.taskId),
+    );
 
     const predictions: Predictions = {};
     // What the submission answers: the valid tasks, then the invalid ones with readable test inputs (fallbacks
@@ -792,7 +828,29 @@ export async function runSingleTaskTTFT(
       return submission;
     };
     // Complete from the start: every task has a (fallback) answer before the first one runs.
-    await writeSubmissionNow();
+    const firstSubmission = await writeSubmissionNow();
+    // The invalid tasks' records (their fallback answers and why), journalled so that the report shows them.
+    const invalidRecords = invalid.flatMap((e): TaskRecord[] => {
+      const id = e instanceof ValidationError ? e.taskId : undefined;
+      if (id === undefined || !Object.hasOwn(firstSubmission, id)) return [];
+      const attempts = firstSubmission[id]!;
+      return [
+        {
+          type: 'task',
+          taskId: id,
+          status: 'invalid',
+          attempts,
+          fallback: attempts.map((_, i) => i),
+          keptTrain: [],
+          droppedTrain: [],
+          settings: { steps: 0, augmentations: 0 },
+          error: errorRecord(e),
+          seconds: 0,
+          finishedAt: runStartedAt,
+        },
+      ];
+    });
+    for (const r of invalidRecords) journal?.append(r);
 
     const todo = ids.filter((id) => !done.has(id));
     emit({
@@ -801,6 +859,8 @@ export async function runSingleTaskTTFT(
       mode: o.mode,
       total: ids.length,
       resumed: ids.length - todo.length,
+      retried,
+      outside: outside.length,
       invalid: invalid.length,
     });
 
@@ -1306,7 +1366,18 @@ export async function runSingleTaskTTFT(
     const solutions = solutionsOf(taskSet);
     let score: ScoreReport | undefined;
     if (solutions !== undefined && !aborted && records.length === ids.length) {
-      score = scorePredictions(recordsToPredictions(records), solutions);
+      // The invalid tasks count too where their solution is known: Kaggle scores their fallback answers.
+      const scored = [...records];
+      for (const r of invalidRecords) {
+        const outputs =
+          solutionsFile !== undefined && Object.hasOwn(solutionsFile, r.taskId)
+            ? solutionsFile[r.taskId]
+            : undefined;
+        if (outputs === undefined || outputs.length !== r.attempts.length) continue;
+        setEntry(solutions, r.taskId, outputs);
+        scored.push(r);
+      }
+      score = scorePredictions(recordsToPredictions(scored), solutions);
     }
     if (files !== undefined && score !== undefined) {
       await writeJsonAtomic(files.metrics, {
@@ -1319,7 +1390,7 @@ export async function runSingleTaskTTFT(
     if (files !== undefined) {
       await writeReport(files.report, {
         tasks: taskSet,
-        records,
+        records: [...records, ...invalidRecords],
         score,
         run: {
           mode: o.mode,

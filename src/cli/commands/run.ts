@@ -53,6 +53,7 @@ interface RunFlags {
   threads?: number;
   python?: string;
   resume: boolean;
+  retryFailed?: boolean;
   fallback?: 'input' | 'zeros';
   saveAdapters?: boolean;
   ray?: string;
@@ -90,6 +91,7 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
     train,
     predict,
     resume: flags.resume,
+    ...(flags.retryFailed === false ? { retryFailed: false } : {}),
     ...(flags.solutions !== undefined ? { solutions: flags.solutions } : {}),
     ...(flags.maxSeqLen !== undefined ? { maxSeqLen: flags.maxSeqLen } : {}),
     ...(flags.format !== undefined ? { format: flags.format } : {}),
@@ -127,6 +129,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   only: '--only',
   seed: '--seed',
   fallback: '--fallback',
+  retryFailed: '--no-retry-failed',
   'train.steps': '--steps',
   'train.batchSize': '--train-batch',
   'train.lr': '--lr',
@@ -250,6 +253,10 @@ export function runCommand(): Command {
     .option('--threads <n>', 'CPU threads for torch', positiveInt)
     .option('--python <bin>', 'Python interpreter (default: the arc-ttft venv)', nonEmpty)
     .option('--no-resume', 'start over instead of resuming from the journal in --out')
+    .option(
+      '--no-retry-failed',
+      'on a resume, keep the failed and timed-out tasks instead of running them again',
+    )
     .addOption(
       new Option('--fallback <kind>', 'answer where nothing was predicted').choices(['input', 'zeros']),
     )
@@ -273,6 +280,7 @@ export function runCommand(): Command {
       }
       const options = runOptionsFromFlags(flags);
       const progress = new RunProgress();
+      let total = 0; // the run's valid tasks, from its first event
       const controller = new AbortController();
       // First Ctrl-C: stop Python, keep the journal, write the submission and report, exit 130.
       // A second Ctrl-C exits at once.
@@ -284,20 +292,33 @@ export function runCommand(): Command {
       process.on('SIGINT', onSigint);
       try {
         const result = await runSingleTaskTTFT(tasks, options, {
-          onEvent: (event) => progress.update(event),
+          onEvent: (event) => {
+            if (event.type === 'run_started') total = event.total;
+            progress.update(event);
+          },
           signal: controller.signal,
           ...(flags.verbose ? { onLog: (line: string) => progress.note(`[python] ${line}`) } : {}),
         });
         for (const error of result.invalid) process.stderr.write(`invalid task: ${error.message}\n`);
         if (result.aborted) process.exitCode = 130;
+        const notRun = total - result.records.length;
         if (flags.json) {
+          // metrics.json is written only with a score: not listed otherwise.
+          const files =
+            result.files === undefined
+              ? null
+              : result.score
+                ? result.files
+                : { ...result.files, metrics: undefined };
           const summary = {
             mode: result.mode,
+            aborted: result.aborted,
+            notRun,
             statusCounts: result.statusCounts,
             score: result.score?.score ?? null,
             metrics: result.score?.metrics ?? null,
             seconds: result.seconds,
-            files: result.files ?? null,
+            files,
           };
           process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
           return;
@@ -307,6 +328,11 @@ export function runCommand(): Command {
           .map(([s, n]) => `${n} ${s}`)
           .join(', ');
         process.stdout.write(`\n${counts || 'no task finished'} in ${result.seconds.toFixed(1)} s\n`);
+        if (result.aborted && notRun > 0) {
+          process.stdout.write(
+            `stopped: ${notRun} task${notRun === 1 ? '' : 's'} not run (fallback answers in the submission); run the same command to resume\n`,
+          );
+        }
         if (result.score) process.stdout.write(`\n${formatScoreTable(result.score)}\n`);
         if (result.files) {
           process.stdout.write(`\nsubmission: ${result.files.submission}\n`);
