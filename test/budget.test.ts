@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ALL_TRANSFORMS, applyAugmentation, identityAugmentation } from '../src/augment.js';
 import { type CountTokens, charCount, type FitOptions, type FitSuccess, fitTask } from '../src/budget.js';
-import { inspectCommand } from '../src/cli/commands/inspect.js';
+import { inspectCommand, readModelFacts } from '../src/cli/commands/inspect.js';
 import { TaskTooLongError, ValidationError } from '../src/errors.js';
 import { answerTextFor, buildInferencePrompt, largestAnswerShape } from '../src/format/prompt.js';
 import { filledGrid } from '../src/grid.js';
@@ -285,6 +285,28 @@ describe('arc-ttft inspect', () => {
     expect(run.stderr).toMatch(/^error: .*broken01\.json: invalid JSON/);
     expect(run.stdout).toContain('007bbfb7');
     expect(run.stdout).toMatch(/1 tasks at max-seq-len .*; 1 not loaded \(errors on stderr\)\n$/);
+  });
+
+  it('--model sizes what `arc-ttft run` does with that model: its format, its positions, random drops', async () => {
+    expect(readModelFacts('embedded')).toMatchObject({ vocabSize: 259, maxPositions: 2048 });
+    const run = await runInspect([dir, '--model', 'embedded', '--json']);
+    expect(run.exitCode).toBe(0);
+    const report = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(report).toMatchObject({
+      maxSeqLen: 2048,
+      format: 'compact',
+      tokenizer: 'chars',
+      strategy: 'random',
+    });
+    // Flags still win over the model's defaults.
+    const wide = JSON.parse(
+      (await runInspect([dir, '--model', 'embedded', '--max-seq-len', '4096', '--json'])).stdout,
+    );
+    expect(wide).toMatchObject({ maxSeqLen: 4096, format: 'compact' });
+    // A folder with no config.json is not a model.
+    const notModel = await runInspect([dir, '--model', dir]);
+    expect(notModel.exitCode).toBe(1);
+    expect(notModel.stderr).toContain('no config.json');
   });
 
   it('fails with exit code 1 on a missing path, and rejects bad flags', async () => {

@@ -24,8 +24,8 @@ import { packageRoot } from '../paths.js';
 import { MAX_GRID_SIZE, TimeoutMsSchema } from '../schemas.js';
 import { venvCacheDir } from '../setup/env.js';
 
-/** Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
-const SMALL_VOCAB = 512;
+/** @internal Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
+export const SMALL_VOCAB = 512;
 
 /** LoRA settings (PEFT's `LoraConfig`). */
 export const LoraOptionsSchema = z.strictObject({

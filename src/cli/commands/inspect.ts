@@ -4,24 +4,90 @@
  *
  * @module
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { type CountTokens, charCount, type DropStrategy, type FitResult, fitTask } from '../../budget.js';
 import { loadTasks } from '../../data/load.js';
-import { ArcTtftError } from '../../errors.js';
+import { ArcTtftError, FileError } from '../../errors.js';
 import type { GridFormatName } from '../../format/encodings.js';
 import type { PromptStyle } from '../../format/prompt.js';
 import type { Task } from '../../schemas.js';
 import { loadQwenTokenizer } from '../../tokenizers/qwen.js';
-import { nonEmpty, positiveInt, printError } from '../args.js';
+import { resolveModelPath, SMALL_VOCAB } from '../../ttft/engine.js';
+import { integer, nonEmpty, positiveInt, printError } from '../args.js';
 import { formatTable } from '../table.js';
 
 interface InspectFlags {
-  maxSeqLen: number;
-  format: GridFormatName;
+  model?: string;
+  maxSeqLen?: number;
+  format?: GridFormatName;
   style: PromptStyle;
   tokenizer: 'auto' | 'qwen' | 'chars';
-  strategy: DropStrategy;
+  strategy?: DropStrategy;
+  seed: number;
   json?: boolean;
+}
+
+/** What sizing a model's run takes from its folder: its vocabulary and its longest sequence. */
+export interface ModelFacts {
+  /** The model's folder. */
+  readonly path: string;
+  /** Tokens of its tokenizer, added ones included (else the config's `vocab_size`). */
+  readonly vocabSize: number;
+  /** The smallest sequence bound its config gives (`max_position_embeddings`, `n_positions`, …), if any. */
+  readonly maxPositions: number | undefined;
+}
+
+// The config keys that bound the sequence length, as the engine reads them (python/arc_ttft/model.py).
+const POSITION_KEYS = [
+  'max_position_embeddings',
+  'n_positions',
+  'max_seq_len',
+  'seq_length',
+  'max_sequence_length',
+  'max_seq_length',
+  'seq_len',
+];
+
+/**
+ * The vocabulary and positions of a local model folder (`'embedded'`: the packaged one), read from its
+ * `config.json` and `tokenizer.json` without loading it: `arc-ttft run` resolves its format and
+ * `maxSeqLen: 'auto'` from the same two facts.
+ */
+export function readModelFacts(model: string): ModelFacts {
+  const path = resolveModelPath(model);
+  const read = (name: string): Record<string, unknown> | undefined => {
+    const file = join(path, name);
+    if (!existsSync(file)) return undefined;
+    try {
+      return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (cause) {
+      throw new FileError({ path: file, message: 'invalid JSON', cause });
+    }
+  };
+  const config = read('config.json');
+  if (config === undefined) {
+    throw new FileError({
+      path,
+      message: 'no config.json (inspect --model needs a local model folder, or "embedded")',
+    });
+  }
+  const text = (config.text_config as Record<string, unknown> | undefined) ?? config;
+  const bounds = POSITION_KEYS.map((k) => text[k]).filter(
+    (v): v is number => Number.isInteger(v) && (v as number) > 0,
+  );
+  const tokenizer = read('tokenizer.json') as
+    | { model?: { vocab?: unknown }; added_tokens?: { id?: unknown }[] }
+    | undefined;
+  let vocabSize = typeof text.vocab_size === 'number' ? text.vocab_size : 0;
+  const vocab = tokenizer?.model?.vocab;
+  if (vocab !== null && typeof vocab === 'object') {
+    const ids = new Set<unknown>(Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab));
+    for (const t of tokenizer?.added_tokens ?? []) ids.add(t.id);
+    vocabSize = ids.size;
+  }
+  return { path, vocabSize, maxPositions: bounds.length > 0 ? Math.min(...bounds) : undefined };
 }
 
 /** One task's line of the `inspect` report. */
@@ -69,9 +135,10 @@ function toRow(id: string, task: Task, fit: FitResult): InspectRow {
 
 async function chooseCounter(
   flags: InspectFlags,
+  format: GridFormatName,
 ): Promise<{ countTokens: CountTokens; tokenizer: 'qwen' | 'chars' }> {
   // The compact format's vocabulary is one token per character, whatever the model.
-  if (flags.format === 'compact' || flags.tokenizer === 'chars')
+  if (format === 'compact' || flags.tokenizer === 'chars')
     return { countTokens: charCount, tokenizer: 'chars' };
   const qwen = await loadQwenTokenizer();
   if (qwen !== undefined) return { countTokens: qwen.countTokens, tokenizer: 'qwen' };
@@ -92,12 +159,22 @@ export function inspectCommand(): Command {
   return new Command('inspect')
     .description('show task sizes, token counts, and which tasks need train pairs dropped or do not fit')
     .argument('<tasks>', 'a folder of <id>.json tasks, a Kaggle challenges file, or one task file', nonEmpty)
-    .addOption(
-      new Option('--max-seq-len <tokens>', 'most tokens per sequence (prompt + answer + EOS)')
-        .argParser(positiveInt)
-        .default(8192),
+    .option(
+      '--model <model>',
+      'size the run of this model as `arc-ttft run` does: its format (compact for a small vocabulary), its positions (≤ 8192) and random drops; a local folder or "embedded" (run\'s default)',
+      nonEmpty,
     )
-    .addOption(new Option('--format <format>', 'grid format').choices(['arc24', 'compact']).default('arc24'))
+    .option(
+      '--max-seq-len <tokens>',
+      "most tokens per sequence, prompt + answer + EOS (default: the model's, else 8192)",
+      positiveInt,
+    )
+    .addOption(
+      new Option('--format <format>', "grid format (default: the model's, else arc24)").choices([
+        'arc24',
+        'compact',
+      ]),
+    )
     .addOption(
       new Option('--style <style>', 'arc24 prompt style (chatml: Qwen chat template)')
         .choices(['plain', 'chatml'])
@@ -112,23 +189,31 @@ export function inspectCommand(): Command {
         .default('auto'),
     )
     .addOption(
-      new Option('--strategy <strategy>', 'which train pair to drop first')
-        .choices(['largest-first', 'last-first', 'random'])
-        .default('largest-first'),
+      new Option(
+        '--strategy <strategy>',
+        'which train pair to drop first (default: random as run does with --model, else largest-first)',
+      ).choices(['largest-first', 'last-first', 'random']),
     )
+    .option('--seed <n>', "seed of the random strategy (run's --seed)", integer, 0)
     .option('--json', 'print the report as JSON (nothing else on stdout)')
     .action(async (path: string, flags: InspectFlags) => {
       try {
+        const facts = flags.model !== undefined ? readModelFacts(flags.model) : undefined;
+        // What `arc-ttft run` resolves for the model (engine.ts: resolveFormat, resolveMaxSeqLen).
+        const format = flags.format ?? (facts && facts.vocabSize <= SMALL_VOCAB ? 'compact' : 'arc24');
+        const maxSeqLen = flags.maxSeqLen ?? Math.min(8192, facts?.maxPositions ?? 8192);
+        const strategy = flags.strategy ?? (facts ? 'random' : 'largest-first');
         const { tasks, errors } = await loadTasks(path, { mode: 'lenient' });
         for (const error of errors) process.stderr.write(`error: ${error.message}\n`);
-        const { countTokens, tokenizer } = await chooseCounter(flags);
+        const { countTokens, tokenizer } = await chooseCounter(flags, format);
         const rows: InspectRow[] = [];
         for (const [id, task] of Object.entries(tasks)) {
           const fit = await fitTask(task, countTokens, {
-            maxSeqLen: flags.maxSeqLen,
-            format: flags.format,
+            maxSeqLen,
+            format,
             style: flags.style,
-            strategy: flags.strategy,
+            strategy,
+            seed: flags.seed,
             taskId: id,
           });
           rows.push(toRow(id, task, fit));
@@ -144,11 +229,12 @@ export function inspectCommand(): Command {
           loadErrors: errors.length,
         };
         const settings = {
-          maxSeqLen: flags.maxSeqLen,
-          format: flags.format,
+          ...(facts !== undefined ? { model: facts.path } : {}),
+          maxSeqLen,
+          format,
           style: flags.style,
           tokenizer,
-          strategy: flags.strategy,
+          strategy,
         };
         if (flags.json) {
           process.stdout.write(`${JSON.stringify({ ...settings, summary, tasks: rows }, null, 2)}\n`);
@@ -170,12 +256,17 @@ export function inspectCommand(): Command {
           const lines = [
             table,
             '',
-            `${summary.tasks} tasks at max-seq-len ${flags.maxSeqLen} (${flags.format}${flags.format === 'arc24' ? `/${flags.style}` : ''}, ${counted}, ${flags.strategy}): ` +
+            `${summary.tasks} tasks at max-seq-len ${maxSeqLen} (${format}${format === 'arc24' ? `/${flags.style}` : ''}, ${counted}, ${strategy}): ` +
               `${summary.fitAllPairs} fit with all pairs, ${summary.needDrops} need drops (${summary.pairsDropped} pairs), ` +
               `${tooLong.length} do not fit${tooLong.length > 0 ? `: ${summary.tooLong.join(' ')}` : ''}` +
               (errors.length > 0 ? `; ${errors.length} not loaded (errors on stderr)` : ''),
           ];
           process.stdout.write(`${lines.join('\n')}\n`);
+          if (facts === undefined && flags.format === undefined && flags.maxSeqLen === undefined) {
+            process.stderr.write(
+              'note: sized for arc24 at 8192 tokens; --model embedded (or a model folder) sizes what `arc-ttft run` does with that model\n',
+            );
+          }
         }
         if (errors.length > 0) process.exitCode = 1;
       } catch (error) {
