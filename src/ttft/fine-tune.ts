@@ -251,20 +251,11 @@ export interface TrainResult {
   compileSeconds: number;
 }
 
-/** Python's `train` result (see python/arc_ttft/entry.py). */
-interface RawTrainResult {
-  steps: number;
-  losses: (number | null)[];
-  tokens: number;
-  samples: number;
-  skipped: number;
-  seconds: number;
+/** Python's `train` result (see python/arc_ttft/entry.py): the same fields, two in snake_case. */
+type RawTrainResult = Omit<TrainResult, 'stepSeconds' | 'compileSeconds'> & {
   step_seconds: number;
-  packed?: boolean;
-  rows?: number;
-  compiled?: boolean;
   compile_seconds?: number;
-}
+};
 
 /** Trains the current adapter on prompt/answer texts (one Python call, no reset). */
 export async function trainSamples(
