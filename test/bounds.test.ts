@@ -12,7 +12,7 @@ import { createRng } from '../src/rng.js';
 import { buildTrainingSamples } from '../src/samples.js';
 import type { Solutions, Task } from '../src/schemas.js';
 import { createEngine } from '../src/ttft/engine.js';
-import { FineTuneOptionsSchema } from '../src/ttft/fine-tune.js';
+import { checkTrainOptions, FineTuneOptionsSchema } from '../src/ttft/fine-tune.js';
 import { PredictOptionsSchema } from '../src/ttft/predict.js';
 
 const task: Task = {
@@ -35,6 +35,13 @@ describe('bounds on work and sizes', () => {
     expect(FineTuneOptionsSchema.safeParse({ batchSize: 1e12 }).success).toBe(false);
     expect(FineTuneOptionsSchema.safeParse({ gradAccum: 65_537 }).success).toBe(false);
     expect(FineTuneOptionsSchema.safeParse({ gradAccum: 65_536 }).success).toBe(true);
+    // The samples of one step, too (a 65,536² list hung Python).
+    expect(() =>
+      checkTrainOptions(
+        FineTuneOptionsSchema.parse({ batchSize: 512, gradAccum: 512 }),
+        'fineTuneTask options',
+      ),
+    ).toThrow(/gradAccum: batchSize × gradAccum is 262144: must be at most 65536/);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(sampleAugmentations(0, 10_000)).toHaveLength(10_000);
   });

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ALL_TRANSFORMS, applyAugmentation, identityAugmentation } from '../src/augment.js';
 import { type CountTokens, charCount, type FitOptions, type FitSuccess, fitTask } from '../src/budget.js';
-import { inspectCommand, readModelFacts } from '../src/cli/commands/inspect.js';
+import { inspectCommand, POSITION_KEYS, readModelFacts } from '../src/cli/commands/inspect.js';
 import { TaskTooLongError, ValidationError } from '../src/errors.js';
 import { answerTextFor, buildInferencePrompt, largestAnswerShape } from '../src/format/prompt.js';
 import { filledGrid } from '../src/grid.js';
 import type { Task } from '../src/schemas.js';
 import { loadQwenTokenizer } from '../src/tokenizers/qwen.js';
-import { ARC1_EVALUATION, ARC1_TRAINING, runCommandInProcess } from './helpers.js';
+import { ARC1_EVALUATION, ARC1_TRAINING, ROOT, runCommandInProcess } from './helpers.js';
 
 function load(dir: string, id: string): Task {
   return JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Task;
@@ -303,6 +303,10 @@ describe('arc-ttft inspect', () => {
       (await runInspect([dir, '--model', 'embedded', '--max-seq-len', '4096', '--json'])).stdout,
     );
     expect(wide).toMatchObject({ maxSeqLen: 4096, format: 'compact' });
+    // The engine reads the same config keys for the positions (python/arc_ttft/model.py).
+    const modelPy = readFileSync(join(ROOT, 'python', 'arc_ttft', 'model.py'), 'utf8');
+    const keys = /_POSITION_KEYS = \(([^)]*)\)/.exec(modelPy)?.[1]?.match(/"(\w+)"/g);
+    expect(keys?.map((k) => k.slice(1, -1))).toEqual(POSITION_KEYS);
     // A folder with no config.json is not a model.
     const notModel = await runInspect([dir, '--model', dir]);
     expect(notModel.exitCode).toBe(1);

@@ -196,6 +196,37 @@ describe('runSingleTaskTTFT', () => {
     expect(readFileSync(join(dir, 'mixed', 'report.html'), 'utf8')).toContain(
       'data-task="bad" data-status="invalid"',
     );
+    // An error about a task that loaded anyway (a second file of a valid id) makes no invalid record; a task
+    // invalid now but journalled before is in the selection, not outside it.
+    const folder = join(dir, 'dup-folder');
+    mkdirSync(folder, { recursive: true });
+    const tasks = constantTasks(2);
+    writeFileSync(join(folder, 'const0.json'), JSON.stringify(tasks.const0));
+    writeFileSync(join(folder, 'const0.JSON'), JSON.stringify(tasks.const0));
+    writeFileSync(join(folder, 'const1.json'), JSON.stringify(tasks.const1));
+    const starts: RunEvent[] = [];
+    const dupOptions = options(join(dir, 'dup-out'), { mode: 'none' });
+    const onEvent = (e: RunEvent) => {
+      if (e.type === 'run_started') starts.push(e);
+    };
+    const first = await runSingleTaskTTFT(folder, dupOptions, { engine: shared, onEvent });
+    expect(first.records.map((x) => [x.taskId, x.status])).toEqual([
+      ['const0', 'done'],
+      ['const1', 'done'],
+    ]);
+    expect(first.invalid.map((e) => e.message)).toEqual([expect.stringContaining('const0')]);
+    writeFileSync(join(folder, 'const1.json'), JSON.stringify({ ...tasks.const1, train: [] }));
+    const second = await runSingleTaskTTFT(folder, dupOptions, { engine: shared, onEvent });
+    expect(readJournal(join(dir, 'dup-out')).map((x) => [x.taskId, x.status])).toEqual([
+      ['const0', 'done'],
+      ['const1', 'done'],
+      ['const1', 'invalid'],
+    ]);
+    expect(second.statusCounts).toMatchObject({ done: 1, invalid: 2 });
+    expect(starts).toMatchObject([
+      { resumed: 0, outside: 0 },
+      { resumed: 1, outside: 0 },
+    ]);
     // The invalid task is not run, but answered with the fallback: Kaggle rejects a submission missing an id.
     expect(Object.keys(r.submission)).toEqual(['const0', 'const1', 'bad']);
     expect(r.submission.bad).toEqual([{ attempt_1: [[1]], attempt_2: [[1]] }]);

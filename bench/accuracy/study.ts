@@ -613,7 +613,12 @@ export async function planStudy(options?: StudyOptions): Promise<StudyPlan> {
   const todo = {} as Record<RunMode, string[]>;
   for (const mode of MODES) {
     const done = o.resume ? readJournal(join(dir, mode, 'results.jsonl')).records : new Map();
-    todo[mode] = ids.filter((id) => !done.has(id));
+    // As the run resumes (retryFailed): failed and timed-out tasks run again.
+    const finished = (id: string) => {
+      const status = done.get(id)?.status;
+      return status !== undefined && status !== 'failed' && status !== 'timed_out' && status !== 'invalid';
+    };
+    todo[mode] = ids.filter((id) => !finished(id));
   }
   return {
     options: o,

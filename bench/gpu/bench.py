@@ -50,7 +50,7 @@ tiny 4), ARC_TTFT_BENCH_TRAIN_BATCH (fast: samples per step, 16; tiny 8), ARC_TT
 ARC_TTFT_BENCH_GEN_TOKENS (256; tiny 16),
 ARC_TTFT_BENCH_GEN_NAIVE (prompts generated one by one, 2), ARC_TTFT_BENCH_GEN_SCALE (k: also the views × k in one
 batch, merged; comma-separated, "4"; empty: none), ARC_TTFT_BENCH_DEADLINE_S (360; run.sh: its limit - 40: naive
-processes that would end past it are skipped, parts 5 to 7 are cut at it), ARC_TTFT_BENCH_PART_CAP (2: a part's
+processes that would end past it are skipped, the parts are cut at it), ARC_TTFT_BENCH_PART_CAP (2: a part's
 calls are cut at this many times its budget), ARC_TTFT_BENCH_MIXED_K (tasks in the mixed batch, 4;
 0: skip it), ARC_TTFT_BENCH_COMPILE (1; 0: skip the compiled decode), ARC_TTFT_BENCH_COMPILE_TRAIN (1; 0: skip the
 compiled training), ARC_TTFT_BENCH_FLEX (1; 0: skip training under flex attention), ARC_TTFT_BENCH_FLEX_ATTENTION
@@ -378,15 +378,32 @@ def part(name: str, budget: float, fn: Callable[[], dict[str, Any]]) -> dict[str
     return result
 
 
-def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str, model: str) -> Worker:
+def fresh_worker(old: Worker, model: str) -> Worker:
+    """A new worker with the bench model loaded (within the deadline) in place of ``old``; if the load fails, the new
+    process is stopped too and the error raised."""
+    old.close()
+    w = Worker()
+    try:
+        w.call("load_model", load_payload(model), timeout=left())
+    except BaseException:
+        w.proc.kill()
+        w.proc.wait()
+        raise
+    return w
+
+
+def measure_paths(
+    held: list[Worker], tasks: list[dict[str, Any]], task: dict[str, Any], tmp: str, model: str
+) -> None:
     """In this order, each within its cap and the deadline: the static decode vs the dynamic loop on ``task``'s
     views (eager); MIXED_K tasks in one mixed-adapter batch vs one call per task, then that batch on the
     fixed-shape path (eager); the compiled static decode; compiled vs eager training on ``task``'s samples; the mixed
     batch compiled; training under flex attention (bench/speed.py's measurements). The eager parts come first: they
     are cheap, and a compile that runs long cannot cost them. A part cut at its cap stops the worker; the next part
     gets a fresh one when there is time (the mixed batch's later parts need the first one's worker: they are skipped
-    then). Each part records the compile counters and the CUDA memory peak of its own calls. Returns the worker."""
-    worker = [w]  # replaced when a part's cut stopped it
+    then). Each part records the compile counters and the CUDA memory peak of its own calls. ``held[0]`` is the
+    worker, replaced when a part's cut stopped it (the caller closes the last one)."""
+    worker = held
     restarts = [0]
 
     def bounded(method: str, payload: Any = None) -> tuple[dict[str, Any], float]:
@@ -397,10 +414,8 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
 
     def restart() -> None:
         log("the worker was stopped; starting a fresh one")
-        worker[0].close()
-        worker[0] = Worker()
+        worker[0] = fresh_worker(worker[0], model)
         restarts[0] += 1
-        worker[0].call("load_model", load_payload(model), timeout=left())
 
     reference: list[dict[str, Any]] = []
     mixed_state: dict[str, Any] = {}  # the mixed payload and the separate calls' outputs (measure_mixed)
@@ -442,7 +457,10 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
         return result
 
     if alive():  # the peak of the stages before this point stays in RESULT["memory"]
-        worker[0].call("status", {"reset_peak": True}, timeout=max(5.0, min(30.0, left())))
+        try:
+            worker[0].call("status", {"reset_peak": True}, timeout=max(5.0, min(30.0, left())))
+        except Exception as e:  # noqa: BLE001 — the parts still run (a stopped worker is replaced)
+            log(f"status before the parts failed: {type(e).__name__}: {e}"[:500])
     RESULT["static_decode"] = st = guarded("static_decode", [], "static-cache decode vs the dynamic loop", static)
 
     merge = bool(RESULT.get("generate", {}).get("merge_pays"))
@@ -542,7 +560,6 @@ def measure_paths(w: Worker, tasks: list[dict[str, Any]], task: dict[str, Any], 
         flex,
     )
     RESULT["worker_restarts"] = restarts[0]
-    return worker[0]
 
 
 def more_naive(recorded: list[dict[str, Any]], naive: list[dict[str, Any]], model: str, tmp: str) -> None:
@@ -692,18 +709,21 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001
                 RESULT["memory"] = {"error": f"{type(e).__name__}: {e}"[:1000]}
             if w.proc.poll() is not None and left() > 30:  # the worker died: a fresh one for the parts
-                w.close()
-                w = Worker()
                 try:
-                    w.call("load_model", load_payload(model), timeout=left())
-                except Exception as e:  # noqa: BLE001 — the parts then record that the worker is gone
+                    w = fresh_worker(w, model)
+                except Exception as e:  # noqa: BLE001 — the parts then try again, or record that it is gone
                     log(f"restarting the worker failed: {type(e).__name__}: {e}"[:500])
-            w = measure_paths(w, recorded_tasks, train_task, tmp, model)
+            held = [w]
+            try:
+                measure_paths(held, recorded_tasks, train_task, tmp, model)
+            finally:
+                w = held[0]  # the worker the parts left (closed below)
             if w.proc.poll() is None:
                 status = w.call("status")[0]
+                # Of the last worker only (after a restart, the earlier ones' are in each part's "after"): its
+                # memory since the last part, and its graphs compiled, graph breaks, and CUDA-graph captures
+                # inductor skipped (a compiled decode without CUDA graphs would explain a poor compiled ratio).
                 RESULT["memory_after_paths"] = status["memory"]
-                # Graphs compiled, graph breaks, and CUDA-graph captures inductor skipped (a compiled decode
-                # without CUDA graphs would explain a poor compiled ratio).
                 RESULT["compile_counts"] = status.get("compile")
             more_naive(recorded["tasks"][1:N_TASKS], naive, model, tmp)
             if engine_ms is not None:

@@ -447,6 +447,10 @@ def _train(f: Fields) -> dict[str, Any]:
         autocast=f.bool("autocast", None),
         compile=f.bool("compile", False),
     )
+    if cfg.batch_size * cfg.grad_accum > MAX_BATCH:
+        raise PayloadError(
+            f.path("grad_accum"), f"batch_size × grad_accum is {cfg.batch_size * cfg.grad_accum}: must be <= {MAX_BATCH}"
+        )
     f.finish()
     e = _loaded()
     _changed(e)

@@ -137,6 +137,7 @@ def quiet_progress() -> None:
 
 
 # Config keys that bound the sequence length, by architecture (GPT-2: n_positions, …); vLLM reads the same ones.
+# src/cli/commands/inspect.ts (POSITION_KEYS) holds the same list: keep the two equal.
 _POSITION_KEYS = (
     "max_position_embeddings",
     "n_positions",

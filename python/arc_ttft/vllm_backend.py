@@ -8,7 +8,7 @@ and handed to vLLM as ``LoRARequest(name, id, path)`` with a new id (vLLM caches
 What differs from the ``transformers`` backend (see docs/engine.md, "Backends"):
 
 - CUDA only; the engine's PEFT model (for training) and vLLM's copy of the base model share the GPU, so vLLM takes
-  only ``gpu_memory_utilization`` of it (default 0.5).
+  only ``gpu_memory_utilization`` of it (default: half, less when the training model left less free).
 - No reduced vocabulary and no ``modules_to_save`` (vLLM loads the model folder as it is and accepts LoRA weights
   only): both are rejected at load.
 - Greedy outputs match up to floating-point differences of the kernels (bf16 ties may break the other way); sampled

@@ -63,6 +63,7 @@ def test_unknown_method() -> None:
         ("generate", {"prompts": ["a"], "max_new_tokens": 10**12}, "generate.max_new_tokens", "must be <="),
         ("generate", {"prompts": ["a"], "max_new_tokens": [10**12]}, "generate.max_new_tokens[0]", "1 to 65536"),
         ("train", {"samples": [], "steps": 1, "batch_size": 10**12}, "train.batch_size", "must be <="),
+        ("train", {"samples": [], "steps": 1, "batch_size": 512, "grad_accum": 512}, "train.grad_accum", "× grad_accum"),
         ("generate", {"prompts": ["a"], "max_new_tokens": 1, "batch_size": 2**40}, "generate.batch_size", "must be <="),
         ("train", {"samples": [], "steps": 1, "lr": 1e39}, "train.lr", "must be <="),
         ("save_adapter", {"path": ""}, "save_adapter.path", "must not be empty"),

@@ -325,13 +325,23 @@ export function loadModelPayload(o: ResolvedEngineOptions, model: string): Recor
 export function resolveFormat(o: ResolvedEngineOptions, model: ModelInfo): GridFormatName {
   if (o.format !== 'auto') return o.format;
   // The model's own vocabulary: a reduced one is small whatever the model is.
-  return model.fullVocabSize <= SMALL_VOCAB ? 'compact' : 'arc24';
+  return formatForVocab(model.fullVocabSize);
 }
 
 /** @internal The longest sequence of `maxSeqLen: 'auto'`: the model's positions, at most 8192. */
 export function resolveMaxSeqLen(o: ResolvedEngineOptions, model: ModelInfo): number {
   if (o.maxSeqLen !== 'auto') return o.maxSeqLen;
-  return Math.min(8192, model.maxPositionEmbeddings ?? 8192);
+  return maxSeqLenFor(model.maxPositionEmbeddings);
+}
+
+/** @internal The format of `format: 'auto'` for a vocabulary of `size` tokens (`inspect --model` too). */
+export function formatForVocab(size: number): GridFormatName {
+  return size <= SMALL_VOCAB ? 'compact' : 'arc24';
+}
+
+/** @internal `maxSeqLen: 'auto'` for a model of `positions` positions (unknown: 8192), at most 8192. */
+export function maxSeqLenFor(positions: number | null | undefined): number {
+  return Math.min(8192, positions ?? 8192);
 }
 
 /** @internal {@link ModelInfo} from Python's `load_model` result. */

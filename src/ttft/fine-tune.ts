@@ -154,7 +154,22 @@ export type FineTuneOptions = z.input<typeof FineTuneOptionsSchema>;
  * Throws a {@link ValidationError} for `compile` without `pack` (the compiled forward pass is the packed
  * one). `prefix` leads the reported path (`'train.'` in a run's options).
  */
-export function checkTrainOptions(o: { compile: boolean; pack: boolean }, source: string, prefix = ''): void {
+export function checkTrainOptions(
+  o: { compile: boolean; pack: boolean; batchSize: number; gradAccum: number },
+  source: string,
+  prefix = '',
+): void {
+  if (o.batchSize * o.gradAccum > MAX_BATCH_SIZE) {
+    throw new ValidationError({
+      source,
+      issues: [
+        {
+          path: `${prefix}gradAccum`,
+          message: `batchSize × gradAccum is ${o.batchSize * o.gradAccum}: must be at most ${MAX_BATCH_SIZE}`,
+        },
+      ],
+    });
+  }
   if (o.compile && !o.pack) {
     throw new ValidationError({
       source,
@@ -253,7 +268,7 @@ export interface TrainResult {
 
 /** Python's `train` result (see python/arc_ttft/entry.py): the same fields, two in snake_case. */
 type RawTrainResult = Omit<TrainResult, 'stepSeconds' | 'compileSeconds'> & {
-  step_seconds: number;
+  step_seconds?: number;
   compile_seconds?: number;
 };
 
@@ -292,7 +307,7 @@ export async function trainSamples(
     samples: r.samples,
     skipped: r.skipped,
     seconds: r.seconds,
-    stepSeconds: r.step_seconds,
+    stepSeconds: r.step_seconds ?? r.seconds, // an older engine (another install, a Ray image) may not report it
     ...(r.packed !== undefined ? { packed: r.packed } : {}),
     ...(r.rows !== undefined ? { rows: r.rows } : {}),
     ...(r.compiled !== undefined ? { compiled: r.compiled } : {}),

@@ -812,9 +812,13 @@ export async function runSingleTaskTTFT(
       if (o.retryFailed && (r.status === 'failed' || r.status === 'timed_out')) retried++;
       else done.set(id, r);
     }
-    const ranBefore = new Set(ids);
+    // Journalled tasks that are neither run nor invalid this time (this run's invalid ones are in its selection).
+    const selected = new Set([
+      ...ids,
+      ...invalid.flatMap((e) => (e instanceof ValidationError && e.taskId ? [e.taskId] : [])),
+    ]);
     const outside = [...state.records.values()].filter(
-      (r) => r.status !== 'invalid' && !ranBefore.has(r.taskId),
+      (r) => r.status !== 'invalid' && !selected.has(r.taskId),
     );
 
     const predictions: Predictions = {};
@@ -830,9 +834,11 @@ export async function runSingleTaskTTFT(
     // Complete from the start: every task has a (fallback) answer before the first one runs.
     const firstSubmission = await writeSubmissionNow();
     // The invalid tasks' records (their fallback answers and why), journalled so that the report shows them.
-    const invalidRecords = invalid.flatMap((e): TaskRecord[] => {
-      const id = e instanceof ValidationError ? e.taskId : undefined;
-      if (id === undefined || !Object.hasOwn(firstSubmission, id)) return [];
+    // One per answered task that is not in the task set: an error about a task that loaded anyway (a duplicate
+    // file of a valid id) makes no record.
+    const invalidRecords = Object.keys(firstSubmission).flatMap((id): TaskRecord[] => {
+      if (Object.hasOwn(taskSet, id)) return [];
+      const e = invalid.find((x) => x instanceof ValidationError && x.taskId === id);
       const attempts = firstSubmission[id]!;
       return [
         {
@@ -844,7 +850,7 @@ export async function runSingleTaskTTFT(
           keptTrain: [],
           droppedTrain: [],
           settings: { steps: 0, augmentations: 0 },
-          error: errorRecord(e),
+          error: e !== undefined ? errorRecord(e) : undefined,
           seconds: 0,
           finishedAt: runStartedAt,
         },

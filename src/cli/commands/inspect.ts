@@ -14,7 +14,7 @@ import type { GridFormatName } from '../../format/encodings.js';
 import type { PromptStyle } from '../../format/prompt.js';
 import type { Task } from '../../schemas.js';
 import { loadQwenTokenizer } from '../../tokenizers/qwen.js';
-import { resolveModelPath, SMALL_VOCAB } from '../../ttft/engine.js';
+import { formatForVocab, maxSeqLenFor, resolveModelPath } from '../../ttft/engine.js';
 import { integer, nonEmpty, positiveInt, printError } from '../args.js';
 import { formatTable } from '../table.js';
 
@@ -39,8 +39,10 @@ export interface ModelFacts {
   readonly maxPositions: number | undefined;
 }
 
-// The config keys that bound the sequence length, as the engine reads them (python/arc_ttft/model.py).
-const POSITION_KEYS = [
+// The config keys that bound the sequence length: the engine's list (python/arc_ttft/model.py, _POSITION_KEYS),
+// which vLLM reads too. Keep the two equal.
+/** @internal */
+export const POSITION_KEYS = [
   'max_position_embeddings',
   'n_positions',
   'max_seq_len',
@@ -200,8 +202,8 @@ export function inspectCommand(): Command {
       try {
         const facts = flags.model !== undefined ? readModelFacts(flags.model) : undefined;
         // What `arc-ttft run` resolves for the model (engine.ts: resolveFormat, resolveMaxSeqLen).
-        const format = flags.format ?? (facts && facts.vocabSize <= SMALL_VOCAB ? 'compact' : 'arc24');
-        const maxSeqLen = flags.maxSeqLen ?? Math.min(8192, facts?.maxPositions ?? 8192);
+        const format = flags.format ?? (facts ? formatForVocab(facts.vocabSize) : 'arc24');
+        const maxSeqLen = flags.maxSeqLen ?? maxSeqLenFor(facts?.maxPositions);
         const strategy = flags.strategy ?? (facts ? 'random' : 'largest-first');
         const { tasks, errors } = await loadTasks(path, { mode: 'lenient' });
         for (const error of errors) process.stderr.write(`error: ${error.message}\n`);
