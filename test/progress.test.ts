@@ -62,6 +62,7 @@ const started = {
     attention: 'sdpa',
   },
   total: 4,
+  maxSeqLen: 2048,
   resumed: 0,
   retried: 0,
   outside: 0,
@@ -127,6 +128,16 @@ describe('RunProgress on a terminal', () => {
     );
     expect(screen.rows).toContain(
       'note: the journal also holds 3 tasks outside this selection; the submission, metrics and report cover this selection only',
+    );
+    // A maxSeqLen past the model's positions is allowed (RoPE extends), but said.
+    const wide = new Screen(200);
+    new RunProgress(wide as unknown as NodeJS.WriteStream, false).update({
+      ...started,
+      maxSeqLen: 8000,
+      model: { ...(started as { model: object }).model, maxPositionEmbeddings: 2048 },
+    } as RunEvent);
+    expect(wide.rows).toContain(
+      "note: --max-seq-len 8000 is past the model's 2048 positions: longer prompts go where it was never trained",
     );
   });
 

@@ -80,6 +80,12 @@ export class RunProgress {
             (event.retried > 0 ? `, ${event.retried} failed or timed out before (run again)` : '') +
             (event.invalid > 0 ? `, ${event.invalid} invalid (not run)` : ''),
         );
+        const positions = event.model.maxPositionEmbeddings;
+        if (positions !== null && event.maxSeqLen > positions) {
+          this.#print(
+            `note: --max-seq-len ${event.maxSeqLen} is past the model's ${positions} positions: longer prompts go where it was never trained`,
+          );
+        }
         if (event.outside > 0) {
           this.#print(
             `note: the journal also holds ${event.outside} task${event.outside === 1 ? '' : 's'} outside this selection; the submission, metrics and report cover this selection only`,

@@ -233,6 +233,8 @@ export type RunEvent =
       readonly model: ModelInfo;
       /** Tasks in the run (valid ones). */
       readonly total: number;
+      /** The longest sequence the run fits tasks into (its `maxSeqLen`, or the engine's). */
+      readonly maxSeqLen: number;
       /** Tasks already finished in the journal (skipped). */
       readonly resumed: number;
       /** Tasks the journal records as `failed` or `timed_out`, run again (`retryFailed`). */
@@ -864,6 +866,7 @@ export async function runSingleTaskTTFT(
       model: engine.model,
       mode: o.mode,
       total: ids.length,
+      maxSeqLen,
       resumed: ids.length - todo.length,
       retried,
       outside: outside.length,
