@@ -80,10 +80,12 @@ export class RunProgress {
             (event.retried > 0 ? `, ${event.retried} failed or timed out before (run again)` : '') +
             (event.invalid > 0 ? `, ${event.invalid} invalid (not run)` : ''),
         );
-        const positions = event.model.maxPositionEmbeddings;
-        if (positions !== null && event.maxSeqLen > positions) {
+        if (
+          event.model.maxPositionEmbeddings !== null &&
+          event.maxSeqLen > event.model.maxPositionEmbeddings
+        ) {
           this.#print(
-            `note: --max-seq-len ${event.maxSeqLen} is past the model's ${positions} positions: longer prompts go where it was never trained`,
+            `note: --max-seq-len ${event.maxSeqLen} is past the model's ${event.model.maxPositionEmbeddings} positions: longer prompts go where it was never trained`,
           );
         }
         if (event.outside > 0) {
