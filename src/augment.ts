@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { checkGrid, checkTask, parseOptions, parseWith } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { createRng, type Rng } from './rng.js';
-import { CellSchema, type Example, type Grid, type Task, type TestExample } from './schemas.js';
+import { CellSchema, type Example, type Grid, SeedSchema, type Task, type TestExample } from './schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Geometric transforms (D4)
@@ -440,7 +440,7 @@ export const SampleAugmentationsOptionsSchema = AugmentationOptionsSchema.extend
 export type SampleAugmentationsOptions = z.input<typeof SampleAugmentationsOptionsSchema>;
 
 const SampleArgsSchema = z.object({
-  seed: z.number().int({ error: 'seed must be an integer' }),
+  seed: SeedSchema,
   count: z
     .number()
     .int({ error: 'count must be an integer' })

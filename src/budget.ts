@@ -24,7 +24,7 @@ import {
 } from './format/prompt.js';
 import { filledGrid } from './grid.js';
 import { createRng, deriveSeed } from './rng.js';
-import { MAX_GRID_SIZE, type Task, TaskIdSchema } from './schemas.js';
+import { MAX_GRID_SIZE, SeedSchema, type Task, TaskIdSchema } from './schemas.js';
 
 /** Counts the tokens of each text, in order; may be sync or async (e.g. a tokenizer over a bridge). */
 export type CountTokens = (texts: string[]) => number[] | Promise<number[]>;
@@ -69,7 +69,7 @@ export const FitOptionsSchema = z
      * Seed of the `random` strategy (combined with `taskId`, so tasks drop independently).
      * @default 0
      */
-    seed: z.number().int().default(0),
+    seed: SeedSchema.default(0),
     /**
      * Longest possible answer: `estimate` (most rows and most columns over train outputs and test inputs,
      * each test input grown as the train pairs grow; see `largestAnswerShape`) or `max` (30 × 30).

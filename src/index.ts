@@ -201,6 +201,7 @@ export {
   type Grid,
   GridSchema,
   MAX_GRID_SIZE,
+  MAX_SEED,
   type Solutions,
   SolutionsSchema,
   type Submission,

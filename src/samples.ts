@@ -19,7 +19,7 @@ import { checkTask, parseOptions } from './data/validate.js';
 import { ValidationError } from './errors.js';
 import { gridKey } from './grid.js';
 import { deriveSeed } from './rng.js';
-import type { Example, Grid, Task } from './schemas.js';
+import { type Example, type Grid, SeedSchema, type Task } from './schemas.js';
 
 const TrainIndicesSchema = z
   .array(
@@ -50,7 +50,7 @@ export const TrainingSampleOptionsSchema = AugmentationOptionsSchema.extend({
    * Base seed; each task's seed is derived from it and the task id, so tasks get different augmentations.
    * @default 0
    */
-  seed: z.number().int().default(0),
+  seed: SeedSchema.default(0),
   /** Indices of the train pairs to use (e.g. those kept by the token-budget fit), in prompt order. Default: all. */
   keptTrain: TrainIndicesSchema.optional(),
 });

@@ -17,6 +17,19 @@ export const MAX_TIMEOUT_MS = 2_147_483_647;
  */
 export const MAX_BATCH_SIZE = 65_536;
 
+/** The largest seed: seeds are 32-bit everywhere (the shuffles' generator, torch's CPU generator). */
+export const MAX_SEED = 0xffff_ffff;
+
+/**
+ * A seed: a whole number from 0 to {@link MAX_SEED}. Bounded because wider seeds would silently collide (2³² + 1
+ * would give the same run as 1).
+ */
+export const SeedSchema = z
+  .number()
+  .int()
+  .min(0, { error: `must be a whole number from 0 to ${MAX_SEED}` })
+  .max(MAX_SEED, { error: `must be a whole number from 0 to ${MAX_SEED} (seeds are 32-bit)` });
+
 /** A time limit in ms: a whole number up to {@link MAX_TIMEOUT_MS} (0 allowed: callers that take it as "none"). */
 export const TimeoutMsSchema = z
   .number()

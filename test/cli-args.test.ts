@@ -1,23 +1,19 @@
 /** The CLI's value parsers (src/cli/args.ts): what each accepts, and the usage errors for the rest. */
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import {
-  deviceName,
-  integer,
-  nonEmpty,
-  parseDuration,
-  positiveInt,
-  positiveNumber,
-} from '../src/cli/args.js';
+import { deviceName, nonEmpty, parseDuration, positiveInt, positiveNumber, seed } from '../src/cli/args.js';
 import { splitCommand } from '../src/cli/commands/split.js';
 
 describe('CLI value parsers', () => {
   it('read whole numbers, refusing empty text (Number reads it as 0) and integers past the safe range', () => {
-    expect([positiveInt('3'), integer('-2'), integer('0')]).toEqual([3, -2, 0]);
+    expect([positiveInt('3'), seed('0'), seed('4294967295')]).toEqual([3, 0, 2 ** 32 - 1]);
     for (const bad of ['', ' ', '0', '-1', '1.5', '1e30', 'x']) {
       expect(() => positiveInt(bad), bad).toThrow(InvalidArgumentError);
     }
-    for (const bad of ['', '1e30', '2.5']) expect(() => integer(bad), bad).toThrow(InvalidArgumentError);
+    // Seeds are 32-bit: a negative or wider one would run as its low 32 bits.
+    for (const bad of ['', '1e30', '2.5', '-1', '4294967296']) {
+      expect(() => seed(bad), bad).toThrow(InvalidArgumentError);
+    }
     expect(positiveNumber('1e-4')).toBe(1e-4);
     expect(() => positiveNumber('0')).toThrow(InvalidArgumentError);
   });

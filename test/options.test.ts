@@ -7,6 +7,7 @@ import {
   buildTrainingSamples,
   fitTask,
   formatScoreTable,
+  MAX_SEED,
   runSingleTaskTTFT,
   sampleAugmentations,
   scorePredictions,
@@ -64,5 +65,21 @@ describe('unknown option keys', () => {
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).message).toMatch(/train\.stesp: unknown key; did you mean "steps"\?/);
     expect(performance.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('seeds', () => {
+  it('are 32-bit: a wider or negative seed is refused instead of colliding with another', async () => {
+    // 2³² + 1 would have run as 1 (every generator keeps the low 32 bits).
+    const wide = thrown(() => buildTrainingSamples(task, { seed: 2 ** 32 + 1 }));
+    expect(wide.issues).toEqual([
+      { path: 'seed', message: `must be a whole number from 0 to ${MAX_SEED} (seeds are 32-bit)` },
+    ]);
+    expect(() => sampleAugmentations(-1, 2)).toThrow(/seed: must be a whole number from 0 to 4294967295/);
+    const error = await runSingleTaskTTFT({ a: task }, { seed: 1.5 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).path).toBe('seed');
+    // The largest seed is a seed like any other.
+    expect(buildTrainingSamples(task, { seed: MAX_SEED }).length).toBeGreaterThan(0);
   });
 });

@@ -223,8 +223,13 @@ describe('runSingleTaskTTFT', () => {
       ['const1', 'invalid'],
     ]);
     expect(second.statusCounts).toMatchObject({ done: 1, invalid: 2 });
+    // Starting again over the same invalid task adds no line: the journal does not grow at every start.
+    const third = await runSingleTaskTTFT(folder, dupOptions, { engine: shared, onEvent });
+    expect(readJournal(join(dir, 'dup-out'))).toHaveLength(3);
+    expect(third.statusCounts).toMatchObject({ done: 1, invalid: 2 });
     expect(starts).toMatchObject([
       { resumed: 0, outside: 0 },
+      { resumed: 1, outside: 0 },
       { resumed: 1, outside: 0 },
     ]);
     // The invalid task is not run, but answered with the fallback: Kaggle rejects a submission missing an id.

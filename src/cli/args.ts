@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError } from 'commander';
 import { ArcTtftError, BridgeError } from '../errors.js';
-import { MAX_TIMEOUT_MS } from '../schemas.js';
+import { MAX_SEED, MAX_TIMEOUT_MS } from '../schemas.js';
 import { EngineOptionsSchema } from '../ttft/engine.js';
 
 /** A whole number ≥ 1 (not `''`, which `Number` reads as 0). */
@@ -23,10 +23,12 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
-/** A whole number within the safe range. */
-export function integer(value: string): number {
+/** A seed: a whole number from 0 to {@link MAX_SEED} (seeds are 32-bit; a wider one would collide). */
+export function seed(value: string): number {
   const n = value.trim() === '' ? Number.NaN : Number(value);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer');
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_SEED) {
+    throw new InvalidArgumentError(`expected a whole number from 0 to ${MAX_SEED}`);
+  }
   return n;
 }
 

@@ -21,7 +21,7 @@ import {
 } from '../format/encodings.js';
 import { buildTrainingText, type PromptOptions } from '../format/prompt.js';
 import { packageRoot } from '../paths.js';
-import { MAX_GRID_SIZE, TimeoutMsSchema } from '../schemas.js';
+import { MAX_GRID_SIZE, SeedSchema, TimeoutMsSchema } from '../schemas.js';
 import { venvCacheDir } from '../setup/env.js';
 
 /** @internal Largest vocabulary still treated as a compact (one token per character) ARC vocabulary. */
@@ -162,7 +162,7 @@ export const EngineOptionsSchema = z.strictObject({
    * Seed of the fresh adapter init.
    * @default 0
    */
-  seed: z.number().int().default(0),
+  seed: SeedSchema.default(0),
   /**
    * Keep only the tokens ARC prompts use (the ARChitects' reduced vocabulary): the input embedding and
    * output layer shrink to them before LoRA is attached, so a 151k-token model trains and generates
@@ -741,7 +741,7 @@ export const TinyModelOptionsSchema = z.strictObject({
    * Seed of the random weights.
    * @default 0
    */
-  seed: z.number().int().default(0),
+  seed: SeedSchema.default(0),
   /** Python interpreter; default as for {@link createEngine}. */
   pythonBin: z.string().min(1).optional(),
 });

@@ -13,7 +13,7 @@ import { ValidationError } from '../errors.js';
 import { GridFormatNameSchema } from '../format/encodings.js';
 import { buildTrainingText, PromptStyleSchema } from '../format/prompt.js';
 import { buildTrainingSamples } from '../samples.js';
-import { MAX_BATCH_SIZE, type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
+import { MAX_BATCH_SIZE, SeedSchema, type Task, TaskIdSchema, TimeoutMsSchema } from '../schemas.js';
 import type { TaskEngine, TrainProgress } from './engine.js';
 
 /** Options both {@link fineTuneTask} and {@link predictTask} share: how the task is laid out as text. */
@@ -41,7 +41,7 @@ export const TaskTextOptionsSchema = z.strictObject({
    * Seed of everything random for this task (combined with `taskId`).
    * @default 0
    */
-  seed: z.number().int().default(0),
+  seed: SeedSchema.default(0),
   /** Time limit of each engine call for this task (ms); default: the engine's `callTimeoutMs`. */
   timeoutMs: TimeoutMsSchema.optional(),
   /** Cancels the task: a running engine call stops Python (it restarts for the next call). */

@@ -46,6 +46,7 @@ import { hashString } from '../rng.js';
 import {
   type Attempts,
   type Grid,
+  SeedSchema,
   type Solutions,
   type Submission,
   type Task,
@@ -153,7 +154,7 @@ export const RunOptionsSchema = z.strictObject({
    * Seed of everything random (combined with each task id).
    * @default 0
    */
-  seed: z.number().int().default(0),
+  seed: SeedSchema.default(0),
   /**
    * Training settings; each field left out takes its {@link FineTuneOptions} default.
    * @default {}
@@ -858,7 +859,16 @@ export async function runSingleTaskTTFT(
         },
       ];
     });
-    for (const r of invalidRecords) journal?.append(r);
+    for (const r of invalidRecords) {
+      // A resume finds the same invalid task again: its line is already there, and a second one would only grow
+      // the journal at every start.
+      const before = state.records.get(r.taskId);
+      const same =
+        before?.status === 'invalid' &&
+        JSON.stringify(before.attempts) === JSON.stringify(r.attempts) &&
+        before.error?.message === r.error?.message;
+      if (!same) journal?.append(r);
+    }
 
     const todo = ids.filter((id) => !done.has(id));
     emit({

@@ -15,7 +15,7 @@ import type { PromptStyle } from '../../format/prompt.js';
 import type { Task } from '../../schemas.js';
 import { loadQwenTokenizer } from '../../tokenizers/qwen.js';
 import { formatForVocab, maxSeqLenFor, resolveModelPath } from '../../ttft/engine.js';
-import { integer, nonEmpty, positiveInt, printError } from '../args.js';
+import { nonEmpty, positiveInt, printError, seed } from '../args.js';
 import { formatTable } from '../table.js';
 
 interface InspectFlags {
@@ -196,7 +196,7 @@ export function inspectCommand(): Command {
         'which train pair to drop first (default: random as run does with --model, else largest-first)',
       ).choices(['largest-first', 'last-first', 'random']),
     )
-    .option('--seed <n>', "seed of the random strategy (run's --seed)", integer, 0)
+    .option('--seed <n>', "seed of the random strategy (run's --seed)", seed, 0)
     .option('--json', 'print the report as JSON (nothing else on stdout)')
     .action(async (path: string, flags: InspectFlags) => {
       try {

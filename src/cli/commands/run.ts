@@ -13,12 +13,12 @@ import { AttentionSchema } from '../../ttft/engine.js';
 import { type RunOptions, runSingleTaskTTFT } from '../../ttft/run.js';
 import {
   deviceName,
-  integer,
   nonEmpty,
   parseDuration,
   positiveInt,
   positiveNumber,
   printError,
+  seed,
 } from '../args.js';
 import { RunProgress } from '../progress.js';
 
@@ -233,7 +233,7 @@ export function runCommand(): Command {
     )
     .option('--limit <n>', 'run at most n tasks', positiveInt)
     .option('--only <ids...>', 'run only these task ids')
-    .option('--seed <n>', 'seed (default 0)', integer)
+    .option('--seed <n>', 'seed, 0 to 2^32 - 1 (default 0)', seed)
     .option('--device <device>', 'auto, cpu, cuda or cuda:N (default auto)', deviceName)
     .addOption(
       new Option('--dtype <dtype>', 'weights dtype').choices(['auto', 'float32', 'bfloat16', 'float16']),
