@@ -23,27 +23,11 @@ import {
   type PredictTasksItem,
   predictTask,
   predictTasks,
-  type Task,
 } from '../src/index.js';
+import { constantTask } from './lib/constant-task.js';
 
 const show = (grid: Grid | null): string =>
   grid === null ? 'none' : grid.map((row) => row.join('')).join('|');
-
-/** A task whose answer is one fixed grid, different per task: a LoRA learns it, the random model cannot guess it. */
-function constantTask(k: number): Task {
-  const answer: Grid = [
-    [k, k + 1],
-    [k + 2, k],
-  ];
-  const input = (i: number): Grid => [
-    [(i + k) % 10, (i * 3) % 10, 5],
-    [(i * 7) % 10, k, (i + 4) % 10],
-  ];
-  return {
-    train: [0, 1, 2].map((i) => ({ input: input(i), output: answer })),
-    test: [{ input: input(9), output: answer }],
-  };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'arc-ttft-example-'));
 const python = process.env.ARC_TTFT_PYTHON ? { pythonBin: process.env.ARC_TTFT_PYTHON } : {};
