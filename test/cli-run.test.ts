@@ -415,7 +415,17 @@ describe('arc-ttft run', () => {
     const out = join(dir, 'interrupted-early');
     const tasks = join(dir, 'early.json');
     writeFileSync(tasks, JSON.stringify(constantTasks(1)));
-    const child = startCli(['run', '--tasks', tasks, '--model', model, '--out', out, ...ENGINE_FLAGS]);
+    const child = startCli([
+      'run',
+      '--tasks',
+      tasks,
+      '--model',
+      model,
+      '--out',
+      out,
+      '--json',
+      ...ENGINE_FLAGS,
+    ]);
     const result = finish(child);
     // 300 ms in, Python is still importing torch (seconds): the start fails, which is no error here.
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -424,5 +434,7 @@ describe('arc-ttft run', () => {
     expect(early.code, JSON.stringify(early)).toBe(130);
     expect(early.stderr).toContain('stopped before any task ran');
     expect(early.stderr).not.toContain('error:');
+    // --json still gives JSON on stdout, saying that nothing ran.
+    expect(JSON.parse(early.stdout)).toMatchObject({ aborted: true, statusCounts: {}, files: null });
   }, 60_000);
 });

@@ -281,6 +281,7 @@ export function runCommand(): Command {
       const options = runOptionsFromFlags(flags);
       const progress = new RunProgress();
       let total = 0; // the run's valid tasks, from its first event
+      const started = performance.now();
       const controller = new AbortController();
       // First Ctrl-C: stop Python, keep the journal, write the submission and report, exit 130.
       // A second Ctrl-C exits at once.
@@ -346,6 +347,20 @@ export function runCommand(): Command {
           // Ctrl-C while Python or the model was starting: the bridge stopped it, so the start failed.
           process.stderr.write('stopped before any task ran; the output folder is as it was\n');
           process.exitCode = 130;
+          // --json promises JSON on stdout: a script parsing it learns that nothing ran.
+          if (flags.json) {
+            const summary = {
+              mode: options.mode ?? 'single-task',
+              aborted: true,
+              notRun: total > 0 ? total : null,
+              statusCounts: {},
+              score: null,
+              metrics: null,
+              seconds: (performance.now() - started) / 1000,
+              files: null,
+            };
+            process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+          }
           return;
         }
         const flagError = flagErrorMessage(error);
