@@ -74,47 +74,67 @@ export const GridSchema = z
 /** A rectangular grid of colours 0–9. */
 export type Grid = number[][];
 
+/** The message of a value that should be an object: zod's own says only "expected object, received …". */
+const objectError = (what: string) => (issue: { input?: unknown }) =>
+  issue.input === undefined ? `is missing (${what})` : `must be ${what}, not ${kindOfValue(issue.input)}`;
+
+/** `null`, `an array`, `a string`, … for messages. */
+function kindOfValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}
+
 /** A train pair. */
-export const ExampleSchema = z.object({
-  /** The input grid. */
-  input: GridSchema,
-  /** The output grid the rule makes of it. */
-  output: GridSchema,
-});
+export const ExampleSchema = z.object(
+  {
+    /** The input grid. */
+    input: GridSchema,
+    /** The output grid the rule makes of it. */
+    output: GridSchema,
+  },
+  { error: objectError('a pair {input, output}') },
+);
 /** A train pair: an input grid and its output grid. */
 export type Example = z.infer<typeof ExampleSchema>;
 
 /** A test pair; its output is known only when solutions are. */
-export const TestExampleSchema = z.object({
-  /** The test input grid. */
-  input: GridSchema,
-  /** The expected output, when known (from a solutions file); absent in challenges. */
-  output: GridSchema.optional(),
-});
+export const TestExampleSchema = z.object(
+  {
+    /** The test input grid. */
+    input: GridSchema,
+    /** The expected output, when known (from a solutions file); absent in challenges. */
+    output: GridSchema.optional(),
+  },
+  { error: objectError('a test pair {input}') },
+);
 /** A test pair: the input, and the output when known. */
 export type TestExample = z.infer<typeof TestExampleSchema>;
 
 /** One ARC task. */
-export const TaskSchema = z.object({
-  /** Demonstration pairs (at least 1). */
-  train: z
-    .array(ExampleSchema, {
-      error: (issue) =>
-        issue.input === undefined ? 'is missing (a task needs train pairs)' : 'train must be an array',
-    })
-    .min(1, {
-      error: 'a task needs at least 1 train pair',
-    }),
-  /** Test inputs to solve (at least 1), with outputs when known. */
-  test: z
-    .array(TestExampleSchema, {
-      error: (issue) =>
-        issue.input === undefined ? 'is missing (a task needs test inputs)' : 'test must be an array',
-    })
-    .min(1, {
-      error: 'a task needs at least 1 test input',
-    }),
-});
+export const TaskSchema = z.object(
+  {
+    /** Demonstration pairs (at least 1). */
+    train: z
+      .array(ExampleSchema, {
+        error: (issue) =>
+          issue.input === undefined ? 'is missing (a task needs train pairs)' : 'train must be an array',
+      })
+      .min(1, {
+        error: 'a task needs at least 1 train pair',
+      }),
+    /** Test inputs to solve (at least 1), with outputs when known. */
+    test: z
+      .array(TestExampleSchema, {
+        error: (issue) =>
+          issue.input === undefined ? 'is missing (a task needs test inputs)' : 'test must be an array',
+      })
+      .min(1, {
+        error: 'a task needs at least 1 test input',
+      }),
+  },
+  { error: objectError('a task {train, test}') },
+);
 /** One ARC task: train pairs and test inputs (with outputs when known). */
 export type Task = z.infer<typeof TaskSchema>;
 
@@ -136,12 +156,15 @@ export const TaskSetSchema = z.record(TaskIdSchema, TaskSchema);
 export type TaskSet = Record<string, Task>;
 
 /** The two attempts for one test input. */
-export const AttemptsSchema = z.object({
-  /** First guess. */
-  attempt_1: GridSchema,
-  /** Second guess (may repeat the first). */
-  attempt_2: GridSchema,
-});
+export const AttemptsSchema = z.object(
+  {
+    /** First guess. */
+    attempt_1: GridSchema,
+    /** Second guess (may repeat the first). */
+    attempt_2: GridSchema,
+  },
+  { error: objectError('{attempt_1, attempt_2}') },
+);
 /** The two attempts for one test input, Kaggle's shape. */
 export type Attempts = z.infer<typeof AttemptsSchema>;
 

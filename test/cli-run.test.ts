@@ -214,6 +214,20 @@ describe('arc-ttft run', () => {
     expect(typeof summary.metrics.vote2).toBe('number');
     expect(r.stderr).toContain('2 already done (resumed)');
     expect(taskIds(out)).toEqual(['4cd1b7b2', '5783df64']);
+
+    // Solutions that lack a task: no score, and a note naming the task instead of a silent gap.
+    const partial = JSON.parse(readFileSync(join(SAMPLE, 'solutions.json'), 'utf8'));
+    delete partial['5783df64'];
+    const partialFile = join(dir, 'partial-solutions.json');
+    writeFileSync(partialFile, JSON.stringify(partial));
+    const args = sampleArgs(out);
+    args[args.indexOf('--solutions') + 1] = partialFile;
+    const unscored = await runCli([...args, '--json']);
+    expect(unscored.code, unscored.stderr).toBe(0);
+    expect(JSON.parse(unscored.stdout)).toMatchObject({ score: null, metrics: null });
+    expect(unscored.stderr).toContain(
+      'note: no score: the solutions lack test outputs of 1 task (5783df64); the score needs every one',
+    );
   }, 240_000);
 
   it('runs the valid tasks of a set with invalid ones, reports those on stderr and exits 0', async () => {

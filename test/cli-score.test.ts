@@ -55,11 +55,13 @@ describe.skipIf(!HAS_SHARED_DATA)('arc-ttft score', () => {
   partial[ids[1]!] = partial[ids[1]!]!.map(() => ({ attempt_1: wrong, attempt_2: wrong }));
   const partialPath = write('partial.json', partial);
 
-  it('fails with exit code 1 naming the missing task', async () => {
+  it('fails with exit code 1 naming the file, the missing task and the flag that scores it as wrong', async () => {
     const run = await runScore(['--submission', partialPath, '--solutions', smallPath]);
     expect(run.exitCode).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toContain(`"${ids[2]}"`);
+    expect(run.stderr).toBe(
+      `error: ${partialPath}: task "${ids[2]}" is missing (the solutions have 1 test output(s) for it) (--allow-missing scores what is missing as wrong)\n`,
+    );
   });
 
   it('--allow-missing scores missing tasks as wrong; --per-task adds task rows', async () => {

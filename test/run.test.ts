@@ -3,9 +3,9 @@
  * kill -9, invalid and over-long tasks, timeouts, the three modes, and failing up front.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,8 +22,10 @@ import {
   runSingleTaskTTFT,
   type TaskRecord,
   type TaskSet,
+  ValidationError,
   withLeftOutTasks,
 } from '../src/index.js';
+import { LOCK_FILE } from '../src/ttft/lock.js';
 import { constantTasks, PY, ROOT, readJournal, roundedRecord, stableRecord } from './helpers.js';
 
 let dir: string;
@@ -166,6 +168,78 @@ describe('runSingleTaskTTFT', () => {
     } finally {
       await engine.close();
     }
+  }, 120_000);
+
+  it('refuses a journal it cannot resume from, without touching it, and a folder another run holds', async () => {
+    const tasks = join(dir, 'one.json');
+    writeFileSync(tasks, JSON.stringify(constantTasks(1)));
+    const run = (out: string) =>
+      runSingleTaskTTFT(tasks, options(out, { mode: 'none' }), { engine: shared }).catch((e: unknown) => e);
+    const good = join(dir, 'journal-good');
+    await run(good);
+    const goodLines = readFileSync(join(good, 'results.jsonl'), 'utf8').split('\n');
+    const cases: [string, string, RegExp][] = [
+      // Not our file: never truncated.
+      ['foreign', '{"x":1}\n', /line 1: this file is not an arc-ttft journal/],
+      ['null', `${goodLines[0]}\nnull\n`, /line 2: not a journal record/],
+      [
+        'torn-middle',
+        `${goodLines[0]}\n{"type":"ta\n${goodLines[1]}\n`,
+        /line 2: not JSON \(was the folder written by two runs at once\?\)/,
+      ],
+      [
+        'no-attempts',
+        `${goodLines[0]}\n${JSON.stringify({ ...JSON.parse(goodLines[1]!), attempts: null })}\n`,
+        /line 2: a task line the run cannot resume from \(attempts: /,
+      ],
+    ];
+    for (const [name, text, message] of cases) {
+      const out = join(dir, `journal-${name}`);
+      mkdirSync(out, { recursive: true });
+      writeFileSync(join(out, 'results.jsonl'), text);
+      const error = await run(out);
+      expect(error, name).toBeInstanceOf(ValidationError);
+      expect((error as Error).message, name).toMatch(message);
+      expect((error as Error).message, name).toContain('--no-resume');
+      expect(readFileSync(join(out, 'results.jsonl'), 'utf8'), name).toBe(text);
+      expect(existsSync(join(out, LOCK_FILE)), name).toBe(false);
+    }
+    // A torn LAST line is a run killed mid-write: dropped, and the run resumes.
+    const torn = join(dir, 'journal-torn-last');
+    mkdirSync(torn, { recursive: true });
+    writeFileSync(join(torn, 'results.jsonl'), `${goodLines[0]}\n${goodLines[1]}\n{"type":"ta`);
+    const resumed = await run(torn);
+    expect(resumed).not.toBeInstanceOf(Error);
+    expect(readJournal(torn)).toHaveLength(1);
+    // A journal that is a folder: a FileError naming it, not a raw EISDIR.
+    const folder = join(dir, 'journal-folder');
+    mkdirSync(join(folder, 'results.jsonl'), { recursive: true });
+    const eisdir = await run(folder);
+    expect(eisdir).toBeInstanceOf(FileError);
+    expect((eisdir as FileError).path).toBe(join(folder, 'results.jsonl'));
+
+    // A live run's lock: refused before the model loads, naming the holder; the lock is left as it was.
+    const held = join(dir, 'locked');
+    mkdirSync(held, { recursive: true });
+    const owner = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'then' });
+    writeFileSync(join(held, LOCK_FILE), owner);
+    const busy = await run(held);
+    expect(busy).toBeInstanceOf(FileError);
+    expect((busy as Error).message).toContain(`another arc-ttft run (pid ${process.pid} on ${hostname()}`);
+    expect(readFileSync(join(held, LOCK_FILE), 'utf8')).toBe(owner);
+    // A dead run's lock is taken over, and a finished run leaves none.
+    const dead = spawn(process.execPath, ['-e', '']);
+    await new Promise((resolve) => dead.on('exit', resolve));
+    writeFileSync(
+      join(held, LOCK_FILE),
+      JSON.stringify({ pid: dead.pid, host: hostname(), startedAt: 'then' }),
+    );
+    expect(await run(held)).not.toBeInstanceOf(Error);
+    expect(existsSync(join(held, LOCK_FILE))).toBe(false);
+    // Two runs started together into one folder: one runs, the other is refused.
+    const both = await Promise.all([run(join(dir, 'twice')), run(join(dir, 'twice'))]);
+    expect(both.filter((r) => r instanceof FileError)).toHaveLength(1);
+    expect(readJournal(join(dir, 'twice'))).toHaveLength(1);
   }, 120_000);
 
   it('runs the valid tasks of a set with invalid ones and reports those', async () => {

@@ -12,6 +12,7 @@ import {
   formatScoreTable,
   joinPredictions,
   largestAnswerShape,
+  loadTaskSetFromObject,
   mergeSolutions,
   renderReport,
   type Task,
@@ -97,5 +98,27 @@ describe('wrong shapes', () => {
     // Well-formed input is unchanged by the checks.
     expect(largestAnswerShape(task)).toEqual([1, 2]);
     expect(renderReport({ tasks: { a: task }, records: [] })).toContain('<!doctype html>');
+  });
+});
+
+describe('objects of the wrong kind', () => {
+  it('are named by what they should be, not by the schema library\'s "expected object"', async () => {
+    const set = {
+      a: null,
+      b: [1, 2],
+      c: { ...task, train: [null] },
+      d: { ...task, test: [[[1]]] },
+    };
+    const messages = Object.entries(set).map(
+      ([id, value]) => thrown(() => loadTaskSetFromObject({ [id]: value })).message,
+    );
+    expect(messages).toEqual([
+      '(object): task "a": must be a task {train, test}, not null',
+      '(object): task "b": must be a task {train, test}, not an array',
+      '(object): task "c": train[0]: must be a pair {input, output}, not null',
+      '(object): task "d": test[0]: must be a test pair {input}, not an array',
+    ]);
+    const e = thrown(() => checkSubmission({ x: ['nope'] } as never, { x: task }));
+    expect(e.message).toMatch(/must be \{attempt_1, attempt_2\}/);
   });
 });

@@ -45,6 +45,7 @@ import { writeReport } from '../report/html.js';
 import { hashString } from '../rng.js';
 import {
   type Attempts,
+  AttemptsSchema,
   type Grid,
   SeedSchema,
   type Solutions,
@@ -73,6 +74,7 @@ import {
   trainingTexts,
   trainSamples,
 } from './fine-tune.js';
+import { OutputLock } from './lock.js';
 import { createRayPool, RayOptionsSchema, type RayPool } from './pool.js';
 import { PredictOptionsSchema, type PredictResult } from './predict.js';
 import {
@@ -369,6 +371,11 @@ export interface RunResult {
   readonly statusCounts: Readonly<Record<TaskStatus, number>>;
   /** Scores, when every task's test outputs are known. */
   readonly score: ScoreReport | undefined;
+  /**
+   * Valid tasks some of whose test outputs are not known (neither in the task nor in `solutions`): the run is
+   * scored only when there is none. Every task when no outputs were given.
+   */
+  readonly unknownOutputs: readonly string[];
   /** Wall-clock seconds of this invocation. */
   readonly seconds: number;
   /** Whether the run stopped early on the abort signal. */
@@ -438,8 +445,12 @@ class Journal {
 
   constructor(path: string, truncate: boolean) {
     this.path = path;
-    this.#fd = openSync(path, truncate ? 'w' : 'a');
-    if (!truncate) cutTornLine(path, this.#fd);
+    try {
+      this.#fd = openSync(path, truncate ? 'w' : 'a');
+      if (!truncate) cutTornLine(path, this.#fd);
+    } catch (error) {
+      throw new FileError({ path, message: 'the journal cannot be written', cause: error });
+    }
   }
 
   append(value: unknown): void {
@@ -471,34 +482,77 @@ function cutTornLine(path: string, fd: number): void {
   ftruncateSync(fd, bytes.lastIndexOf(0x0a) + 1);
 }
 
-/** Reads a journal; a torn last line (killed mid-write) is ignored. */
+/**
+ * What a resume needs of a journal's task line (the rest is kept as written): checked so that a damaged or
+ * hand-edited journal is a clear error, not a crash half-way through the run.
+ */
+const JournalTaskSchema = z.looseObject({
+  taskId: z.string().min(1),
+  status: z.enum(['done', 'too_long', 'failed', 'timed_out', 'invalid']),
+  attempts: z.array(AttemptsSchema),
+  fallback: z.array(z.number().int().nonnegative()),
+  keptTrain: z.array(z.number().int().nonnegative()),
+  droppedTrain: z.array(z.number().int().nonnegative()),
+  settings: z.looseObject({ steps: z.number(), augmentations: z.number() }),
+  seconds: z.number(),
+  finishedAt: z.string(),
+});
+
+/** The advice of every journal refusal: the run never overwrites a journal it cannot read. */
+const JOURNAL_ADVICE = 'use another output folder, or start over (resume: false, --no-resume on the CLI)';
+
+/**
+ * Reads a journal; a torn last line (killed mid-write) is ignored. A file that is not an arc-ttft journal, or
+ * a line that is not a record a resume can use, is refused: it is never truncated or half read.
+ */
 function readJournal(path: string): JournalState {
   const records = new Map<string, TaskRecord>();
   let fp: string | undefined;
   let settings: unknown;
   let wholeSet: JournalState['wholeSet'];
-  if (!existsSync(path)) return { fingerprint: undefined, records, wholeSet };
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
+  let text: string;
+  try {
+    if (!existsSync(path)) return { fingerprint: undefined, records, wholeSet };
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new FileError({ path, message: 'the journal cannot be read', cause: error });
+  }
+  const lines = text.split('\n');
+  // The last line is torn unless the file ends with a newline (then it is '').
+  const complete = lines.slice(0, -1);
+  const refuse = (line: number, message: string) =>
+    new ValidationError({
+      source: path,
+      issues: [{ path: `line ${line}`, message: `${message}; ${JOURNAL_ADVICE}` }],
+    });
+  for (const [i, line] of complete.entries()) {
     if (line.trim() === '') continue;
-    let value: {
-      type?: string;
-      fingerprint?: string;
-      settings?: unknown;
-      taskId?: string;
-      adapterPath?: string;
-      ids?: unknown;
-    };
+    let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      continue;
+      throw refuse(i + 1, 'not JSON (was the folder written by two runs at once?)');
     }
-    if (value.type === 'run') {
+    const kind = isRecord(value) ? value.type : undefined;
+    if (fp === undefined && kind !== 'run') {
+      throw refuse(i + 1, 'this file is not an arc-ttft journal (its first record is not a run line)');
+    }
+    if (!isRecord(value)) throw refuse(i + 1, 'not a journal record');
+    if (kind === 'run') {
+      if (typeof value.fingerprint !== 'string') throw refuse(i + 1, 'a run line without its fingerprint');
       fp = value.fingerprint;
       settings = value.settings;
-    } else if (value.type === 'task' && typeof value.taskId === 'string') {
-      records.set(value.taskId, value as TaskRecord);
-    } else if (value.type === 'whole_set' && typeof value.adapterPath === 'string') {
+    } else if (kind === 'task') {
+      const checked = JournalTaskSchema.safeParse(value);
+      if (!checked.success) {
+        const issue = checked.error.issues[0]!;
+        throw refuse(
+          i + 1,
+          `a task line the run cannot resume from (${issue.path.join('.') || 'line'}: ${issue.message})`,
+        );
+      }
+      records.set(checked.data.taskId, value as unknown as TaskRecord);
+    } else if (kind === 'whole_set' && typeof value.adapterPath === 'string') {
       wholeSet = {
         adapterPath: value.adapterPath,
         ids: typeof value.ids === 'string' ? value.ids : undefined,
@@ -764,9 +818,18 @@ export async function runSingleTaskTTFT(
   }
   const hooks = context.onLog ? { onLog: context.onLog } : {};
   const ownPool = usePool && context.pool === undefined;
-  const pool = context.pool ?? (ownPool ? await createRayPool(o.ray, o.engine, hooks) : undefined);
   const ownEngine = !usePool && context.engine === undefined;
-  const localEngine = usePool ? undefined : (context.engine ?? (await createEngine(o.engine, hooks)));
+  // Before the model loads: a second run into the same folder fails at once, not minutes later.
+  const lock = files !== undefined ? OutputLock.take(files.dir) : undefined;
+  let pool: RayPool | undefined;
+  let localEngine: Engine | undefined;
+  try {
+    pool = context.pool ?? (ownPool ? await createRayPool(o.ray, o.engine, hooks) : undefined);
+    localEngine = usePool ? undefined : (context.engine ?? (await createEngine(o.engine, hooks)));
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   // A pool's workers share options and model: the first live one speaks for them all.
   const engine: TaskEngine = localEngine ?? pool?.engines.find((w) => !w.retired) ?? pool!.engines[0]!;
   // The options of the engine that runs (a given engine or pool has its own; `o.engine` is then unused).
@@ -1437,6 +1500,7 @@ export async function runSingleTaskTTFT(
       invalid,
       statusCounts,
       score,
+      unknownOutputs: ids.filter((id) => taskSet[id]!.test.some((t) => t.output === undefined)),
       seconds: (performance.now() - started) / 1000,
       aborted,
       files,
@@ -1448,5 +1512,6 @@ export async function runSingleTaskTTFT(
     if (ownEngine) await localEngine?.close();
     if (ownPool) await pool?.close();
     for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+    lock?.release();
   }
 }

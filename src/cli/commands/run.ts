@@ -301,6 +301,14 @@ export function runCommand(): Command {
           ...(flags.verbose ? { onLog: (line: string) => progress.note(`[python] ${line}`) } : {}),
         });
         for (const error of result.invalid) process.stderr.write(`invalid task: ${error.message}\n`);
+        // Asked for a score and got none: say which tasks the solutions lack, instead of a silent gap.
+        if (flags.solutions !== undefined && !result.aborted && result.unknownOutputs.length > 0) {
+          const n = result.unknownOutputs.length;
+          const some = result.unknownOutputs.slice(0, 5).join(', ') + (n > 5 ? ', …' : '');
+          process.stderr.write(
+            `note: no score: the solutions lack test outputs of ${n} task${n === 1 ? '' : 's'} (${some}); the score needs every one\n`,
+          );
+        }
         if (result.aborted) process.exitCode = 130;
         const notRun = total - result.records.length;
         if (flags.json) {

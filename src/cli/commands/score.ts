@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { loadSolutions, loadSubmission } from '../../data/load.js';
+import { ValidationError } from '../../errors.js';
 import { formatScoreTable, scoreSubmission } from '../../score.js';
 import { nonEmpty, printError } from '../args.js';
 
@@ -14,6 +15,23 @@ interface ScoreFlags {
   json?: boolean;
   perTask?: boolean;
   allowMissing?: boolean;
+}
+
+/**
+ * The scorer names its input `submission`; on the command line the file's path says more, and a missing
+ * task or entry can be scored as wrong with `--allow-missing`.
+ */
+function inSubmissionFile(error: unknown, flags: ScoreFlags): unknown {
+  if (!(error instanceof ValidationError) || error.source !== 'submission') return error;
+  const missing = !flags.allowMissing && /\bmissing\b/.test(error.message);
+  const message = error.message.replace(/^submission/, flags.submission);
+  return new ValidationError({
+    message: missing ? `${message} (--allow-missing scores what is missing as wrong)` : message,
+    taskId: error.taskId,
+    source: flags.submission,
+    issues: error.issues,
+    cause: error,
+  });
 }
 
 /** Builds the `score` subcommand. */
@@ -38,7 +56,12 @@ export function scoreCommand(): Command {
           loadSubmission(flags.submission),
           loadSolutions(flags.solutions),
         ]);
-        const report = scoreSubmission(submission, solutions, { allowMissing: flags.allowMissing === true });
+        let report: ReturnType<typeof scoreSubmission>;
+        try {
+          report = scoreSubmission(submission, solutions, { allowMissing: flags.allowMissing === true });
+        } catch (error) {
+          throw inSubmissionFile(error, flags);
+        }
         const text = flags.json
           ? JSON.stringify(report, null, 2)
           : formatScoreTable(report, { perTask: flags.perTask === true });
