@@ -237,9 +237,8 @@ function checkSolutions(solutions: unknown): Solutions {
     if (!Array.isArray(outputs) || outputs.length === 0) {
       throw invalid(source, entryPath(id), 'must be a non-empty array of test output grids', id);
     }
-    outputs.forEach((grid, i) => {
-      checkGrid(grid, source, id, `${entryPath(id)}[${i}]`);
-    });
+    // An index loop, not forEach: a hole in a sparse array is a missing grid, not a skipped one.
+    for (let i = 0; i < outputs.length; i++) checkGrid(outputs[i], source, id, `${entryPath(id)}[${i}]`);
   }
   return solutions as Solutions;
 }
@@ -345,7 +344,8 @@ export function scorePredictions(
     const entries: unknown = predictions[id];
     if (!Array.isArray(entries))
       throw invalid(source, entryPath(id), 'must be an array of test predictions', id);
-    return entries.map((entry: unknown, i): CheckedTest => {
+    // Array.from visits a sparse array's holes (as undefined), which map would skip.
+    return Array.from(entries, (entry: unknown, i): CheckedTest => {
       const path = `${entryPath(id)}[${i}]`;
       if (!isRecord(entry)) throw invalid(source, path, 'must be {attempts, candidates?}', id);
       const attempts = checkAttempts(entry.attempts, source, id, `${path}.attempts`);
@@ -354,7 +354,7 @@ export function scorePredictions(
       if (!Array.isArray(candidates)) throw invalid(source, `${path}.candidates`, 'must be an array', id);
       return {
         attempts,
-        predictions: candidates.map((g: unknown, j) =>
+        predictions: Array.from(candidates, (g: unknown, j) =>
           g === null ? null : checkGrid(g, source, id, `${path}.candidates[${j}]`),
         ),
       };
@@ -385,7 +385,8 @@ export function scoreSubmission(
     const entries: unknown = submission[id];
     if (!Array.isArray(entries))
       throw invalid(source, entryPath(id), 'must be an array of {attempt_1, attempt_2}', id);
-    return entries.map((entry: unknown, i): CheckedTest => {
+    // Array.from visits a sparse array's holes (as undefined), which map would skip.
+    return Array.from(entries, (entry: unknown, i): CheckedTest => {
       const path = `${entryPath(id)}[${i}]`;
       if (!isRecord(entry)) throw invalid(source, path, 'must be {attempt_1, attempt_2}', id);
       const attempts = checkAttempts(entry, source, id, path);

@@ -259,6 +259,17 @@ describe('missing and extra entries', () => {
     const error = catchError(() => scoreSubmission(full, { a: [[[1, 10]]] }));
     expect([error.taskId, error.path, error.source]).toEqual(['a', '["a"][0][0][1]', 'solutions']);
   });
+
+  it('a hole in a sparse array (JavaScript callers) is a missing value, not a skipped one', () => {
+    const sparseSolutions = { a: solutions.a!, b: [...solutions.b!] };
+    delete sparseSolutions.b[1];
+    const hole = catchError(() => scoreSubmission(full, sparseSolutions));
+    expect([hole.source, hole.path]).toEqual(['solutions', '["b"][1]']);
+    const sparseEntries = [...full.b!];
+    delete sparseEntries[1];
+    const entry = catchError(() => scoreSubmission({ ...full, b: sparseEntries }, solutions));
+    expect([entry.source, entry.path]).toEqual(['submission', '["b"][1]']);
+  });
 });
 
 describe('formatScoreTable', () => {
