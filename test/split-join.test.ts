@@ -164,6 +164,39 @@ describe('CLI split and join', () => {
     expect(process.exitCode ?? 0).toBe(0);
   });
 
+  it('split writes every task it can read and lists each bad one', async () => {
+    const sample = (await loadTasks(join(SAMPLE, 'challenges.json'))).tasks;
+    const [a, b] = Object.keys(sample) as [string, string];
+    const broken = JSON.parse(JSON.stringify(sample)) as Record<string, unknown>;
+    (broken[a] as { train: { input: unknown }[] }).train[0]!.input = [[1, 2], [3]];
+    broken[b] = null;
+    const challenges = join(tmp, 'split-mixed.json');
+    writeFileSync(challenges, JSON.stringify(broken));
+    const out = join(tmp, 'split-mixed');
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await splitCommand().parseAsync([challenges, '--out', out], { from: 'user' });
+      expect(String(stdout.mock.calls.at(-1)?.[0])).toBe(
+        `wrote 4 task files to ${out} (0 with test outputs); 2 invalid task(s) not written, on stderr\n`,
+      );
+      expect(stderr.mock.calls.map((c) => String(c[0]))).toEqual([
+        `invalid task: ${challenges}: task "${a}": train[0].input[1]: ragged grid: row 1 has 1 cells, row 0 has 2\n`,
+        `invalid task: ${challenges}: task "${b}": must be a task {train, test}, not null\n`,
+      ]);
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+    expect(readdirSync(out).sort()).toEqual(
+      Object.keys(sample)
+        .filter((id) => id !== a && id !== b)
+        .map((id) => `${id}.json`)
+        .sort(),
+    );
+    expect(process.exitCode ?? 0).toBe(0);
+  });
+
   it('join answers every task it can read, whatever else is bad, and lists each problem', async () => {
     const sample = (await loadTasks(join(SAMPLE, 'challenges.json'))).tasks;
     const [a, b, c] = Object.keys(sample) as [string, string, string];

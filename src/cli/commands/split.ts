@@ -28,11 +28,20 @@ export function splitCommand(): Command {
     .option('--pretty', 'indent the files, one grid row per line')
     .action(async (challenges: string, flags: SplitFlags) => {
       try {
-        const { tasks } = await loadTasks(challenges, { solutions: flags.solutions });
+        // One bad task does not cost the others their files (as run and join go on); each is reported.
+        const { tasks, errors } = await loadTasks(challenges, {
+          solutions: flags.solutions,
+          mode: 'lenient',
+        });
         const paths = await splitTaskSet(tasks, flags.out, { pretty: flags.pretty === true });
+        for (const error of errors) process.stderr.write(`invalid task: ${error.message}\n`);
+        // Nothing to write at all is a failure, as `run` fails with no valid task.
+        if (paths.length === 0 && errors.length > 0) process.exitCode = 1;
         const solved = Object.values(tasks).filter((t) => t.test.every((p) => p.output !== undefined)).length;
         process.stdout.write(
-          `wrote ${paths.length} task files to ${flags.out} (${solved} with test outputs)\n`,
+          `wrote ${paths.length} task files to ${flags.out} (${solved} with test outputs)` +
+            (errors.length > 0 ? `; ${errors.length} invalid task(s) not written, on stderr` : '') +
+            '\n',
         );
       } catch (error) {
         printError(error);
