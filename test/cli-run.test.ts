@@ -228,6 +228,8 @@ describe('arc-ttft run', () => {
     expect(unscored.stderr).toContain(
       'note: no score: the solutions lack test outputs of 1 task (5783df64); the score needs every one',
     );
+    // The first run's metrics do not score this one: removed, not left beside the new submission.
+    expect(existsSync(join(out, 'metrics.json'))).toBe(false);
   }, 240_000);
 
   it('runs the valid tasks of a set with invalid ones, reports those on stderr and exits 0', async () => {

@@ -1468,6 +1468,9 @@ export async function runSingleTaskTTFT(
         statusCounts,
         tasks: score.tasks,
       });
+    } else if (files !== undefined) {
+      // An earlier run's metrics would stand beside this run's submission as if they scored it.
+      rmSync(files.metrics, { force: true });
     }
     if (files !== undefined) {
       await writeReport(files.report, {
