@@ -186,7 +186,7 @@ export const EngineOptionsSchema = z.strictObject({
    * @default {}
    */
   vllm: VllmOptionsSchema.default(VllmOptionsSchema.parse({})),
-  /** CPU threads for torch (sets `OMP_NUM_THREADS`); default: torch's choice. */
+  /** CPU threads for torch (sets `OMP_NUM_THREADS` and `MKL_NUM_THREADS`); default: torch's choice. */
   threads: z.number().int().positive().optional(),
   /** Python interpreter; default: env `PYTHON_BIN`, else the arc-ttft venv, else `python3`. */
   pythonBin: z.string().min(1).optional(),
@@ -203,7 +203,8 @@ export const EngineOptionsSchema = z.strictObject({
   /**
    * Time limit for loading the model, at start and again after each restart (a crash or a timeout); 0 = none.
    * A load that hangs (a stuck network file system, a wedged GPU) then fails the start instead of waiting forever.
-   * A Ray pool's workers use the pool's `startTimeoutMs` and `restartTimeoutMs` instead.
+   * A Ray pool's workers wait for their model loads under `callTimeoutMs` instead, and a restarting worker must be
+   * back within the pool's `restartTimeoutMs`.
    * @default 1_800_000
    */
   loadTimeoutMs: TimeoutMsSchema.default(1_800_000),
