@@ -25,8 +25,8 @@ export const MAX_SEED = 0xffff_ffff;
  * would give the same run as 1).
  */
 export const SeedSchema = z
-  .number()
-  .int()
+  .number({ error: `must be a whole number from 0 to ${MAX_SEED}` })
+  .int({ error: `must be a whole number from 0 to ${MAX_SEED}` })
   .min(0, { error: `must be a whole number from 0 to ${MAX_SEED}` })
   .max(MAX_SEED, { error: `must be a whole number from 0 to ${MAX_SEED} (seeds are 32-bit)` });
 

@@ -76,7 +76,8 @@ describe('seeds', () => {
       { path: 'seed', message: `must be a whole number from 0 to ${MAX_SEED} (seeds are 32-bit)` },
     ]);
     expect(() => sampleAugmentations(-1, 2)).toThrow(/seed: must be a whole number from 0 to 4294967295/);
-    const error = await runSingleTaskTTFT({ a: task }, { seed: 1.5 }).catch((e: unknown) => e);
+    expect(() => sampleAugmentations(1.5, 2)).toThrow(/seed: must be a whole number from 0 to 4294967295$/);
+    const error = await runSingleTaskTTFT({ a: task }, { seed: 2 ** 32 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).path).toBe('seed');
     // The largest seed is a seed like any other.

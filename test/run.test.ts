@@ -179,8 +179,10 @@ describe('runSingleTaskTTFT', () => {
     await run(good);
     const goodLines = readFileSync(join(good, 'results.jsonl'), 'utf8').split('\n');
     const cases: [string, string, RegExp][] = [
-      // Not our file: never truncated.
+      // Not our file: never truncated, with or without a last newline, JSON or not.
       ['foreign', '{"x":1}\n', /line 1: this file is not an arc-ttft journal/],
+      ['foreign-one-line', '{"my":"results","n":1}', /line 1: this file is not an arc-ttft journal/],
+      ['foreign-csv', 'col1,col2\n1,2\n', /line 1: this file is not an arc-ttft journal/],
       ['null', `${goodLines[0]}\nnull\n`, /line 2: not a journal record/],
       [
         'torn-middle',
@@ -221,12 +223,17 @@ describe('runSingleTaskTTFT', () => {
     // A live run's lock: refused before the model loads, naming the holder; the lock is left as it was.
     const held = join(dir, 'locked');
     mkdirSync(held, { recursive: true });
-    const owner = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'then' });
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+    const owner = JSON.stringify({ pid: other.pid, host: hostname(), startedAt: 'then', token: 'x' });
     writeFileSync(join(held, LOCK_FILE), owner);
-    const busy = await run(held);
-    expect(busy).toBeInstanceOf(FileError);
-    expect((busy as Error).message).toContain(`another arc-ttft run (pid ${process.pid} on ${hostname()}`);
-    expect(readFileSync(join(held, LOCK_FILE), 'utf8')).toBe(owner);
+    try {
+      const busy = await run(held);
+      expect(busy).toBeInstanceOf(FileError);
+      expect((busy as Error).message).toContain(`another arc-ttft run (pid ${other.pid} on ${hostname()}`);
+      expect(readFileSync(join(held, LOCK_FILE), 'utf8')).toBe(owner);
+    } finally {
+      other.kill();
+    }
     // A dead run's lock is taken over, and a finished run leaves none.
     const dead = spawn(process.execPath, ['-e', '']);
     await new Promise((resolve) => dead.on('exit', resolve));

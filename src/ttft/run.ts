@@ -454,8 +454,13 @@ class Journal {
   }
 
   append(value: unknown): void {
-    writeSync(this.#fd, `${JSON.stringify(value)}\n`);
-    fsyncSync(this.#fd);
+    try {
+      writeSync(this.#fd, `${JSON.stringify(value)}\n`);
+      fsyncSync(this.#fd);
+    } catch (error) {
+      // A full disk or a failing device: the run cannot keep its results, so it stops with the reason.
+      throw new FileError({ path: this.path, message: 'the journal cannot be written', cause: error });
+    }
   }
 
   close(): void {
@@ -498,6 +503,8 @@ const JournalTaskSchema = z.looseObject({
   finishedAt: z.string(),
 });
 
+const NOT_A_JOURNAL = 'this file is not an arc-ttft journal (its first record is not a run line)';
+
 /** The advice of every journal refusal: the run never overwrites a journal it cannot read. */
 const JOURNAL_ADVICE = 'use another output folder, or start over (resume: false, --no-resume on the CLI)';
 
@@ -525,18 +532,29 @@ function readJournal(path: string): JournalState {
       source: path,
       issues: [{ path: `line ${line}`, message: `${message}; ${JOURNAL_ADVICE}` }],
     });
+  // A file that is only a torn line: ours only if it is the start of a run line (killed while writing the
+  // first line). Anything else (a one-line file without a newline) is some other file, never truncated.
+  const tail = lines.at(-1)!;
+  if (
+    complete.every((l) => l.trim() === '') &&
+    tail.trim() !== '' &&
+    !'{"type":"run"'.startsWith(tail.slice(0, 13))
+  ) {
+    throw refuse(complete.length + 1, NOT_A_JOURNAL);
+  }
   for (const [i, line] of complete.entries()) {
     if (line.trim() === '') continue;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      throw refuse(i + 1, 'not JSON (was the folder written by two runs at once?)');
+      throw refuse(
+        i + 1,
+        fp === undefined ? NOT_A_JOURNAL : 'not JSON (was the folder written by two runs at once?)',
+      );
     }
     const kind = isRecord(value) ? value.type : undefined;
-    if (fp === undefined && kind !== 'run') {
-      throw refuse(i + 1, 'this file is not an arc-ttft journal (its first record is not a run line)');
-    }
+    if (fp === undefined && kind !== 'run') throw refuse(i + 1, NOT_A_JOURNAL);
     if (!isRecord(value)) throw refuse(i + 1, 'not a journal record');
     if (kind === 'run') {
       if (typeof value.fingerprint !== 'string') throw refuse(i + 1, 'a run line without its fingerprint');
@@ -1511,10 +1529,11 @@ export async function runSingleTaskTTFT(
     emit({ type: 'run_finished', result });
     return result;
   } finally {
+    // First: whatever fails below, the folder must not stay locked for the rest of this process.
+    lock?.release();
     journal?.close();
     if (ownEngine) await localEngine?.close();
     if (ownPool) await pool?.close();
     for (const dir of temp) rmSync(dir, { recursive: true, force: true });
-    lock?.release();
   }
 }

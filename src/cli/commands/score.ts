@@ -23,8 +23,10 @@ interface ScoreFlags {
  */
 function inSubmissionFile(error: unknown, flags: ScoreFlags): unknown {
   if (!(error instanceof ValidationError) || error.source !== 'submission') return error;
-  const missing = !flags.allowMissing && /\bmissing\b/.test(error.message);
-  const message = error.message.replace(/^submission/, flags.submission);
+  const first = error.issues[0]?.message ?? '';
+  const missing = !flags.allowMissing && (first === 'missing task' || first.startsWith('missing entry'));
+  // A function, not a string: `$&` in a path would be read as a replacement pattern.
+  const message = error.message.replace(/^submission/, () => flags.submission);
   return new ValidationError({
     message: missing ? `${message} (--allow-missing scores what is missing as wrong)` : message,
     taskId: error.taskId,
