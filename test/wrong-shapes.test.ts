@@ -14,6 +14,7 @@ import {
   largestAnswerShape,
   loadTaskSetFromObject,
   mergeSolutions,
+  parseSolutions,
   renderReport,
   type Task,
   ValidationError,
@@ -120,5 +121,36 @@ describe('objects of the wrong kind', () => {
     ]);
     const e = thrown(() => checkSubmission({ x: ['nope'] } as never, { x: task }));
     expect(e.message).toMatch(/must be \{attempt_1, attempt_2\}/);
+  });
+});
+
+describe('solutions of the wrong depth', () => {
+  it('a bare grid where a list of grids belongs is named as that mix-up', () => {
+    const e = thrown(() =>
+      parseSolutions({
+        abc: [
+          [1, 2],
+          [3, 4],
+        ],
+      }),
+    );
+    expect(e.message).toBe(
+      'task "abc": ["abc"]: expected a list of grids (one per test input), got one bare grid: wrap it as [grid]',
+    );
+    expect(
+      parseSolutions({
+        abc: [
+          [
+            [1, 2],
+            [3, 4],
+          ],
+        ],
+      }).abc,
+    ).toEqual([
+      [
+        [1, 2],
+        [3, 4],
+      ],
+    ]);
   });
 });

@@ -285,9 +285,28 @@ const EntriesSchema = z
   .min(1, {
     error: 'a task needs at least 1 entry (one per test input)',
   });
-const OutputsSchema = z.array(GridSchema, { error: 'expected an array of grids' }).min(1, {
-  error: 'a task needs at least 1 test output',
-});
+/** `[[1, 2], [3, 4]]`: one grid where the solutions hold a list of grids (one per test input). */
+function isBareGrid(value: unknown): boolean {
+  return Array.isArray(value) && Array.isArray(value[0]) && typeof value[0][0] === 'number';
+}
+const OutputsSchema = z
+  .unknown()
+  // Named as the mix-up it is: the array check alone would say "a row must be an array of cells".
+  .superRefine((value, ctx) => {
+    if (isBareGrid(value)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected a list of grids (one per test input), got one bare grid: wrap it as [grid]',
+        input: value,
+        continue: false,
+      });
+    }
+  })
+  .pipe(
+    z.array(GridSchema, { error: 'expected an array of grids' }).min(1, {
+      error: 'a task needs at least 1 test output',
+    }),
+  );
 
 /**
  * The test inputs of a task value that failed validation, as far as they can be read (see
