@@ -3,7 +3,15 @@
  * kill -9, invalid and over-long tasks, timeouts, the three modes, and failing up front.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -219,6 +227,21 @@ describe('runSingleTaskTTFT', () => {
     const eisdir = await run(folder);
     expect(eisdir).toBeInstanceOf(FileError);
     expect((eisdir as FileError).path).toBe(join(folder, 'results.jsonl'));
+
+    // A journal that cannot be written (a full disk: /dev/full refuses every write) is a FileError naming it,
+    // and the folder is not left locked.
+    if (existsSync('/dev/full')) {
+      const full = join(dir, 'journal-full');
+      mkdirSync(full, { recursive: true });
+      symlinkSync('/dev/full', join(full, 'results.jsonl'));
+      const error = await runSingleTaskTTFT(tasks, options(full, { mode: 'none', resume: false }), {
+        engine: shared,
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(FileError);
+      expect((error as Error).message).toContain('the journal cannot be written');
+      expect((error as FileError).path).toBe(join(full, 'results.jsonl'));
+      expect(existsSync(join(full, LOCK_FILE))).toBe(false);
+    }
 
     // A live run's lock: refused before the model loads, naming the holder; the lock is left as it was.
     const held = join(dir, 'locked');
