@@ -20,15 +20,16 @@ export const MAX_BATCH_SIZE = 65_536;
 /** The largest seed: seeds are 32-bit everywhere (the shuffles' generator, torch's CPU generator). */
 export const MAX_SEED = 0xffff_ffff;
 
+const SEED_RANGE = `must be a whole number from 0 to ${MAX_SEED}`;
 /**
  * A seed: a whole number from 0 to {@link MAX_SEED}. Bounded because wider seeds would silently collide (2³² + 1
  * would give the same run as 1).
  */
 export const SeedSchema = z
-  .number({ error: `must be a whole number from 0 to ${MAX_SEED}` })
-  .int({ error: `must be a whole number from 0 to ${MAX_SEED}` })
-  .min(0, { error: `must be a whole number from 0 to ${MAX_SEED}` })
-  .max(MAX_SEED, { error: `must be a whole number from 0 to ${MAX_SEED} (seeds are 32-bit)` });
+  .number({ error: SEED_RANGE })
+  .int({ error: SEED_RANGE })
+  .min(0, { error: SEED_RANGE })
+  .max(MAX_SEED, { error: `${SEED_RANGE} (seeds are 32-bit)` });
 
 /** A time limit in ms: a whole number up to {@link MAX_TIMEOUT_MS} (0 allowed: callers that take it as "none"). */
 export const TimeoutMsSchema = z

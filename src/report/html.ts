@@ -17,7 +17,13 @@ import { ValidationError } from '../errors.js';
 import { gridsEqual } from '../grid.js';
 import type { Grid, Task, TaskSet } from '../schemas.js';
 import { METRIC_DESCRIPTIONS, METRIC_NAMES, type ScoreReport } from '../score.js';
-import type { CandidateRecord, RunMode, TaskRecord, TaskStatus } from '../ttft/records.js';
+import {
+  type CandidateRecord,
+  type RunMode,
+  TASK_STATUSES,
+  type TaskRecord,
+  type TaskStatus,
+} from '../ttft/records.js';
 
 /** ARC's colour palette: `ARC_PALETTE[k]` is the CSS colour of cell value `k` (0–9). */
 export const ARC_PALETTE = [
@@ -89,14 +95,7 @@ type ResolvedOptions = z.output<typeof ReportOptionsSchema>;
 /** A task's status in the report: the record's, or `pending` when the task has no record yet. */
 type ShownStatus = TaskStatus | 'pending';
 
-const STATUS_ORDER: readonly ShownStatus[] = [
-  'done',
-  'too_long',
-  'failed',
-  'timed_out',
-  'invalid',
-  'pending',
-];
+const STATUS_ORDER: readonly ShownStatus[] = [...TASK_STATUSES, 'pending'];
 
 const STATUS_LABEL: Readonly<Record<ShownStatus, string>> = {
   done: 'done',

@@ -22,6 +22,17 @@ export type TaskStatus =
   /** The task could not be loaded: not run, answered with a fallback where its test inputs were readable. */
   | 'invalid';
 
+/** Each status once (a record has every key, so the list cannot miss one): the journal check and the report's order. */
+const STATUS_KEYS: Readonly<Record<TaskStatus, true>> = {
+  done: true,
+  too_long: true,
+  failed: true,
+  timed_out: true,
+  invalid: true,
+};
+/** @internal Every {@link TaskStatus}, in the order reports list them. */
+export const TASK_STATUSES = Object.keys(STATUS_KEYS) as [TaskStatus, ...TaskStatus[]];
+
 /** Which model was used for a task's predictions. */
 export type RunMode = 'single-task' | 'whole-set' | 'none';
 

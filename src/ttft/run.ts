@@ -81,6 +81,7 @@ import {
   type ErrorRecord,
   type RunMode,
   recordsToPredictions,
+  TASK_STATUSES,
   type TaskRecord,
   type TaskStatus,
   type TestRecord,
@@ -493,7 +494,7 @@ function cutTornLine(path: string, fd: number): void {
  */
 const JournalTaskSchema = z.looseObject({
   taskId: z.string().min(1),
-  status: z.enum(['done', 'too_long', 'failed', 'timed_out', 'invalid']),
+  status: z.enum(TASK_STATUSES),
   attempts: z.array(AttemptsSchema),
   fallback: z.array(z.number().int().nonnegative()),
   keptTrain: z.array(z.number().int().nonnegative()),

@@ -115,6 +115,23 @@ export function runOptionsFromFlags(flags: RunFlags): RunOptions {
   };
 }
 
+/** What `run --json` prints: one object, the same keys whether the run finished, stopped, or never started. */
+interface JsonSummary {
+  readonly mode: string;
+  readonly aborted: boolean;
+  /** Tasks not run; `null` when the run stopped before it knew how many there were. */
+  readonly notRun: number | null;
+  readonly statusCounts: Readonly<Record<string, number>>;
+  readonly score: number | null;
+  readonly metrics: unknown;
+  readonly seconds: number;
+  readonly files: unknown;
+}
+
+function printJsonSummary(summary: JsonSummary): void {
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+}
+
 /** The flag behind each option path `runOptionsFromFlags` fills, so an option error names what the user typed. */
 const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   solutions: '--solutions',
@@ -319,7 +336,7 @@ export function runCommand(): Command {
               : result.score
                 ? result.files
                 : { ...result.files, metrics: undefined };
-          const summary = {
+          printJsonSummary({
             mode: result.mode,
             aborted: result.aborted,
             notRun,
@@ -328,8 +345,7 @@ export function runCommand(): Command {
             metrics: result.score?.metrics ?? null,
             seconds: result.seconds,
             files,
-          };
-          process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+          });
           return;
         }
         const counts = Object.entries(result.statusCounts)
@@ -357,7 +373,7 @@ export function runCommand(): Command {
           process.exitCode = 130;
           // --json promises JSON on stdout: a script parsing it learns that nothing ran.
           if (flags.json) {
-            const summary = {
+            printJsonSummary({
               mode: options.mode ?? 'single-task',
               aborted: true,
               notRun: total > 0 ? total : null,
@@ -366,8 +382,7 @@ export function runCommand(): Command {
               metrics: null,
               seconds: (performance.now() - started) / 1000,
               files: null,
-            };
-            process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+            });
           }
           return;
         }
